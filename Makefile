@@ -1,0 +1,47 @@
+# cocoon — one set-up command, one test command.
+#   make setup   system packages (Debian bookworm + bookworm-backports) and .venv with pinned PyPI packages
+#   make test    lint + the fast test suite
+#   make bench   performance figures (ratios to a baseline measured in the same run)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(HOME)/.cache/cocoon
+APT_PACKAGES := ovmf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup apt venv test lint bench reference-values clean
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	    echo "deb http://deb.debian.org/debian bookworm-backports main" | $(SUDO) tee /etc/apt/sources.list.d/cocoon-backports.list >/dev/null; \
+	  fi; \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "system packages present: $(APT_PACKAGES)"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) bench/measure.py
+
+# The main job of the measurement core: reference values for Debian's OVMF.
+reference-values: venv
+	$(VENV)/bin/cocoon reference-values --ovmf /usr/share/ovmf/OVMF.fd -o reference-values.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from cocoon.cli import main
+
+raise SystemExit(main())

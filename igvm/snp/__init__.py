@@ -1,0 +1,1 @@
+"""AMD SEV-SNP: PAGE_INFO chain, VMSA, kernel-hashes table, ID block."""

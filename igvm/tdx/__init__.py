@@ -1,0 +1,1 @@
+"""Intel TDX: MRTD from TDVF metadata or an IGVM file."""
