@@ -58,6 +58,9 @@ FieldValue = int | bytes
 #: Upper bound on the variable-header region we are willing to hold in memory
 #: (a 1 GiB image of 4 KiB pages needs 8 MiB of PAGE_DATA records).
 MAX_VARIABLE_HEADER = 256 * 1024 * 1024
+#: Parameter areas hold ACPI tables, memory maps and command lines: a few
+#: pages. The bound keeps a hostile file from making measurement loop.
+MAX_PARAMETER_AREA = 64 * 1024 * 1024
 
 
 @dataclass
@@ -330,6 +333,8 @@ def _validate(headers: Sequence[Header], data_start: int, size: int) -> None:
             nbytes, index = h.int("number_of_bytes"), h.int("parameter_area_index")
             if nbytes == 0 or nbytes % PAGE_SIZE:
                 raise IgvmError(at, f"PARAMETER_AREA size {nbytes:#x} is not a non-zero multiple of 4 KiB")
+            if nbytes > MAX_PARAMETER_AREA:
+                raise IgvmError(at, f"PARAMETER_AREA size {nbytes:#x} exceeds {MAX_PARAMETER_AREA:#x}")
             if index in areas:
                 raise IgvmError(at, f"parameter area {index} declared twice")
             areas[index] = nbytes

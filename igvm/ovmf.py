@@ -55,6 +55,11 @@ class TdvfSectionType(enum.IntEnum):
     PAYLOAD_PARAM = 6
 
 
+#: Largest section we accept. Real firmware declares kilobytes to a few MiB of
+#: metadata memory; a bound keeps a hostile image from making a measurement
+#: loop for hours (found by the property tests).
+MAX_SECTION_BYTES = 1 << 30
+
 TDVF_ATTR_MR_EXTEND = 0x1
 TDVF_ATTR_PAGE_AUG = 0x2
 
@@ -197,6 +202,9 @@ def _sev_metadata(fw: Ovmf) -> list[SevSection]:
             stype = SevSectionType(kind)
         except ValueError:
             raise FirmwareError(f"SEV metadata section {i} has unknown type {kind:#x}") from None
+        if length > MAX_SECTION_BYTES or gpa + length > FOUR_GB:
+            raise FirmwareError(f"SEV metadata section {i} ({stype.name}) at {gpa:#x}+{length:#x} is implausibly "
+                                f"large or crosses 4 GiB")
         if gpa % 4096 or length % 4096 or length == 0:
             raise FirmwareError(f"SEV metadata section {i} ({stype.name}) at {gpa:#x}+{length:#x} "
                                 f"is not page-aligned")
@@ -221,6 +229,8 @@ def _tdvf_metadata(fw: Ovmf) -> list[TdvfSection]:
         where = f"TDVF section {i} (type {s.type})"
         if s.memory_address % 4096 or s.memory_data_size % 4096:
             raise FirmwareError(f"{where} at {s.memory_address:#x}+{s.memory_data_size:#x} is not page-aligned")
+        if s.memory_data_size > MAX_SECTION_BYTES or s.memory_address + s.memory_data_size > 1 << 52:
+            raise FirmwareError(f"{where} at {s.memory_address:#x}+{s.memory_data_size:#x} is implausibly large")
         if s.raw_data_size > s.memory_data_size:
             raise FirmwareError(f"{where} has more raw data ({s.raw_data_size:#x}) than memory")
         if s.data_offset + s.raw_data_size > len(fw.data):

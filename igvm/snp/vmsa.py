@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from ..errors import InputError
+from ..errors import FirmwareError, InputError
 
 BSP_EIP = 0xFFFFFFF0
 
@@ -76,6 +76,6 @@ def pages(vcpus: int, ap_eip: int, sev_features: int, vcpu_signature: int, vmm: 
     if vcpus == 1:
         return [bsp]
     if not ap_eip:
-        raise InputError("firmware has no SEV-ES reset block, so APs cannot be measured")
+        raise FirmwareError("firmware has no SEV-ES reset block (00f771de-...), so APs cannot be measured")
     ap = build(ap_eip, sev_features, vcpu_signature, vmm)
     return [bsp] + [ap] * (vcpus - 1)
