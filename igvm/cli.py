@@ -74,7 +74,7 @@ def _signature(args: argparse.Namespace) -> int:
                           stepping=args.vcpu_stepping, signature=args.vcpu_sig)
 
 
-def _kernel_hashes(args: argparse.Namespace):  # noqa: ANN202 - lazy import of the type
+def _kernel_hashes(args: argparse.Namespace):
     from .snp.hashes import from_files
 
     if args.kernel is None:
@@ -159,7 +159,7 @@ def _measure_igvm(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- igvm
 
 
-def _id_block_from_args(args: argparse.Namespace, ld: bytes, policy: int):  # noqa: ANN202
+def _id_block_from_args(args: argparse.Namespace, ld: bytes, policy: int):
     from .snp import id_block as idb
 
     if args.id_key is None:

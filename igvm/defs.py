@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 MAGIC = 0x4D564749  # b"IGVM" little-endian
 FORMAT_V1 = 1
@@ -92,11 +93,11 @@ class HeaderType:
     #: names of fields that must be zero (reserved)
     reserved: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def struct(self) -> struct.Struct:
         return struct.Struct("<" + "".join(fmt for _, fmt in self.fields))
 
-    @property
+    @cached_property
     def size(self) -> int:
         return self.struct.size
 
@@ -106,9 +107,13 @@ class HeaderType:
         assert section is not None, self.code
         return section
 
-    @property
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.fields)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, (name, _) in enumerate(self.fields)}
 
 
 _PARAMETER = (("parameter_area_index", "I"), ("byte_offset", "I"))

@@ -21,8 +21,8 @@ from igvm.snp import id_block as idb
 LD = bytes(range(48))
 
 
-def _key(path: Path, curve: ec.EllipticCurve = ec.SECP384R1()) -> Path:
-    key = ec.generate_private_key(curve)
+def _key(path: Path, curve: ec.EllipticCurve | None = None) -> Path:
+    key = ec.generate_private_key(curve or ec.SECP384R1())
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     return path

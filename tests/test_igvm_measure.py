@@ -83,7 +83,8 @@ def test_page_semantics_against_gctx() -> None:
     """Every directive kind, expected chain built with sev-snp-measure's GCTX."""
     page = bytes(range(256)) * 16
     vmsa = b"\x42" * 4096
-    headers = _platform() + [
+    headers = [
+        *_platform(),
         make("PAGE_DATA", data=page, gpa=0x1000, compatibility_mask=3),
         make("PAGE_DATA", gpa=0x2000, compatibility_mask=1),  # no data
         make("PAGE_DATA", data=b"short", gpa=0x3000, compatibility_mask=1),  # zero-padded
@@ -118,7 +119,8 @@ def test_page_semantics_against_gctx() -> None:
 def test_two_mib_page_and_large_runs() -> None:
     big = bytes(range(256)) * (2 * 1024 * 1024 // 256)
     pages = [bytes([i % 251]) * 4096 for i in range(700)]  # crosses batch boundaries
-    headers = _platform() + [
+    headers = [
+        *_platform(),
         make("PAGE_DATA", data=big, gpa=0x200000, compatibility_mask=1, flags=PageDataFlags.IS_2MB_PAGE),
         *[make("PAGE_DATA", data=p, gpa=0x1000000 + i * 4096, compatibility_mask=1) for i, p in enumerate(pages)],
     ]

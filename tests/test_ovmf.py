@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 
@@ -72,10 +73,8 @@ def test_mutated_tables_only_raise_firmware_error(flips: list[tuple[int, int]]) 
     except FirmwareError:
         return
     for fn in (lambda: snp_digest(fw, SnpLaunch(2, 0x800F12)), lambda: tdvf_mrtd(fw)):
-        try:
+        with contextlib.suppress(FirmwareError):
             assert len(fn()) == 48
-        except FirmwareError:
-            pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -86,7 +85,5 @@ def test_random_images_only_raise_firmware_error(blob: bytes) -> None:
     if len(data) >= 50 and data[0] & 1:
         struct.pack_into("<H16s", data, len(data) - 50, min(len(data) - 32, data[1] * 4),
                          ovmf.FOOTER_GUID.bytes_le)
-    try:
+    with contextlib.suppress(FirmwareError):
         ovmf.parse(bytes(data))
-    except FirmwareError:
-        pass

@@ -82,7 +82,7 @@ def test_kernel_without_hashes_section_is_refused(debian_ovmf: Path, tmp_path: P
 
 def test_synthetic_firmware_without_kernel(tmp_path: Path) -> None:
     path = tmp_path / "fw.fd"
-    path.write_bytes(make_firmware(seed=7, sev_sections=DEFAULT_SEV + [(0x900000, 0x2000, 4)]))
+    path.write_bytes(make_firmware(seed=7, sev_sections=[*DEFAULT_SEV, (9437184, 8192, 4)]))
     fw = ovmf.load(path)
     assert snp_digest(fw, SnpLaunch(3, vcpu_signature("EPYC-Milan"), 0x21)).hex() == \
         oracle(path, 3, "EPYC-Milan", 0x21)

@@ -27,11 +27,11 @@ def reference_mrtd(fw: ovmf.Ovmf, two_pass: bool) -> bytes:
         npages = s.memory_data_size // 4096
         raw = fw.data[s.data_offset:s.data_offset + s.raw_data_size].ljust(s.memory_data_size, b"\0")
 
-        def add(p: int, s=s) -> None:  # noqa: ANN001
+        def add(p: int, s=s) -> None:
             if not s.attributes & 2:
                 h.update(rec(b"MEM.PAGE.ADD", s.memory_address + p * 4096))
 
-        def extend(p: int, s=s, raw=raw) -> None:  # noqa: ANN001
+        def extend(p: int, s=s, raw=raw) -> None:
             if s.attributes & 1:
                 for c in range(16):
                     off = p * 4096 + c * 256

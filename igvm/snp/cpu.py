@@ -9,7 +9,7 @@ sev-snp-measure ``vcpu_types.py``).
 
 from __future__ import annotations
 
-from .. errors import InputError
+from ..errors import InputError
 
 
 def cpu_signature(family: int, model: int, stepping: int) -> int:

@@ -18,6 +18,7 @@ QEMU measures OVMF's SEC_MEM sections when it launches OVMF with ``-bios``).
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Iterator
 
 from ..defs import PAGE_SIZE, PAGE_SIZE_2M, PageDataFlags, PageDataType, PlatformType
@@ -39,43 +40,43 @@ def measure(igvm: IgvmFile, *, zero_pages: ZeroPages = ZeroPages.NORMAL, workers
     mask = igvm.mask_for(PlatformType.SEV_SNP)
     ld = LaunchDigest()
     areas: dict[int, int] = {}
-    run: list[Header] = []  # consecutive NORMAL data pages awaiting hashing
+    run: list[tuple[int, int]] = []  # (gpa, file_offset) of consecutive NORMAL data pages awaiting hashing
     with ParallelPageHasher(workers) as hasher:
         def flush() -> None:
-            for batch_headers, digests in _hash_run(igvm, run, hasher):
-                for h, digest in zip(batch_headers, digests, strict=True):
-                    ld.update(PageType.NORMAL, h.int("gpa"), digest)
-            run.clear()
+            if run:
+                for pages, digests in _hash_run(igvm, run, hasher):
+                    ld.add_pages([gpa for gpa, _ in pages], digests)
+                run.clear()
 
         for h in igvm.headers:
             code = h.code & 0x7FFFFFFF
-            if code == 0x301:
-                areas[h.int("parameter_area_index")] = h.int("number_of_bytes")
-                continue
-            if code not in (0x302, 0x303, 0x304) or not h.int("compatibility_mask") & mask:
-                continue
             if code == 0x302:
-                flags, dtype = h.int("flags"), h.int("data_type")
-                if flags & PageDataFlags.SHARED:
+                gpa, hmask, file_offset, flags, dtype, _ = h.values
+                if not hmask & mask or flags & _SHARED:
                     continue
-                if (dtype == PageDataType.NORMAL and not flags & PageDataFlags.UNMEASURED
-                        and not flags & PageDataFlags.IS_2MB_PAGE and h.int("file_offset")):
-                    run.append(h)
+                if dtype == 0 and not flags & (_UNMEASURED | _LARGE) and file_offset:
+                    run.append((gpa, file_offset))  # type: ignore[arg-type]
                     if len(run) >= BATCH_PAGES * 64:
                         flush()
                     continue
                 flush()
                 _page_data(ld, igvm, h, zero_pages)
-            elif code == 0x303:
+            elif code == 0x301:
+                areas[h.int("parameter_area_index")] = h.int("number_of_bytes")
+            elif code == 0x303 and h.int("compatibility_mask") & mask:
                 flush()
-                size = areas[h.int("parameter_area_index")]
-                ld.add_empty(PageType.UNMEASURED, h.int("gpa"), size)
-            else:
+                ld.add_empty(PageType.UNMEASURED, h.int("gpa"), areas[h.int("parameter_area_index")])
+            elif code == 0x304 and h.int("compatibility_mask") & mask:
                 flush()
                 vmsa = igvm.read_data(h) or b""
                 ld.add_vmsa(vmsa + bytes(PAGE_SIZE - len(vmsa)), h.int("gpa"))
         flush()
     return ld.ld
+
+
+_SHARED = int(PageDataFlags.SHARED)
+_UNMEASURED = int(PageDataFlags.UNMEASURED)
+_LARGE = int(PageDataFlags.IS_2MB_PAGE)
 
 
 def _page_data(ld: LaunchDigest, igvm: IgvmFile, h: Header, zero_pages: ZeroPages) -> None:
@@ -98,33 +99,32 @@ def _page_data(ld: LaunchDigest, igvm: IgvmFile, h: Header, zero_pages: ZeroPage
             ld.add_normal(gpa, data)
 
 
-def _hash_run(igvm: IgvmFile, run: list[Header], hasher: ParallelPageHasher
-              ) -> Iterator[tuple[list[Header], list[bytes]]]:
+def _hash_run(igvm: IgvmFile, run: list[tuple[int, int]], hasher: ParallelPageHasher
+              ) -> Iterator[tuple[list[tuple[int, int]], list[bytes]]]:
     """Read ``run``'s pages in coalesced batches and hash them on the pool, in order."""
-    queued: list[list[Header]] = []
+    queued: deque[list[tuple[int, int]]] = deque()
     for start in range(0, len(run), BATCH_PAGES):
         batch = run[start:start + BATCH_PAGES]
         queued.append(batch)
         for digests in hasher.submit(_read_batch(igvm, batch)):
-            yield queued.pop(0), digests
+            yield queued.popleft(), digests
     for digests in hasher.drain():
-        yield queued.pop(0), digests
+        yield queued.popleft(), digests
 
 
-def _read_batch(igvm: IgvmFile, batch: list[Header]) -> bytes:
+def _read_batch(igvm: IgvmFile, batch: list[tuple[int, int]]) -> bytes:
     """The batch's page data, one read per contiguous stretch of the file."""
-    if igvm._read is None:
-        return b"".join(igvm.read_data(h) or bytes(PAGE_SIZE) for h in batch)
+    read = igvm._read
+    assert read is not None
     parts: list[bytes] = []
-    first = prev = batch[0].int("file_offset")
-    for h in batch[1:]:
-        off = h.int("file_offset")
+    first = prev = batch[0][1]
+    for _, off in batch[1:]:
         if off != prev + PAGE_SIZE:
-            parts.append(igvm._read(first, prev + PAGE_SIZE - first))
+            parts.append(read(first, prev + PAGE_SIZE - first))
             first = off
         prev = off
-    parts.append(igvm._read(first, prev + PAGE_SIZE - first))
+    parts.append(read(first, prev + PAGE_SIZE - first))
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) != len(batch) * PAGE_SIZE:
-        raise IgvmError(batch[0].offset, "page data is truncated")
+        raise IgvmError(0, f"page data at file offset {batch[0][1]:#x} is truncated")
     return data

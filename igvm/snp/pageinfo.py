@@ -68,6 +68,15 @@ class LaunchDigest:
             gpa += PAGE
         self.ld = ld
 
+    def add_pages(self, gpas: list[int], digests: list[bytes]) -> None:
+        """Extend with NORMAL pages at arbitrary GPAs whose content hashes are known."""
+        sha384 = hashlib.sha384
+        pack = _TAIL.pack
+        ld = self.ld
+        for gpa, digest in zip(gpas, digests, strict=True):
+            ld = sha384(ld + digest + pack(0x70, 1, 0, b"\0\0\0\0", gpa)).digest()
+        self.ld = ld
+
     def add_normal(self, gpa: int, data: bytes | memoryview) -> None:
         """NORMAL pages over ``data`` (a multiple of 4 KiB) starting at ``gpa``."""
         if len(data) % PAGE:
