@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ from igvm.file import make  # noqa: E402
 from igvm.snp.igvm_measure import measure  # noqa: E402
 
 
-def best(fn, repeat: int) -> float:  # noqa: ANN001
+def best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -56,7 +57,6 @@ def bench_igvm(tmp: Path, mib: int, repeat: int) -> dict[str, float]:
         fh.seek(os.path.getsize(path) - npages * 4096)
         blob = fh.read()
     t_bulk = best(lambda: hashlib.sha384(blob).digest(), repeat)
-    del blob
     t_snp = best(lambda: measure(igvm), repeat)
     bulk = mib / t_bulk
     snp = mib / t_snp
