@@ -30,24 +30,21 @@ def _int_list(text: str) -> list[int]:
     return [_int(part) for part in text.split(",") if part]
 
 
-def _hex48(text: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
-    if len(value) != 48:
-        raise argparse.ArgumentTypeError(f"expected 48 bytes (96 hex digits), got {len(value)}")
-    return value
+def _hex_bytes(length: int):  # noqa: ANN202 - returns an argparse type
+    def parse(text: str) -> bytes:
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+        if len(value) != length:
+            raise argparse.ArgumentTypeError(f"expected {length} bytes ({2 * length} hex digits), got {len(value)}")
+        return value
+
+    return parse
 
 
-def _hex16(text: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
-    if len(value) != 16:
-        raise argparse.ArgumentTypeError(f"expected 16 bytes (32 hex digits), got {len(value)}")
-    return value
+_hex48 = _hex_bytes(48)
+_hex16 = _hex_bytes(16)
 
 
 def _add_vcpu(p: argparse.ArgumentParser, *, vcpus_default: int | None = 1) -> None:
