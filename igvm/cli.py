@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InputError
@@ -30,7 +31,7 @@ def _int_list(text: str) -> list[int]:
     return [_int(part) for part in text.split(",") if part]
 
 
-def _hex_bytes(length: int):  # noqa: ANN202 - returns an argparse type
+def _hex_bytes(length: int) -> Callable[[str], bytes]:
     def parse(text: str) -> bytes:
         try:
             value = bytes.fromhex(text)
