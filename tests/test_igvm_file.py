@@ -216,8 +216,12 @@ VALID = _valid()
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=2048))
 def test_random_bytes_only_raise_igvm_error(blob: bytes) -> None:
-    with contextlib.suppress(IgvmError):
-        igf.read(blob)
+    try:
+        parsed = igf.read(blob)
+    except IgvmError as exc:
+        assert 0 <= exc.offset <= max(len(blob), 0x20)
+        return
+    assert parsed.total_size == len(blob)
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -85,5 +85,9 @@ def test_random_images_only_raise_firmware_error(blob: bytes) -> None:
     if len(data) >= 50 and data[0] & 1:
         struct.pack_into("<H16s", data, len(data) - 50, min(len(data) - 32, data[1] * 4),
                          ovmf.FOOTER_GUID.bytes_le)
-    with contextlib.suppress(FirmwareError):
-        ovmf.parse(bytes(data))
+    try:
+        fw = ovmf.parse(bytes(data))
+    except FirmwareError as exc:
+        assert str(exc)
+        return
+    assert fw.size == len(data)
