@@ -184,6 +184,17 @@ class IgvmFile:
     page_size: int = PAGE_SIZE
     total_size: int = 0
     _read: Callable[[int, int], bytes] | None = field(default=None, repr=False)
+    #: the open file behind ``_read`` (kept open as long as this object lives)
+    _handle: BinaryIO | None = field(default=None, repr=False)
+
+    def pread(self, offset: int, size: int) -> bytes:
+        """Raw bytes of the file (for batched reads of page data)."""
+        if self._read is None:
+            raise IgvmError(offset, "this IGVM object was built in memory and has no file to read")
+        data = self._read(offset, size)
+        if len(data) != size:
+            raise IgvmError(offset, f"file data truncated: wanted {size} bytes, got {len(data)}")
+        return data
 
     def read_data(self, header: Header) -> bytes | None:
         """The file data of ``header`` (None when its file_offset is 0)."""
@@ -210,7 +221,8 @@ class IgvmFile:
     def with_data(self) -> IgvmFile:
         """A copy whose headers carry their data (for re-serialising)."""
         headers = [Header(h.code, h.fields, self.read_data(h), h.offset) for h in self.headers]
-        return IgvmFile(self.version, headers, self.architecture, self.page_size, self.total_size)
+        return IgvmFile(self.version, headers, self.architecture, self.page_size, self.total_size,
+                        self._read, self._handle)
 
 
 def read(source: str | os.PathLike[str] | bytes | BinaryIO) -> IgvmFile:
@@ -237,7 +249,7 @@ def read(source: str | os.PathLike[str] | bytes | BinaryIO) -> IgvmFile:
         return os.pread(fd, length, off)
 
     result = _parse(pread_fd, size)
-    result._file = fh  # type: ignore[attr-defined]  # keep the descriptor open
+    result._handle = fh
     return result
 
 
