@@ -1,0 +1,114 @@
+"""The startup sequence: TEE -> initdata -> fresh report -> digest comparison -> policy -> READY.
+
+This is the one promise the agent makes: it obeys only the policy the
+hardware measured. Every step either succeeds or yields deny-all with a
+reason; nothing here raises, so there is no path on which a failure turns
+into "no policy, allow". The comparison uses the report's own field (HOSTDATA
+/ MRCONFIGID) from a report requested with fresh random REPORT_DATA, so a
+replayed or cached report is noticed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from agent.errors import AgentError
+from agent.initdata import Initdata
+from agent.policy import Decision, Policy
+from agent.tee import TeeProvider
+
+log = logging.getLogger("cocoon.agent")
+
+READY = "ready"
+DENY_ALL = "deny-all"
+
+
+@dataclass
+class Binding:
+    """What startup established; ``state`` is READY only with a verified policy loaded."""
+
+    state: str
+    reason: str
+    tee: TeeProvider | None = None
+    initdata: Initdata | None = None
+    policy: Policy | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY and self.policy is not None
+
+    def status_line(self) -> str:
+        """What sd_notify STATUS= and logs carry."""
+        if self.ready:
+            return f"ready: {self.reason}"
+        return f"deny-all: {self.reason}"
+
+    def check(self, endpoint: str, input_json: str) -> Decision:
+        """Policy verdict, or a denial naming why the agent is in deny-all."""
+        if not self.ready or self.policy is None:
+            return Decision(False, [f"agent is in deny-all mode: {self.reason}"])
+        return self.policy.evaluate(endpoint, input_json)
+
+
+def _deny(reason: str, **kw: object) -> Binding:
+    log.error("deny-all: %s", reason)
+    return Binding(DENY_ALL, reason, **kw)  # type: ignore[arg-type]
+
+
+def bind(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]
+    """Run the sequence with the given factories (they raise AgentError on failure)."""
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    try:
+        tee: TeeProvider = open_tee()
+    except AgentError as exc:
+        return _deny(f"TEE unavailable: {exc}")
+    timings["tee"] = time.perf_counter() - t0
+    try:
+        initdata: Initdata = read_initdata()
+    except AgentError as exc:
+        return _deny(f"initdata: {exc}", tee=tee)
+    timings["initdata"] = time.perf_counter() - t0
+    nonce = os.urandom(64)
+    try:
+        evidence = tee.report(nonce)
+        if not hmac.compare_digest(tee.report_data_of(evidence), nonce):
+            return _deny("the TEE report does not carry the fresh REPORT_DATA requested; refusing a stale report",
+                         tee=tee, initdata=initdata)
+        bound = tee.bound_value(evidence)
+    except AgentError as exc:
+        return _deny(f"TEE report failed: {exc}", tee=tee, initdata=initdata)
+    timings["report"] = time.perf_counter() - t0
+    expected = initdata.bound(tee.bound_size)
+    if not hmac.compare_digest(bound, expected):
+        return _deny(
+            f"initdata digest mismatch: {tee.bound_field} in the {tee.name} report is {bound.hex()}, "
+            f"but the {initdata.algorithm} digest of {initdata.source} is {expected.hex()}",
+            tee=tee, initdata=initdata,
+        )
+    text = initdata.policy
+    if text is None:
+        return _deny(f"initdata {initdata.source} has no 'policy.rego' entry", tee=tee, initdata=initdata)
+    try:
+        policy = Policy(text)
+    except AgentError as exc:
+        return _deny(f"policy from initdata: {exc}", tee=tee, initdata=initdata)
+    timings["policy"] = time.perf_counter() - t0
+    reason = (f"policy bound to {tee.name} {tee.bound_field} {expected.hex()} "
+              f"({initdata.algorithm} of {initdata.source})")
+    log.info("ready: %s", reason)
+    return Binding(READY, reason, tee=tee, initdata=initdata, policy=policy, timings=timings)
+
+
+def bind_safely(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]
+    """``bind`` with a last line of defence: a bug in a parser still ends in deny-all, never in allow."""
+    try:
+        return bind(open_tee, read_initdata)
+    except Exception as exc:  # deliberately broad: fail closed on our own bugs
+        log.exception("startup failed unexpectedly")
+        return _deny(f"internal error during startup: {type(exc).__name__}: {exc}")

@@ -1,0 +1,129 @@
+"""Rego policy evaluation the way Kata's agent does it, on regorus.
+
+Facts from kata ``src/agent/policy/src/policy.rs`` (research kata-agent.md
+2.1): Rego v0 syntax, line limits raised to 64 KiB per line / 16 MiB /
+200,000 lines, data initialised to ``{"pstate": {}}``, query
+``data.agent_policy.<RequestMessageName>``; exactly one result with one
+expression, else an error; a boolean is the verdict; an object is
+``{"allowed": bool, "ops": [...]}`` whose ops patch the data when allowed;
+``AllowRequestsFailingPolicy`` turns denials into logged allows (debug).
+
+The engine is not thread-safe (pstate is read-modify-write), so callers
+serialise evaluations; ``Policy.lock`` is there for that.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import PolicyError
+from agent.policy import jsonpatch
+
+PACKAGE = "agent_policy"
+MAX_COL = 64 * 1024
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_LINES = 200_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    prints: list[str] = field(default_factory=list)
+    ops: list[Any] = field(default_factory=list)
+    forced: bool = False  # allowed only because AllowRequestsFailingPolicy is true
+
+    def reason(self, endpoint: str) -> str:
+        """Kata's wording, which runtimes and people grep for."""
+        return f"{endpoint} is blocked by policy: {' '.join(self.prints)}".rstrip()
+
+
+def _clean(exc: Exception) -> str:
+    """regorus errors carry a Rust backtrace; keep the part a policy author can use."""
+    text = str(exc).split("\nStack backtrace:")[0].strip()
+    return text or type(exc).__name__
+
+
+class Policy:
+    """A compiled policy plus its state; one per agent, replaced whole by SetPolicy."""
+
+    def __init__(self, text: str, name: str = "policy.rego") -> None:
+        try:
+            import regorus
+        except ImportError as exc:  # the image must carry it; say so instead of a traceback
+            raise PolicyError(f"the Rego engine (regorus) is not installed: {exc}") from None
+        if not isinstance(text, str):
+            raise PolicyError("policy text must be a string")
+        if len(text.encode()) > MAX_FILE_BYTES:
+            raise PolicyError(f"policy is larger than {MAX_FILE_BYTES} bytes")
+        self.text = text
+        self.lock = threading.Lock()
+        engine = regorus.Engine()
+        engine.set_rego_v0(True)
+        engine.set_policy_length_config(max_col=MAX_COL, max_file_bytes=MAX_FILE_BYTES, max_lines=MAX_LINES)
+        engine.set_gather_prints(True)
+        try:
+            package = engine.add_policy(name, text)
+        except Exception as exc:  # regorus raises RuntimeError/ValueError with a located message
+            raise PolicyError(f"policy does not compile: {_clean(exc)}") from None
+        if package != f"data.{PACKAGE}":
+            raise PolicyError(f"policy package is {package!r}, expected 'package {PACKAGE}'")
+        self._engine = engine
+        self.state: dict[str, Any] = {"pstate": {}}
+        self._load_state()
+        self.allow_failures = self._probe_allow_failures()
+
+    def _load_state(self) -> None:
+        self._engine.clear_data()
+        self._engine.add_data_json(json.dumps(self.state))
+
+    def _probe_allow_failures(self) -> bool:
+        try:
+            value = self._query("AllowRequestsFailingPolicy", "{}")
+        except PolicyError:
+            return False
+        return value is True
+
+    def _query(self, endpoint: str, input_json: str) -> Any:
+        engine = self._engine
+        try:
+            engine.set_input_json(input_json)
+            result = engine.eval_query(f"data.{PACKAGE}.{endpoint}")
+        except Exception as exc:
+            engine.take_prints()
+            raise PolicyError(f"evaluating {endpoint} failed: {_clean(exc)}") from None
+        results = result.get("result") if isinstance(result, dict) else None
+        if not isinstance(results, list) or len(results) != 1:
+            raise PolicyError(f"policy gave {0 if not results else len(results)} results for {endpoint}, expected 1")
+        expressions = results[0].get("expressions") if isinstance(results[0], dict) else None
+        if not isinstance(expressions, list) or len(expressions) != 1 or not isinstance(expressions[0], dict):
+            raise PolicyError(f"policy result for {endpoint} does not have exactly one expression")
+        return expressions[0].get("value")
+
+    def evaluate(self, endpoint: str, input_json: str) -> Decision:
+        """Verdict for one request; PolicyError for an engine failure or a result of the wrong shape."""
+        with self.lock:
+            try:
+                value = self._query(endpoint, input_json)
+            finally:
+                prints = [str(p) for p in self._engine.take_prints()]
+            if isinstance(value, bool):
+                decision = Decision(value, prints)
+            elif isinstance(value, dict) and isinstance(value.get("allowed"), bool):
+                ops = value.get("ops", [])
+                if not isinstance(ops, list):
+                    raise PolicyError(f"policy result for {endpoint} has ops that are not an array")
+                decision = Decision(value["allowed"], prints, ops)
+                if decision.allowed and ops:
+                    self.state = jsonpatch.apply(self.state, ops)
+                    self._load_state()
+            else:
+                if self.allow_failures:
+                    return Decision(True, prints, forced=True)
+                raise PolicyError(f"policy result for {endpoint} is neither a boolean nor {{allowed, ops}}: "
+                                  f"{json.dumps(value)[:200]}")
+            if not decision.allowed and self.allow_failures:
+                return Decision(True, prints, forced=True)
+            return decision

@@ -1,0 +1,77 @@
+"""The sim TEE: SNP-layout reports signed by a launcher-made chain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from agent.errors import ReportError, TeeError
+from agent.tee import certtable, open_provider, snp_report
+from agent.tee.sim import SimProvider, parse_config
+
+HOST = bytes(range(32))
+RD = b"\x5a" * 64
+
+
+def _pss_verify(issuer: x509.Certificate, cert: x509.Certificate) -> None:
+    issuer.public_key().verify(  # type: ignore[union-attr]
+        cert.signature, cert.tbs_certificate_bytes,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48), hashes.SHA384(),
+    )
+
+
+def test_sim_report_is_signed_by_the_chain_it_ships(sim_tee) -> None:  # type: ignore[no-untyped-def]
+    tee = open_provider("sim", sim_config=sim_tee(HOST, b"\x42" * 48))
+    ev = tee.report(RD)
+    rep = snp_report.parse(ev.report)
+    assert rep.version == 3 and rep.host_data == HOST and rep.report_data == RD
+    assert rep.measurement == b"\x42" * 48 and rep.vmpl == 0 and rep.policy == 0x30000
+    certs = {k: x509.load_der_x509_certificate(v) for k, v in certtable.parse(ev.aux).items()}
+    assert set(certs) == {"vcek", "ask", "ark"}
+    snp_report.verify_signature(rep, certs["vcek"].public_key())
+    _pss_verify(certs["ark"], certs["ark"])
+    _pss_verify(certs["ark"], certs["ask"])
+    _pss_verify(certs["ask"], certs["vcek"])
+    assert "SIMULATED" in certs["ark"].subject.rfc4514_string()
+    assert tee.bound_value(ev) == HOST and tee.report_data_of(ev) == RD
+    # two reports differ in REPORT_ID: each is fresh
+    assert snp_report.parse(tee.report(RD).report).report_id != rep.report_id
+
+
+def test_sim_report_with_foreign_key_fails_verification(sim_tee, sim_chain) -> None:  # type: ignore[no-untyped-def]
+    from agent.tee.simca import make_chain
+
+    other = make_chain(rsa_bits=2048)
+    ev = open_provider("sim", sim_config=sim_tee(HOST)).report(RD)
+    foreign_vcek = x509.load_pem_x509_certificate(other.vcek_pem)
+    with pytest.raises(ReportError, match="does not verify"):
+        snp_report.verify_signature(snp_report.parse(ev.report), foreign_vcek.public_key())
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.pop("host_data"), "host_data must be a hex string"),
+    (lambda d: d.update(host_data="00"), "host_data must be 32 bytes"),
+    (lambda d: d.update(measurement="zz"), "measurement is not hex"),
+    (lambda d: d.update(policy=-1), "policy must be an unsigned 64-bit"),
+    (lambda d: d.update(schema="x"), "schema"),
+    (lambda d: d.update(vcek_key="not a key"), "bad key"),
+])
+def test_sim_config_errors(sim_tee, tmp_path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with open(sim_tee(HOST)) as f:
+        doc = json.load(f)
+    edit(doc)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TeeError, match=message):
+        SimProvider(str(path))
+
+
+def test_sim_config_missing_and_garbage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TeeError, match="No such file"):
+        SimProvider(str(tmp_path / "absent"))
+    with pytest.raises(TeeError, match="not JSON"):
+        parse_config(b"\xff\xfe")
