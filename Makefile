@@ -6,7 +6,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
-APT_PACKAGES := ovmf
+# ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them
+APT_PACKAGES := ovmf libsystemd-dev pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv test lint bench reference-values clean

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     from igvm import cli as igvm_cli
 
     igvm_cli.register(sub)
+    from agent import ctl
+
+    ctl.register(sub)
     return parser
 
 

@@ -8,14 +8,20 @@ expression, else an error; a boolean is the verdict; an object is
 ``{"allowed": bool, "ops": [...]}`` whose ops patch the data when allowed;
 ``AllowRequestsFailingPolicy`` turns denials into logged allows (debug).
 
-The engine is not thread-safe (pstate is read-modify-write), so callers
-serialise evaluations; ``Policy.lock`` is there for that.
+regorus' Python Engine is "unsendable" (pyo3 panics if it is touched from
+any thread but the one that made it), and pstate is read-modify-write, so
+each Policy owns one thread that creates the engine and runs every call on
+it; requests from the RPC pool queue there. That also serialises
+evaluations, which Kata's agent does with a mutex.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,20 +52,72 @@ def _clean(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
+class _Owner:
+    """A thread that owns one engine and runs submitted calls on it, in order."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None  # touched only on the owner thread, and dropped there
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="policy-engine")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # pyo3 panics are BaseException; hand them to the caller
+                # The traceback's frames hold the engine; they must not travel to (and die on) another thread.
+                exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+                fut.set_exception(exc if isinstance(exc, Exception) else PolicyError(f"engine panic: {exc}"))
+            del job, fn, fut
+        self.engine = None
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[Any] = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
 class Policy:
     """A compiled policy plus its state; one per agent, replaced whole by SetPolicy."""
 
     def __init__(self, text: str, name: str = "policy.rego") -> None:
-        try:
-            import regorus
-        except ImportError as exc:  # the image must carry it; say so instead of a traceback
-            raise PolicyError(f"the Rego engine (regorus) is not installed: {exc}") from None
         if not isinstance(text, str):
             raise PolicyError("policy text must be a string")
         if len(text.encode()) > MAX_FILE_BYTES:
             raise PolicyError(f"policy is larger than {MAX_FILE_BYTES} bytes")
         self.text = text
-        self.lock = threading.Lock()
+        self._owner = _Owner()
+        try:
+            self._owner.run(lambda: self._load(text, name))
+        except BaseException:
+            self._owner.stop()
+            raise
+
+    def close(self) -> None:
+        """Stop the engine thread (the engine is dropped with it)."""
+        self._owner.stop()
+
+    def __del__(self) -> None:
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner.stop()
+
+    @property
+    def _engine(self) -> Any:
+        return self._owner.engine
+
+    def _load(self, text: str, name: str) -> None:
+        try:
+            import regorus
+        except ImportError as exc:  # the image must carry it; say so instead of a traceback
+            raise PolicyError(f"the Rego engine (regorus) is not installed: {exc}") from None
         engine = regorus.Engine()
         engine.set_rego_v0(True)
         engine.set_policy_length_config(max_col=MAX_COL, max_file_bytes=MAX_FILE_BYTES, max_lines=MAX_LINES)
@@ -70,7 +128,7 @@ class Policy:
             raise PolicyError(f"policy does not compile: {_clean(exc)}") from None
         if package != f"data.{PACKAGE}":
             raise PolicyError(f"policy package is {package!r}, expected 'package {PACKAGE}'")
-        self._engine = engine
+        self._owner.engine = engine
         self.state: dict[str, Any] = {"pstate": {}}
         self._load_state()
         self.allow_failures = self._probe_allow_failures()
@@ -104,26 +162,28 @@ class Policy:
 
     def evaluate(self, endpoint: str, input_json: str) -> Decision:
         """Verdict for one request; PolicyError for an engine failure or a result of the wrong shape."""
-        with self.lock:
-            try:
-                value = self._query(endpoint, input_json)
-            finally:
-                prints = [str(p) for p in self._engine.take_prints()]
-            if isinstance(value, bool):
-                decision = Decision(value, prints)
-            elif isinstance(value, dict) and isinstance(value.get("allowed"), bool):
-                ops = value.get("ops", [])
-                if not isinstance(ops, list):
-                    raise PolicyError(f"policy result for {endpoint} has ops that are not an array")
-                decision = Decision(value["allowed"], prints, ops)
-                if decision.allowed and ops:
-                    self.state = jsonpatch.apply(self.state, ops)
-                    self._load_state()
-            else:
-                if self.allow_failures:
-                    return Decision(True, prints, forced=True)
-                raise PolicyError(f"policy result for {endpoint} is neither a boolean nor {{allowed, ops}}: "
-                                  f"{json.dumps(value)[:200]}")
-            if not decision.allowed and self.allow_failures:
+        return self._owner.run(lambda: self._evaluate(endpoint, input_json))
+
+    def _evaluate(self, endpoint: str, input_json: str) -> Decision:
+        try:
+            value = self._query(endpoint, input_json)
+        finally:
+            prints = [str(p) for p in self._engine.take_prints()]
+        if isinstance(value, bool):
+            decision = Decision(value, prints)
+        elif isinstance(value, dict) and isinstance(value.get("allowed"), bool):
+            ops = value.get("ops", [])
+            if not isinstance(ops, list):
+                raise PolicyError(f"policy result for {endpoint} has ops that are not an array")
+            decision = Decision(value["allowed"], prints, ops)
+            if decision.allowed and ops:
+                self.state = jsonpatch.apply(self.state, ops)
+                self._load_state()
+        else:
+            if self.allow_failures:
                 return Decision(True, prints, forced=True)
-            return decision
+            raise PolicyError(f"policy result for {endpoint} is neither a boolean nor {{allowed, ops}}: "
+                              f"{json.dumps(value)[:200]}")
+        if not decision.allowed and self.allow_failures:
+            return Decision(True, prints, forced=True)
+        return decision

@@ -1,0 +1,141 @@
+"""Host-side client: call any agent RPC by name over ttRPC or gRPC (``cocoon ctl``).
+
+    cocoon ctl --address unix:///tmp/agent.sock Check
+    cocoon ctl --address unix:///tmp/agent.sock CreateContainer '{"container_id": "c1", ...}'
+    cocoon ctl --address unix:///tmp/agent.sock GetEvidence '{"nonce": "<base64>"}'
+
+Requests and responses are protobuf JSON with the proto field names (bytes
+as base64); the exit status is 0 on OK, 1 on an RPC error (its code and
+message on stderr), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from agent.rpc import Code, RpcError
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str
+    name: str
+    request: type
+    response: type
+
+
+def catalog() -> dict[str, Rpc]:
+    from google.protobuf import message_factory
+
+    from agent.protocols import agent_pb2, cocoon_pb2, health_pb2
+
+    out: dict[str, Rpc] = {}
+    for module, service in ((agent_pb2, "AgentService"), (health_pb2, "Health"), (cocoon_pb2, "Attestation")):
+        desc = module.DESCRIPTOR.services_by_name[service]
+        for m in desc.methods:
+            out[m.name] = Rpc(desc.full_name, m.name, message_factory.GetMessageClass(m.input_type),
+                              message_factory.GetMessageClass(m.output_type))
+    return out
+
+
+class Client:
+    """One connection to an agent; ``call("CreateContainer", request)`` by RPC name."""
+
+    def __init__(self, address: str, use_grpc: bool = False, timeout: float = 10.0) -> None:
+        self.rpcs = catalog()
+        self.use_grpc = use_grpc
+        if use_grpc:
+            import grpc
+
+            from agent.grpc_server import _target
+            from agent.transport import parse
+
+            self.channel = grpc.insecure_channel(_target(parse(address)))
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        else:
+            from agent.ttrpc import TtrpcClient
+
+            self.ttrpc = TtrpcClient(address, timeout)
+
+    def call(self, rpc: str, request: Any = None, timeout: float | None = 60.0) -> Any:
+        spec = self.rpcs.get(rpc)
+        if spec is None:
+            raise RpcError(Code.UNIMPLEMENTED, f"unknown RPC {rpc!r}")
+        if request is None:
+            request = spec.request()
+        elif isinstance(request, dict):
+            from google.protobuf import json_format
+
+            request = json_format.ParseDict(request, spec.request())
+        if not self.use_grpc:
+            return self.ttrpc.call(spec.service, spec.name, request, spec.response, timeout)
+        import grpc
+
+        stub = self.channel.unary_unary(f"/{spec.service}/{spec.name}",
+                                        request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=spec.response.FromString)
+        try:
+            return stub(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise RpcError(Code[exc.code().name], exc.details() or "") from None
+
+    def close(self) -> None:
+        if self.use_grpc:
+            self.channel.close()
+        else:
+            self.ttrpc.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ctl", help="call an agent RPC (ttRPC or gRPC)",
+                       description=__doc__.split("\n\n")[0],
+                       epilog="RPCs: the AgentService methods (CreateContainer, ExecProcess, ...), "
+                              "Check and Version (grpc.Health), GetEvidence (cocoon.Attestation).")
+    p.add_argument("--address", required=True, help="unix://PATH, tcp://HOST:PORT, vsock://CID:PORT")
+    p.add_argument("--grpc", action="store_true", help="speak gRPC instead of ttRPC")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("rpc", help="RPC name, e.g. Check, CreateContainer, GetEvidence")
+    p.add_argument("request", nargs="?", default="{}", help="request as JSON (default {}); @FILE reads a file")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    text = args.request
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError("the request must be a JSON object")
+        spec = catalog().get(args.rpc)
+        if spec is None:
+            print(f"cocoon ctl: unknown RPC {args.rpc!r}; one of: {', '.join(sorted(catalog()))}", file=sys.stderr)
+            return 2
+        request = json_format.ParseDict(body, spec.request())
+    except (OSError, ValueError, json_format.ParseError) as exc:
+        print(f"cocoon ctl: bad request: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with Client(args.address, args.grpc, min(args.timeout, 10.0)) as client:
+            resp = client.call(args.rpc, request, args.timeout)
+    except RpcError as exc:
+        print(f"cocoon ctl: {args.rpc}: {exc.code.name}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cocoon ctl: cannot reach {args.address}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(json_format.MessageToDict(resp, preserving_proto_field_name=True), indent=1))
+    return 0

@@ -1,0 +1,123 @@
+"""cocoon-agent: bind the policy to the TEE, then serve Kata's agent protocol.
+
+    cocoon-agent --tee sim --sim-config sim.json --initdata initdata.img --listen unix:///run/agent.sock
+
+Settings come from the command line, else the kernel command line
+(``cocoon.tee=``, ``cocoon.initdata=``, ``cocoon.sim=``, ``cocoon.listen=``),
+else defaults (TEE auto-detected among snp/tdx, never sim; initdata device
+discovered; ``vsock://-1:1024``). Whatever happens at startup the agent ends
+up serving: READY with the verified policy, or deny-all naming the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from agent import cmdline, initdata
+from agent.binding import Binding, bind_safely
+from agent.systemd import notify, setup_logging, start_watchdog
+from agent.tee import NAMES, open_provider
+from agent.transport import DEFAULT_ADDRESS, AddressError, parse
+
+log = logging.getLogger("cocoon.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cocoon-agent",
+        description="Guest agent for confidential containers: binds the pod policy (initdata) to the TEE report, "
+                    "then serves Kata's AgentService over ttRPC (and gRPC), deny-all on any failure.",
+    )
+    p.add_argument("--tee", choices=NAMES, help="TEE to use (default: cocoon.tee= on the kernel command line, "
+                                                "else auto: snp or tdx; sim only when named)")
+    p.add_argument("--sim-config", metavar="PATH", help="sim TEE document (default: fw_cfg opt/io.cocoon/sim)")
+    p.add_argument("--initdata", metavar="PATH", help="initdata device or file (default: discovered)")
+    p.add_argument("--initdata-layout", choices=("auto", "block", "toml"), default="auto",
+                   help="how to read --initdata (default: auto)")
+    p.add_argument("--listen", metavar="ADDR", action="append",
+                   help=f"ttRPC address, repeatable (default: {DEFAULT_ADDRESS}); "
+                        "vsock://CID:PORT, unix://PATH, tcp://HOST:PORT, serial:///dev/virtio-ports/NAME")
+    p.add_argument("--grpc-listen", metavar="ADDR", action="append", default=[],
+                   help="also serve gRPC here (unix://, tcp://, vsock://), repeatable")
+    p.add_argument("--kernel-cmdline", metavar="PATH", default="/proc/cmdline",
+                   help="where to read cocoon.* settings (default: /proc/cmdline)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--exit-after-ready", action="store_true", help=argparse.SUPPRESS)  # bench/startup.py
+    return p
+
+
+def startup(args: argparse.Namespace, kernel: dict[str, list[str]]) -> Binding:
+    tee_name = args.tee or (kernel.get("tee") or ["auto"])[-1]
+    sim_config = args.sim_config or (kernel.get("sim") or [None])[-1]
+    initdata_path = args.initdata or (kernel.get("initdata") or [None])[-1]
+
+    def open_tee():  # type: ignore[no-untyped-def]
+        return open_provider(tee_name, sim_config=sim_config)
+
+    def read_initdata() -> initdata.Initdata:
+        return initdata.read_path(initdata_path or initdata.discover(), args.initdata_layout)
+
+    return bind_safely(open_tee, read_initdata)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    setup_logging(args.log_level)
+    kernel = cmdline.read(args.kernel_cmdline)
+    try:
+        listen = [parse(a) for a in (args.listen or kernel.get("listen") or [DEFAULT_ADDRESS])]
+        grpc_listen = [parse(a) for a in args.grpc_listen]
+    except AddressError as exc:
+        print(f"cocoon-agent: error: {exc}", file=sys.stderr)
+        return 2
+    binding = startup(args, kernel)
+
+    from agent.service import Agent
+    from agent.ttrpc import TtrpcServer
+
+    agent = Agent(binding)
+    registry = agent.registry()
+    server = TtrpcServer(registry)
+    grpc_server = None
+    try:
+        bound = [server.listen(a).bound for a in listen]
+        if grpc_listen:
+            from agent.grpc_server import GrpcServer
+
+            grpc_server = GrpcServer(registry)
+            bound += [f"grpc+{grpc_server.listen(a)}" for a in grpc_listen]
+            grpc_server.start()
+    except (AddressError, OSError) as exc:
+        log.error("cannot listen: %s", exc)
+        notify(f"STATUS=cannot listen: {exc}")
+        server.stop()
+        return 1
+    state = "ready" if binding.ready else "deny-all"
+    log.info("serving on %s (%s) after %.0f ms", ", ".join(bound), state, (time.perf_counter() - t0) * 1000)
+    notify(f"READY=1\nSTATUS={binding.status_line()}\nCOCOON_STATE={state}")
+    print(f"cocoon-agent: {state}: {binding.reason}", file=sys.stderr, flush=True)
+    if args.exit_after_ready:
+        server.stop()
+        return 0
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    start_watchdog(stop)
+    stop.wait()
+    notify("STOPPING=1")
+    server.stop()
+    if grpc_server is not None:
+        grpc_server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

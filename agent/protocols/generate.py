@@ -1,0 +1,63 @@
+"""Regenerate the Python protobuf and gRPC modules from the .proto files here.
+
+    python -m agent.protocols.generate           # rewrite the *_pb2*.py files
+    python -m agent.protocols.generate --check   # exit 1 if they are stale
+
+The generated modules are committed so the guest image needs no protoc; the
+test suite runs ``--check`` so a .proto edit without regeneration fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PROTOS = ("types.proto", "oci.proto", "csi.proto", "health.proto", "agent.proto", "ttrpc.proto", "cocoon.proto")
+WITH_GRPC = ("health.proto", "agent.proto", "cocoon.proto")
+
+
+def generate(out: Path) -> list[Path]:
+    import grpc_tools
+    from grpc_tools import protoc
+
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    produced: list[Path] = []
+    for proto in PROTOS:
+        rel = f"agent/protocols/{proto}"
+        args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}"]
+        if proto in WITH_GRPC:
+            args.append(f"--grpc_python_out={out}")
+        if protoc.main([*args, rel]) != 0:
+            raise SystemExit(f"protoc failed on {rel}")
+        stem = proto.removesuffix(".proto")
+        produced.append(Path("agent/protocols") / f"{stem}_pb2.py")
+        if proto in WITH_GRPC:
+            produced.append(Path("agent/protocols") / f"{stem}_pb2_grpc.py")
+    return produced
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report whether the committed files are current")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        produced = generate(Path(tmp))
+        stale = [p for p in produced if not (ROOT / p).exists() or not filecmp.cmp(Path(tmp) / p, ROOT / p, False)]
+        if args.check:
+            for p in stale:
+                print(f"stale: {p} (run: python -m agent.protocols.generate)", file=sys.stderr)
+            return 1 if stale else 0
+        for p in produced:
+            os.replace(Path(tmp) / p, ROOT / p)
+        print(f"wrote {len(produced)} modules ({len(stale)} changed)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

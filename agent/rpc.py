@@ -1,0 +1,100 @@
+"""Transport-neutral RPC plumbing shared by the ttRPC and gRPC servers.
+
+A ``Method`` knows its request/response classes and a handler that takes a
+decoded request and returns a response message or raises ``RpcError``.
+Both transports decode, call, encode; neither knows what a handler does, so
+a policy check can never depend on which transport carried the request.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Code(enum.IntEnum):
+    """google.rpc.Code (the same numbers gRPC and ttRPC use)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class RpcError(Exception):
+    """A status to send back; the message is what the caller (and kubelet) shows."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = Code(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+@dataclass
+class Context:
+    """Per-call facts a handler may use: which transport, the peer, the deadline."""
+
+    transport: str
+    peer: str = ""
+    timeout: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Any, Context], Any]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    request: type
+    response: type
+    handler: Handler
+    long_running: bool = False  # blocks for a long time (long polls): gets its own thread
+
+
+@dataclass
+class Service:
+    name: str  # fully qualified, e.g. "grpc.AgentService"
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def add(self, method: Method) -> None:
+        self.methods[method.name] = method
+
+
+class Registry:
+    """All services one agent serves, looked up by (service, method)."""
+
+    def __init__(self, services: list[Service] | None = None) -> None:
+        self.services: dict[str, Service] = {}
+        for s in services or []:
+            self.add(s)
+
+    def add(self, service: Service) -> None:
+        self.services[service.name] = service
+
+    def lookup(self, service: str, method: str) -> Method:
+        svc = self.services.get(service)
+        if svc is None:
+            raise RpcError(Code.UNIMPLEMENTED, f"service {service} is not served here")
+        m = svc.methods.get(method)
+        if m is None:
+            raise RpcError(Code.UNIMPLEMENTED, f"method {service}/{method} is not served here")
+        return m

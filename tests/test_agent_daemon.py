@@ -1,0 +1,159 @@
+"""The agent as a process: sd_notify READY/STATUS, ttRPC + gRPC, policy, evidence, deny-all."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent import initdata
+from agent.ctl import Client
+from agent.rpc import Code, RpcError
+from agent.tee import certtable, snp_report
+
+POLICY = """package agent_policy
+import future.keywords.if
+default CreateContainerRequest := false
+CreateContainerRequest if { input.container_id == "allowed" }
+default ExecProcessRequest := false
+ExecProcessRequest if {
+    print("exec of", input.process.Args, "is not in the allow list")
+    false
+}
+"""
+DOC = ('algorithm = "sha256"\nversion = "0.1.0"\n\n[data]\n"policy.rego" = """\n' + POLICY + '"""\n').encode()
+
+
+class Agent:
+    def __init__(self, proc: subprocess.Popen, ttrpc: str, grpc: str, notes: list[str]):  # type: ignore[type-arg]
+        self.proc, self.ttrpc, self.grpc, self.notes = proc, ttrpc, grpc, notes
+
+
+@pytest.fixture
+def start_agent(tmp_path, sim_tee):  # type: ignore[no-untyped-def]
+    started: list[subprocess.Popen] = []  # type: ignore[type-arg]
+
+    def start(doc: bytes, bound_doc: bytes | None = None) -> Agent:
+        dev = tmp_path / "initdata.img"
+        dev.write_bytes(initdata.encode_block(doc))
+        cfg = sim_tee(hashlib.sha256(bound_doc if bound_doc is not None else doc).digest())
+        notify_path = str(tmp_path / "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(60)
+        sock, gsock = tmp_path / "agent.sock", tmp_path / "agent-grpc.sock"
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+        env.pop("JOURNAL_STREAM", None)
+        env.pop("INVOCATION_ID", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata", str(dev),
+             "--listen", f"unix://{sock}", "--grpc-listen", f"unix://{gsock}", "--kernel-cmdline", "/dev/null"],
+            env=env, stderr=subprocess.PIPE, text=True,
+        )
+        started.append(proc)
+        notes: list[str] = []
+        while not any("READY=1" in n for n in notes):
+            notes.append(notify.recv(65536).decode())
+        notify.close()
+        return Agent(proc, f"unix://{sock}", f"unix://{gsock}", notes)
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        assert proc.returncode == 0, err
+
+
+def test_ready_agent_enforces_policy_over_ttrpc_and_grpc(start_agent) -> None:  # type: ignore[no-untyped-def]
+    agent = start_agent(DOC)
+    note = agent.notes[-1]
+    assert "COCOON_STATE=ready" in note and "STATUS=ready: policy bound to sim HOSTDATA" in note
+    assert hashlib.sha256(DOC).hexdigest() in note
+    for use_grpc, address in ((False, agent.ttrpc), (True, agent.grpc)):
+        with Client(address, use_grpc=use_grpc) as c:
+            assert c.call("Check").status == 1
+            with pytest.raises(RpcError) as err:  # allowed by policy, then no backend yet: UNIMPLEMENTED
+                c.call("CreateContainer", {"container_id": "allowed"})
+            assert err.value.code == Code.UNIMPLEMENTED
+            with pytest.raises(RpcError) as err:
+                c.call("CreateContainer", {"container_id": "evil"})
+            assert err.value.code == Code.PERMISSION_DENIED
+            assert err.value.message.startswith("CreateContainerRequest is blocked by policy")
+            with pytest.raises(RpcError) as err:
+                c.call("ExecProcess", {"container_id": "allowed", "process": {"Args": ["sh"]}})
+            assert err.value.code == Code.PERMISSION_DENIED and "exec of" in err.value.message
+            with pytest.raises(RpcError) as err:
+                c.call("SetPolicy", {"policy": "package agent_policy\ndefault ExecProcessRequest := true\n"})
+            # SetPolicyRequest is undefined in this policy: Kata treats the empty result as an engine error
+            assert err.value.code == Code.INTERNAL and "0 results for SetPolicyRequest" in err.value.message
+
+
+def test_evidence_is_bound_to_nonce_and_key(start_agent) -> None:  # type: ignore[no-untyped-def]
+    agent = start_agent(DOC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    nonce = os.urandom(32)
+    with Client(agent.ttrpc) as c:
+        ev = c.call("GetEvidence", {"nonce": base64.b64encode(nonce).decode(),
+                                    "public_key": base64.b64encode(spki).decode()})
+        plain = c.call("GetEvidence", {"nonce": base64.b64encode(nonce).decode()})
+        with pytest.raises(RpcError) as err:
+            c.call("GetEvidence", {"nonce": base64.b64encode(bytes(65)).decode()})
+        assert err.value.code == Code.INVALID_ARGUMENT
+        with pytest.raises(RpcError) as err:
+            c.call("GetEvidence", {"nonce": "", "public_key": base64.b64encode(b"junk").decode()})
+        assert err.value.code == Code.INVALID_ARGUMENT
+    assert ev.kind == "snp" and ev.tee == "sim"
+    rep = snp_report.parse(ev.report)
+    assert rep.report_data == hashlib.sha512(spki + nonce).digest() == ev.report_data
+    assert rep.host_data == hashlib.sha256(DOC).digest()
+    vcek = x509.load_der_x509_certificate(certtable.parse(ev.aux)["vcek"])
+    snp_report.verify_signature(rep, vcek.public_key())
+    assert snp_report.parse(plain.report).report_data == nonce + bytes(32)
+
+
+def test_changed_initdata_byte_means_deny_all_everywhere(start_agent) -> None:  # type: ignore[no-untyped-def]
+    tampered = DOC.replace(b'"allowed"', b'"allowee"')
+    agent = start_agent(tampered, bound_doc=DOC)
+    note = agent.notes[-1]
+    assert "COCOON_STATE=deny-all" in note and "initdata digest mismatch" in note
+    assert hashlib.sha256(DOC).hexdigest() in note and hashlib.sha256(tampered).hexdigest() in note
+    with Client(agent.ttrpc) as c:
+        assert c.call("Check").status == 1  # still answering
+        for rpc, body in (("CreateContainer", {"container_id": "allowee"}), ("GetEvidence", {}),
+                          ("ListInterfaces", {}), ("SetPolicy", {"policy": "package agent_policy"})):
+            with pytest.raises(RpcError) as err:
+                c.call(rpc, body)
+            assert err.value.code == Code.PERMISSION_DENIED, rpc
+            assert "deny-all" in err.value.message and "initdata digest mismatch" in err.value.message
+
+
+def test_exit_after_ready_reports_startup_time(tmp_path, sim_tee) -> None:  # type: ignore[no-untyped-def]
+    dev = tmp_path / "initdata.toml"
+    dev.write_bytes(DOC)
+    cfg = sim_tee(hashlib.sha256(DOC).digest())
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata", str(dev),
+         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--exit-after-ready"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cocoon-agent: ready: policy bound to sim HOSTDATA" in out.stderr
+    assert time.perf_counter() - t0 < 60
+
+
+def test_bad_listen_address_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run([sys.executable, "-m", "agent", "--listen", "http://x", "--kernel-cmdline", "/dev/null"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown scheme 'http'" in out.stderr and "Traceback" not in out.stderr
