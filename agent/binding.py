@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -60,49 +61,84 @@ def _deny(reason: str, **kw: object) -> Binding:
     return Binding(DENY_ALL, reason, **kw)  # type: ignore[arg-type]
 
 
+def _compile_ahead(text: str | None) -> tuple[threading.Thread, list[object]]:
+    """Compile the policy on a helper thread while the TEE is asked for a report.
+
+    regorus releases the GIL while it compiles, so this overlaps ~70 ms of
+    compilation with the TEE round trip and imports. The result is used only
+    if the digest comparison succeeds; until then it is just parsed text
+    (regorus is memory-safe and the size is bounded), never consulted.
+    """
+    out: list[object] = []
+
+    def run() -> None:
+        if text is None:
+            return
+        try:
+            out.append(Policy(text))
+        except AgentError as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True, name="policy-compile")
+    t.start()
+    return t, out
+
+
 def bind(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]
     """Run the sequence with the given factories (they raise AgentError on failure)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    initdata: Initdata | None = None
+    initdata_error: AgentError | None = None
+    try:
+        initdata = read_initdata()
+    except AgentError as exc:
+        initdata_error = exc
+    timings["initdata"] = time.perf_counter() - t0
+    compiling, compiled = _compile_ahead(initdata.policy if initdata is not None else None)
+
+    def discard(reason: str, **kw: object) -> Binding:
+        compiling.join()
+        for item in compiled:
+            if isinstance(item, Policy):
+                item.close()
+        return _deny(reason, **kw)
+
     try:
         tee: TeeProvider = open_tee()
     except AgentError as exc:
-        return _deny(f"TEE unavailable: {exc}")
+        return discard(f"TEE unavailable: {exc}")
     timings["tee"] = time.perf_counter() - t0
-    try:
-        initdata: Initdata = read_initdata()
-    except AgentError as exc:
-        return _deny(f"initdata: {exc}", tee=tee)
-    timings["initdata"] = time.perf_counter() - t0
+    if initdata is None:
+        return discard(f"initdata: {initdata_error}", tee=tee)
     nonce = os.urandom(64)
     try:
         evidence = tee.report(nonce)
         if not hmac.compare_digest(tee.report_data_of(evidence), nonce):
-            return _deny("the TEE report does not carry the fresh REPORT_DATA requested; refusing a stale report",
-                         tee=tee, initdata=initdata)
+            return discard("the TEE report does not carry the fresh REPORT_DATA requested; refusing a stale report",
+                           tee=tee, initdata=initdata)
         bound = tee.bound_value(evidence)
     except AgentError as exc:
-        return _deny(f"TEE report failed: {exc}", tee=tee, initdata=initdata)
+        return discard(f"TEE report failed: {exc}", tee=tee, initdata=initdata)
     timings["report"] = time.perf_counter() - t0
     expected = initdata.bound(tee.bound_size)
     if not hmac.compare_digest(bound, expected):
-        return _deny(
+        return discard(
             f"initdata digest mismatch: {tee.bound_field} in the {tee.name} report is {bound.hex()}, "
             f"but the {initdata.algorithm} digest of {initdata.source} is {expected.hex()}",
             tee=tee, initdata=initdata,
         )
-    text = initdata.policy
-    if text is None:
-        return _deny(f"initdata {initdata.source} has no 'policy.rego' entry", tee=tee, initdata=initdata)
-    try:
-        policy = Policy(text)
-    except AgentError as exc:
-        return _deny(f"policy from initdata: {exc}", tee=tee, initdata=initdata)
+    if initdata.policy is None:
+        return discard(f"initdata {initdata.source} has no 'policy.rego' entry", tee=tee, initdata=initdata)
+    compiling.join()
+    result = compiled[0] if compiled else AgentError("policy compilation did not finish")
+    if not isinstance(result, Policy):
+        return _deny(f"policy from initdata: {result}", tee=tee, initdata=initdata)
     timings["policy"] = time.perf_counter() - t0
     reason = (f"policy bound to {tee.name} {tee.bound_field} {expected.hex()} "
               f"({initdata.algorithm} of {initdata.source})")
     log.info("ready: %s", reason)
-    return Binding(READY, reason, tee=tee, initdata=initdata, policy=policy, timings=timings)
+    return Binding(READY, reason, tee=tee, initdata=initdata, policy=result, timings=timings)
 
 
 def bind_safely(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]

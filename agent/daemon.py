@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "vsock://CID:PORT, unix://PATH, tcp://HOST:PORT, serial:///dev/virtio-ports/NAME")
     p.add_argument("--grpc-listen", metavar="ADDR", action="append", default=[],
                    help="also serve gRPC here (unix://, tcp://, vsock://), repeatable")
+    p.add_argument("--atls-listen", metavar="ADDR", action="append", default=[],
+                   help="also serve ttRPC over aTLS here (tcp:// or vsock://): the TLS certificate carries "
+                        "evidence bound to the client's nonce (sent as SNI <hex>.atls.cocoon)")
     p.add_argument("--kernel-cmdline", metavar="PATH", default="/proc/cmdline",
                    help="where to read cocoon.* settings (default: /proc/cmdline)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -66,21 +70,60 @@ def startup(args: argparse.Namespace, kernel: dict[str, list[str]]) -> Binding:
     return bind_safely(open_tee, read_initdata)
 
 
+def signal_pipe() -> int:
+    """Route SIGTERM/SIGINT into a pipe; returns its read end (see ``wait_for_signal``).
+
+    Installed first thing, so a stop request during startup is honoured once
+    the agent is up instead of killing it half-initialised.
+    """
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(r, True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
+
+
+def wait_for_signal(r: int) -> int:
+    """Block until SIGTERM or SIGINT arrives; returns the signal number.
+
+    The Python-level handlers do nothing: the interpreter's C handler writes
+    the signal number to the pipe and this thread reads it. An Event.set()
+    inside a handler would deadlock when the signal lands while this thread
+    sits in Event.wait() holding the Event's own lock (seen in bench runs).
+    """
+    while True:
+        for num in os.read(r, 16):
+            if num in (signal.SIGTERM, signal.SIGINT):
+                return num
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
+    signals = signal_pipe()
     setup_logging(args.log_level)
     kernel = cmdline.read(args.kernel_cmdline)
     try:
         listen = [parse(a) for a in (args.listen or kernel.get("listen") or [DEFAULT_ADDRESS])]
         grpc_listen = [parse(a) for a in args.grpc_listen]
+        atls_listen = [parse(a) for a in args.atls_listen]
+        for a in atls_listen:
+            if a.scheme not in ("tcp", "vsock"):
+                raise AddressError(f"aTLS listens on tcp:// or vsock://, not {a}")
     except AddressError as exc:
         print(f"cocoon-agent: error: {exc}", file=sys.stderr)
         return 2
-    binding = startup(args, kernel)
-
+    # Bind on a helper thread while this one imports the protocol stack: the policy compile inside
+    # the binding releases the GIL, so the two overlap. Nothing is served before the binding is done.
+    result: list[Binding] = []
+    binder = threading.Thread(target=lambda: result.append(startup(args, kernel)), name="bind")
+    binder.start()
     from agent.service import Agent
     from agent.ttrpc import TtrpcServer
+
+    binder.join()
+    binding = result[0]
 
     agent = Agent(binding)
     registry = agent.registry()
@@ -88,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     grpc_server = None
     try:
         bound = [server.listen(a).bound for a in listen]
+        if atls_listen:
+            from agent.atls import AtlsListener
+            from agent.transport import Listener
+
+            bound += [server.add_listener(AtlsListener(Listener(a), binding)).bound for a in atls_listen]
         if grpc_listen:
             from agent.grpc_server import GrpcServer
 
@@ -108,10 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     start_watchdog(stop)
-    stop.wait()
+    wait_for_signal(signals)
+    stop.set()
     notify("STOPPING=1")
     server.stop()
     if grpc_server is not None:

@@ -110,6 +110,9 @@ class _Connection:
 
     def serve(self) -> None:
         try:
+            handshake = getattr(self.stream, "do_handshake", None)
+            if handshake is not None:
+                handshake()  # TLS (aTLS): mint the evidence certificate on this thread, not the accept loop
             while not self.server.stopping:
                 sid, mtype, _flags, data = read_frame(self.stream)
                 if mtype != TYPE_REQUEST:
@@ -182,14 +185,18 @@ class TtrpcServer:
             conn.send(sid, _status_response(Code.INTERNAL, f"{method.name} failed: {type(exc).__name__}: {exc}"))
 
     def listen(self, address: Address) -> Listener:
-        listener = Listener(address)
+        return self.add_listener(Listener(address))
+
+    def add_listener(self, listener: Any) -> Any:
+        """Serve on anything with accept()/released()/close() (a Listener, or aTLS around one)."""
         self.listeners.append(listener)
-        t = threading.Thread(target=self._accept_loop, args=(listener,), daemon=True, name=f"ttrpc-accept {address}")
+        t = threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
+                             name=f"ttrpc-accept {listener.address}")
         t.start()
         self._threads.append(t)
         return listener
 
-    def _accept_loop(self, listener: Listener) -> None:
+    def _accept_loop(self, listener: Any) -> None:
         while not self.stopping:
             try:
                 stream, peer = listener.accept()

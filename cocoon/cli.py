@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     from igvm import cli as igvm_cli
 
     igvm_cli.register(sub)
+    from agent import cli as agent_cli
     from agent import ctl
 
+    agent_cli.register(sub)
     ctl.register(sub)
     return parser
 
@@ -35,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from agent.errors import AgentError
     from igvm.errors import MeasureError
 
     try:
         return int(args.handler(args) or 0)
-    except MeasureError as exc:
+    except (MeasureError, AgentError) as exc:
         print(f"cocoon {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import hashlib
 import os
 import socket
@@ -157,3 +158,61 @@ def test_bad_listen_address_is_a_usage_error(tmp_path) -> None:  # type: ignore[
     out = subprocess.run([sys.executable, "-m", "agent", "--listen", "http://x", "--kernel-cmdline", "/dev/null"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "unknown scheme 'http'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_watchdog_pings_at_half_the_interval(tmp_path, sim_tee) -> None:  # type: ignore[no-untyped-def]
+    dev = tmp_path / "initdata.toml"
+    dev.write_bytes(DOC)
+    cfg = sim_tee(hashlib.sha256(DOC).digest())
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata",
+                             str(dev), "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null"],
+                            env=env, stderr=subprocess.DEVNULL)
+    try:
+        seen: list[tuple[float, str]] = []
+        while sum("WATCHDOG=1" in s for _, s in seen) < 3:
+            seen.append((time.monotonic(), notify.recv(65536).decode()))
+        pings = [t for t, s in seen if "WATCHDOG=1" in s]
+        assert any("READY=1" in s for _, s in seen)
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert all(0.1 < g < 0.4 for g in gaps), gaps  # 0.2 s nominal: within WatchdogSec, not flooding
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        notify.close()
+
+
+def test_requests_are_logged_with_journal_fields(caplog) -> None:  # type: ignore[no-untyped-def]
+    from agent.binding import Binding
+    from agent.service import Agent as Service
+
+    svc = Service(Binding("deny-all", "no TEE"))
+    with caplog.at_level("INFO", logger="cocoon.agent"), pytest.raises(RpcError):
+        svc.authorize("CreateContainerRequest", "{}", "c-42")
+    record = next(r for r in caplog.records if getattr(r, "REQUEST", None) == "CreateContainerRequest")
+    assert record.VERDICT == "deny" and record.CONTAINER_ID == "c-42"
+
+
+def test_journald_handler_under_systemd(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from systemd.journal import JournalHandler
+
+    from agent.systemd import setup_logging
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    try:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+        setup_logging("info")
+        assert any(isinstance(h, JournalHandler) for h in root.handlers)
+        monkeypatch.delenv("JOURNAL_STREAM")
+        monkeypatch.delenv("INVOCATION_ID", raising=False)
+        setup_logging("info")
+        assert not any(isinstance(h, JournalHandler) for h in root.handlers)
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)

@@ -58,7 +58,9 @@ def test_sim_report_with_foreign_key_fails_verification(sim_tee, sim_chain) -> N
     (lambda d: d.update(measurement="zz"), "measurement is not hex"),
     (lambda d: d.update(policy=-1), "policy must be an unsigned 64-bit"),
     (lambda d: d.update(schema="x"), "schema"),
-    (lambda d: d.update(vcek_key="not a key"), "bad key"),
+    (lambda d: d.update(vcek_private_key="00" * 48), "bad vcek_private_key"),
+    (lambda d: d.update(vcek_private_key="00"), "must be 48 bytes"),
+    (lambda d: d["certificates"].update(vcek="garbage"), "not one PEM CERTIFICATE"),
 ])
 def test_sim_config_errors(sim_tee, tmp_path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     with open(sim_tee(HOST)) as f:

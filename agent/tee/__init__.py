@@ -41,23 +41,26 @@ def _configfs_provider(root: str) -> str | None:
 
 def open_provider(name: str, *, sim_config: str | None = None, configfs_root: str = DEFAULT_ROOT) -> TeeProvider:
     """The provider ``name`` names; TeeError when it cannot exist on this machine."""
-    from agent.tee.sim import DEFAULT_PATH, SimProvider
-    from agent.tee.snp import SnpProvider
-    from agent.tee.tdx import TdxProvider
-
+    # Import only the provider asked for: its parsers cost startup time.
     if name == "sim":
+        from agent.tee.sim import DEFAULT_PATH, SimProvider
+
         return SimProvider(sim_config or DEFAULT_PATH)
     if name == "snp":
+        from agent.tee.snp import SnpProvider
+
         return SnpProvider(configfs_root)
     if name == "tdx":
+        from agent.tee.tdx import TdxProvider
+
         return TdxProvider(configfs_root)
     if name != "auto":
         raise TeeError(f"unknown TEE {name!r}; choose one of {', '.join(NAMES)}")
     provider = _configfs_provider(configfs_root)
     if provider == "sev_guest" or (provider is None and os.path.exists("/dev/sev-guest")):
-        return SnpProvider(configfs_root)
+        return open_provider("snp", configfs_root=configfs_root)
     if provider == "tdx_guest" or (provider is None and os.path.exists("/dev/tdx_guest")):
-        return TdxProvider(configfs_root)
+        return open_provider("tdx", configfs_root=configfs_root)
     raise TeeError(
         "no SEV-SNP or TDX guest interface found (configfs-tsm, /dev/sev-guest, /dev/tdx_guest); "
         "this is not a confidential VM, or its guest driver is not loaded. "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from typing import Protocol
 
 from agent.errors import TeeError
@@ -78,7 +77,7 @@ class TsmReport:
         """Return (outblob, auxblob) for ``inblob``; TeeError on any kernel refusal or race."""
         if len(inblob) > INBLOB_MAX:
             raise TeeError(f"configfs-tsm inblob is {len(inblob)} bytes, at most {INBLOB_MAX}")
-        path = os.path.join(self.root, f"cocoon-{os.getpid()}-{secrets.token_hex(6)}")
+        path = os.path.join(self.root, f"cocoon-{os.getpid()}-{os.urandom(6).hex()}")
         try:
             self.fs.mkdir(path)
         except OSError as exc:

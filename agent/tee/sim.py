@@ -9,8 +9,10 @@ to trust the sim chain, so a sim VM can never pass for real hardware.
 
 The document (schema ``cocoon.sim-tee/v1``) is JSON written by
 ``agent.tee.simca``: ``measurement`` (48 bytes hex), ``host_data`` (32
-hex), ``policy``, ``chip_id`` (64 hex), ``tcb`` (u64), ``vcek_key`` (PKCS#8
-PEM, EC P-384) and ``certificates`` (PEM of vcek, ask, ark).
+hex), ``policy``, ``chip_id`` (64 hex), ``tcb`` (u64), ``vcek_private_key``
+(the 48-byte EC P-384 scalar, hex: loading it needs no ASN.1/PEM machinery,
+which keeps agent startup short) and ``certificates`` (PEM of vcek, ask,
+ark; handed on as DER in the certificate table, not parsed here).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class SimConfig:
     policy: int
     chip_id: bytes
     tcb: int
-    vcek_key_pem: bytes
+    vcek_private_key: bytes  # 48-byte P-384 scalar
     certificates: dict[str, bytes]  # name -> PEM
 
     def to_json(self) -> str:
@@ -51,7 +53,7 @@ class SimConfig:
             "policy": self.policy,
             "chip_id": self.chip_id.hex(),
             "tcb": self.tcb,
-            "vcek_key": self.vcek_key_pem.decode(),
+            "vcek_private_key": self.vcek_private_key.hex(),
             "certificates": {k: v.decode() for k, v in self.certificates.items()},
         }, indent=1, sort_keys=True) + "\n"
 
@@ -88,17 +90,29 @@ def parse_config(raw: bytes) -> SimConfig:
     certs = doc.get("certificates")
     if not isinstance(certs, dict) or not all(isinstance(v, str) for v in certs.values()):
         raise TeeError("sim TEE config: certificates must map names to PEM strings")
-    if not isinstance(doc.get("vcek_key"), str):
-        raise TeeError("sim TEE config: vcek_key must be a PEM string")
     return SimConfig(
         measurement=_hex(doc, "measurement", 48),
         host_data=_hex(doc, "host_data", 32),
         policy=_int(doc, "policy", 64),
         chip_id=_hex(doc, "chip_id", 64),
         tcb=_int(doc, "tcb", 64),
-        vcek_key_pem=doc["vcek_key"].encode(),
+        vcek_private_key=_hex(doc, "vcek_private_key", 48),
         certificates={k: v.encode() for k, v in certs.items()},
     )
+
+
+def pem_to_der(pem: bytes, name: str) -> bytes:
+    """The DER inside one PEM CERTIFICATE block (strict base64; nothing else in the text)."""
+    import base64
+    import binascii
+
+    lines = pem.strip().splitlines()
+    if len(lines) < 3 or lines[0] != b"-----BEGIN CERTIFICATE-----" or lines[-1] != b"-----END CERTIFICATE-----":
+        raise TeeError(f"sim TEE config: certificate {name} is not one PEM CERTIFICATE block")
+    try:
+        return base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        raise TeeError(f"sim TEE config: certificate {name} has bad base64") from None
 
 
 class SimProvider:
@@ -116,21 +130,13 @@ class SimProvider:
         except OSError as exc:
             raise TeeError(f"sim TEE config {config_path}: {exc.strerror or exc}") from None
         self.config = parse_config(raw)
-        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509 import load_pem_x509_certificate
 
         try:
-            key = serialization.load_pem_private_key(self.config.vcek_key_pem, password=None)
-            der = {
-                name: load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-                for name, pem in self.config.certificates.items()
-            }
-        except (ValueError, TypeError) as exc:
-            raise TeeError(f"sim TEE config: bad key or certificate: {exc}") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
-            raise TeeError("sim TEE config: vcek_key must be an EC P-384 private key")
-        self._key = key
+            self._key = ec.derive_private_key(int.from_bytes(self.config.vcek_private_key, "big"), ec.SECP384R1())
+        except ValueError as exc:
+            raise TeeError(f"sim TEE config: bad vcek_private_key: {exc}") from None
+        der = {name: pem_to_der(pem, name) for name, pem in self.config.certificates.items()}
         self._aux = certtable.build(der)
 
     def available(self) -> bool:

@@ -81,6 +81,16 @@ def make_chain(rsa_bits: int = 4096) -> SimChain:
     )
 
 
+def _scalar(key_pem: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
+        raise TeeError("sim VCEK key must be EC P-384")
+    return key.private_numbers().private_value.to_bytes(48, "big")
+
+
 def make_config(chain: SimChain, measurement: bytes, host_data: bytes, policy: int = DEFAULT_POLICY,
                 chip_id: bytes | None = None, tcb: int = DEFAULT_TCB) -> SimConfig:
     """The document the launcher hands the guest: what the sim PSP will put in every report."""
@@ -92,6 +102,6 @@ def make_config(chain: SimChain, measurement: bytes, host_data: bytes, policy: i
         policy=policy,
         chip_id=chip_id if chip_id is not None else os.urandom(64),
         tcb=tcb,
-        vcek_key_pem=chain.vcek_key_pem,
+        vcek_private_key=_scalar(chain.vcek_key_pem),
         certificates={"vcek": chain.vcek_pem, "ask": chain.ask_pem, "ark": chain.ark_pem},
     )

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Agent startup: median time from exec to sd_notify READY=1, as a ratio to `python3 -c pass`.
+
+The agent runs with the sim TEE, a ~70 KB genpolicy-shaped policy
+(tests/policies/pod.rego) in block-layout initdata, and a unix listener,
+exactly the startup path of the image minus the kernel. Goal: READY within
+200 ms median. Both figures come from the same run; the ratio is what to
+compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import initdata  # noqa: E402
+from agent.cli import render_document  # noqa: E402
+from agent.tee.simca import make_chain, make_config  # noqa: E402
+
+
+def time_ready(cmd: list[str], tmp: str) -> float:
+    path = os.path.join(tmp, "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(60)
+        env = {**os.environ, "NOTIFY_SOCKET": path}
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in notify.recv(65536):
+                pass
+            elapsed = time.perf_counter() - start
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    os.unlink(path)
+    return elapsed
+
+
+def time_exit(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    policy = (ROOT / "tests" / "policies" / "pod.rego").read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        doc = render_document({"policy.rego": policy})
+        dev = os.path.join(tmp, "initdata.img")
+        with open(dev, "wb") as f:
+            f.write(initdata.encode_block(doc))
+        sim = os.path.join(tmp, "sim.json")
+        with open(sim, "w") as f:
+            f.write(make_config(make_chain(rsa_bits=2048), b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
+        agent = [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", sim, "--initdata", dev,
+                 "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null"]
+        base = [sys.executable, "-c", "pass"]
+        ready, baseline = [], []
+        time_ready(agent, tmp)  # warm the page cache
+        for _ in range(args.runs):
+            baseline.append(time_exit(base))
+            ready.append(time_ready(agent, tmp))
+    med, med_base = statistics.median(ready), statistics.median(baseline)
+    result = {"policy_bytes": len(policy), "ready_median_ms": round(med * 1000, 1),
+              "python_pass_median_ms": round(med_base * 1000, 1), "ratio": round(med / med_base, 2),
+              "goal_ms": 200, "goal_met": med <= 0.2}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"agent exec -> READY (policy {len(policy)} B): median {med * 1000:.1f} ms over {args.runs} runs")
+        print(f"python3 -c pass:                          median {med_base * 1000:.1f} ms")
+        print(f"ratio {result['ratio']:.2f}; goal READY <= 200 ms: {'met' if result['goal_met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Write pod.rego: rules.rego + the policy_data of cocoon's test pod, in genpolicy's shape (~70 KB).
+
+    python tests/policies/make_policy.py        # rewrite pod.rego (deterministic)
+
+The pod ("demo-pod" in "default"): the pause container, "web" (runs from a
+dm-verity erofs layer whose root hash the policy pins, may exec two probe
+commands), "sidecar" and the workers. Five "worker-N"
+containers make the document as large as genpolicy's output for a real pod
+(~70 KB), so the startup and policy benchmarks pay for a realistic size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WEB_LAYER_ROOT_HASH = "5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70"
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+                "CAP_KILL", "CAP_AUDIT_WRITE"]
+PRIVILEGED_CAPS = [*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE",
+                   "CAP_SYS_RAWIO", "CAP_BPF", "CAP_PERFMON"]
+
+
+def env(prefix: str, n: int) -> list[str]:
+    base = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=$(sandbox-name)"]
+    return base + [f"{prefix}_SETTING_{i:03d}=value-{i:03d}-" + "x" * (i % 40) for i in range(n)]
+
+
+def caps(kind: str) -> dict[str, list[str]]:
+    return {k: [kind] for k in ("Bounding", "Effective", "Permitted")} | {"Inheritable": [], "Ambient": []}
+
+
+def mounts() -> list[dict[str, object]]:
+    out = [
+        {"destination": "/proc", "source": "proc", "type_": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "source": "tmpfs", "type_": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/sys", "source": "sysfs", "type_": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]
+    for name in ("hosts", "hostname", "resolv.conf", "termination-log"):
+        out.append({"destination": f"/etc/{name}" if name != "termination-log" else "/dev/termination-log",
+                    "source": f"^$(cpath)/[a-z0-9]{{8,64}}-[a-z0-9]{{16}}-{name}$", "type_": "bind",
+                    "options": ["rbind", "rprivate", "rw"]})
+    return out
+
+
+def container(name: str, image: str, args: list[str], env_list: list[str], cap_kind: str,
+              storages: list[dict[str, object]], exec_commands: list[list[str]]) -> dict[str, object]:
+    return {
+        "name": name,
+        "image": image,
+        "OCI": {
+            "Version": "1.1.0",
+            "Root": {"Path": "$(cpath)/$(bundle-id)", "Readonly": False},
+            "Annotations": {
+                "io.kubernetes.cri.container-type": "container" if name != "pause" else "sandbox",
+                "io.katacontainers.pkg.oci.container_type": "pod_container" if name != "pause" else "pod_sandbox",
+            },
+            "Process": {
+                "Terminal": False, "Args": args, "Env": env_list, "Cwd": "/",
+                "User": {"UID": 65535 if name == "pause" else 1000, "GID": 65535 if name == "pause" else 1000},
+                "NoNewPrivileges": name != "sidecar",
+                "Capabilities": caps(cap_kind),
+            },
+            "Mounts": mounts(),
+            "Linux": {"Namespaces": [{"Type": t} for t in ("ipc", "uts", "mount", "pid", "network")],
+                      "MaskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                      "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                                      "/proc/scsi", "/sys/firmware"],
+                      "ReadonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                        "/proc/sysrq-trigger"]},
+        },
+        "storages": storages,
+        "exec_commands": exec_commands,
+        "sandbox_pidns": False,
+    }
+
+
+def policy_data() -> dict[str, object]:
+    layer = {"driver": "blk", "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
+             "source": "^/dev/vd[b-z]$", "fstype": "erofs", "options": ["ro"],
+             "mount_point": "^$(cpath)/[a-z0-9]{8,64}/layers/0$"}
+    return {
+        "containers": [
+            container("pause", "pause:3.9", ["/pause"], ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"],
+                      "$(default_caps)", [], []),
+            container("web", "registry.example/web@sha256:" + "a1" * 32, ["/bin/web", "--port", "8080"],
+                      env("WEB", 40), "$(default_caps)", [layer],
+                      [["/bin/ls", "/"], ["cat", "/etc/hostname"]]),
+            container("sidecar", "registry.example/sidecar@sha256:" + "b2" * 32, ["/bin/sidecar"],
+                      env("SIDECAR", 40), "$(default_caps)", [], [["/bin/sidecar", "--health"]]),
+            *(container(f"worker-{n}", f"registry.example/worker-{n}@sha256:" + f"{n:02x}" * 32,
+                        ["/bin/worker", f"--shard={n}"], env(f"WORKER{n}", 40), "$(default_caps)", [],
+                        [["/bin/worker", "--health"]]) for n in range(5)),
+        ],
+        "common": {
+            "cpath": "/run/kata-containers/shared/containers",
+            "sfprefix": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-",
+            "ipv4_a": "100(\\.\\d{1,3}){3}",
+            "svc_name": "[A-Z_\\.\\-]+",
+            "dns_label": "[a-zA-Z0-9_\\.\\-]+",
+            "default_caps": DEFAULT_CAPS,
+            "privileged_caps": PRIVILEGED_CAPS,
+            "free_annotations": ["^io\\.kubernetes\\.cri\\.", "^io\\.katacontainers\\.pkg\\.oci\\."],
+        },
+        "sandbox": {
+            "name": "demo-pod",
+            "namespace": "default",
+            "storages": [{"driver": "ephemeral", "driver_options": [], "source": "^shm$", "fstype": "tmpfs",
+                          "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"],
+                          "mount_point": "^/run/kata-containers/sandbox/shm$"}],
+        },
+        "request_defaults": {
+            "CreateContainerRequest": {"allow_env_regex": [
+                "^HOSTNAME=$(dns_label)$",
+                "^$(svc_name)_PORT_\\d+_TCP=tcp://$(ipv4_a):\\d+$",
+                "^$(svc_name)_SERVICE_HOST=$(ipv4_a)$",
+                "^$(svc_name)_SERVICE_PORT=\\d+$",
+            ]},
+            "CopyFileRequest": ["$(sfprefix)"],
+            "ExecProcessRequest": {"allowed_commands": [], "regex": []},
+            "UpdateInterfaceRequest": {"allow_raw_flags": 128, "forbidden_names": ["lo"],
+                                       "forbidden_hw_addrs": ["00:00:00:00:00:00"]},
+            "UpdateRoutesRequest": {"forbidden_device_names": ["lo"], "forbidden_source_regex": ["^127\\."]},
+            "AddARPNeighborsRequest": {"forbidden_device_names": ["lo"], "allowed_states": [2, 128]},
+            "ListInterfacesRequest": True,
+            "ListRoutesRequest": True,
+            "CloseStdinRequest": False,
+            "ReadStreamRequest": True,
+            "WriteStreamRequest": False,
+            "SetPolicyRequest": False,
+        },
+    }
+
+
+def render() -> str:
+    rules = (HERE / "rules.rego").read_text()
+    return rules + "\npolicy_data := " + json.dumps(policy_data(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    out = HERE / "pod.rego"
+    out.write_text(render())
+    print(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -1,0 +1,116 @@
+"""aTLS: the certificate verifies, carries evidence bound to the client's nonce, and the channel speaks ttRPC."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from agent import initdata
+from agent.atls import (
+    AtlsError,
+    AtlsListener,
+    client_context,
+    decode_server_name,
+    encode_server_name,
+    evidence_from_certificate,
+)
+from agent.binding import Binding, bind
+from agent.protocols import health_pb2, ttrpc_pb2
+from agent.service import Agent
+from agent.tee import certtable, open_provider, snp_report
+from agent.transport import Listener, parse
+from agent.ttrpc import HEADER, TtrpcServer, read_frame
+
+DOC = b'algorithm = "sha256"\nversion = "0.1.0"\n[data]\n"policy.rego" = "package agent_policy\\n"\n'
+
+
+@pytest.fixture
+def atls_server(tmp_path, sim_tee):  # type: ignore[no-untyped-def]
+    path = tmp_path / "initdata.toml"
+    path.write_bytes(DOC)
+    cfg = sim_tee(hashlib.sha256(DOC).digest())
+    binding = bind(lambda: open_provider("sim", sim_config=cfg), lambda: initdata.read_path(str(path)))
+    assert binding.ready, binding.reason
+    servers = []
+
+    def start(b: Binding):  # type: ignore[no-untyped-def]
+        srv = TtrpcServer(Agent(b).registry())
+        listener = srv.add_listener(AtlsListener(Listener(parse("tcp://127.0.0.1:0")), b))
+        servers.append(srv)
+        host, port = listener.inner.sock.getsockname()[:2]
+        return host, port
+
+    yield start, binding
+    for s in servers:
+        s.stop()
+
+
+def handshake(host: str, port: int, nonce: bytes | None) -> ssl.SSLSocket:
+    raw = socket.create_connection((host, port), timeout=20)
+    name = encode_server_name(nonce) if nonce is not None else None
+    return client_context().wrap_socket(raw, server_hostname=name)
+
+
+def test_certificate_carries_evidence_bound_to_nonce(atls_server) -> None:  # type: ignore[no-untyped-def]
+    start, binding = atls_server
+    host, port = start(binding)
+    nonce = os.urandom(48)
+    with handshake(host, port, nonce) as tls:
+        der = tls.getpeercert(binary_form=True)
+        ev = evidence_from_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
+        spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+        rep = snp_report.parse(ev.report)
+        assert rep.report_data == hashlib.sha512(spki + nonce).digest()
+        assert rep.host_data == hashlib.sha256(DOC).digest()
+        vcek = x509.load_der_x509_certificate(certtable.parse(ev.aux)["vcek"])
+        snp_report.verify_signature(rep, vcek.public_key())
+        assert cert.extensions[0].oid.dotted_string == "1.3.9901.2.1"
+        # and the channel speaks ttRPC
+        body = ttrpc_pb2.Request(service="grpc.Health", method="Check",
+                                 payload=health_pb2.CheckRequest().SerializeToString()).SerializeToString()
+        tls.sendall(HEADER.pack(len(body), 1, 1, 0) + body)
+        sid, mtype, _, data = read_frame(tls)
+        resp = ttrpc_pb2.Response()
+        resp.ParseFromString(data or b"")
+        assert sid == 1 and mtype == 2 and resp.status.code == 0
+    with handshake(host, port, os.urandom(8)) as tls2:  # a second client gets a different, fresh certificate
+        assert tls2.getpeercert(binary_form=True) != der
+
+
+def test_no_nonce_or_deny_all_means_no_certificate(atls_server) -> None:  # type: ignore[no-untyped-def]
+    start, binding = atls_server
+    host, port = start(binding)
+    with pytest.raises(ssl.SSLError):
+        handshake(host, port, None)
+    host2, port2 = start(Binding("deny-all", "initdata digest mismatch"))
+    with pytest.raises(ssl.SSLError):
+        handshake(host2, port2, os.urandom(16))
+
+
+def test_server_name_codec() -> None:
+    for n in (b"\x00", os.urandom(32), os.urandom(64)):
+        name = encode_server_name(n)
+        assert all(len(label) <= 63 for label in name.split(".")) and decode_server_name(name) == n
+    for bad in (None, "example.com", "zz.atls.cocoon", ".atls.cocoon"):
+        with pytest.raises(AtlsError):
+            decode_server_name(bad)
+    with pytest.raises(AtlsError):
+        encode_server_name(bytes(65))
+
+
+def test_tampered_certificate_is_rejected(atls_server) -> None:  # type: ignore[no-untyped-def]
+    start, binding = atls_server
+    host, port = start(binding)
+    with handshake(host, port, b"n") as tls:
+        der = bytearray(tls.getpeercert(binary_form=True))
+    der[-10] ^= 1  # inside the signature
+    with pytest.raises(AtlsError):
+        evidence_from_certificate(bytes(der))
