@@ -39,6 +39,7 @@ test: lint
 
 bench: venv
 	$(PY) bench/measure.py
+	$(PY) bench/startup.py
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv
