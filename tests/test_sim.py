@@ -6,7 +6,7 @@ import json
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from agent.errors import ReportError, TeeError
@@ -77,3 +77,27 @@ def test_sim_config_missing_and_garbage(tmp_path) -> None:  # type: ignore[no-un
         SimProvider(str(tmp_path / "absent"))
     with pytest.raises(TeeError, match="not JSON"):
         parse_config(b"\xff\xfe")
+
+
+def test_chain_and_signature_helpers(sim_tee, sim_chain) -> None:  # type: ignore[no-untyped-def]
+    from agent.tee import snp_chain
+    from agent.tee.simca import make_chain
+
+    ev = open_provider("sim", sim_config=sim_tee(HOST)).report(RD)
+    rep = snp_chain.verify_evidence(ev.report, ev.aux, sim_chain.ark_pem)
+    assert rep.host_data == HOST
+    other = make_chain(rsa_bits=2048)
+    with pytest.raises(ReportError, match="not the trusted ARK"):
+        snp_chain.verify_evidence(ev.report, ev.aux, other.ark_pem)
+    certs = certtable.parse(ev.aux)
+    # a VCEK from another chain, under the trusted ARK/ASK: the ASK did not sign it
+    foreign_vcek = x509.load_pem_x509_certificate(other.vcek_pem).public_bytes(serialization.Encoding.DER)
+    forged = certtable.build({**certs, "vcek": foreign_vcek})
+    with pytest.raises(ReportError, match="VCEK: RSA-PSS/SHA-384 signature does not verify"):
+        snp_chain.verify_evidence(ev.report, forged, sim_chain.ark_pem)
+    tampered = bytearray(ev.report)
+    tampered[0x90] ^= 1  # measurement
+    with pytest.raises(ReportError, match="does not verify with the given VCEK"):
+        snp_chain.verify_evidence(bytes(tampered), ev.aux, sim_chain.ark_pem)
+    with pytest.raises(ReportError, match="lacks ark, ask"):
+        snp_chain.verify_evidence(ev.report, certtable.build({"vcek": certs["vcek"]}), sim_chain.ark_pem)
