@@ -118,7 +118,9 @@ class Agent:
             new = Policy(req.policy)
         except PolicyError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"SetPolicy: {exc}") from None
-        self.binding.policy = new
+        old, self.binding.policy = self.binding.policy, new
+        if old is not None:
+            old.close()  # calls still queued on it finish; later ones get a clear error
         log.warning("policy replaced through SetPolicy (allowed by the previous policy)")
         return empty_pb2.Empty()
 

@@ -57,6 +57,8 @@ class _Owner:
 
     def __init__(self) -> None:
         self.engine: Any = None  # touched only on the owner thread, and dropped there
+        self._lock = threading.Lock()
+        self._stopped = False
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="policy-engine")
         self._thread.start()
@@ -77,11 +79,17 @@ class _Owner:
         if threading.current_thread() is self._thread:
             return fn()
         fut: Future[Any] = Future()
-        self._jobs.put((fn, fut))
+        with self._lock:
+            if self._stopped:
+                raise PolicyError("this policy was replaced or closed")
+            self._jobs.put((fn, fut))
         return fut.result()
 
     def stop(self) -> None:
-        self._jobs.put(None)
+        with self._lock:
+            if not self._stopped:
+                self._stopped = True
+                self._jobs.put(None)
 
 
 class Policy:

@@ -267,8 +267,8 @@ namespaces_match(p_oci, i_oci) if {
 
 # $(name) placeholders from policy_data.common, as genpolicy writes them.
 expand(s) := out if {
-	s1 := replace(s, "$(cpath)", policy_data.common.cpath)
-	s2 := replace(s1, "$(sfprefix)", policy_data.common.sfprefix)
+	s1 := replace(s, "$(sfprefix)", policy_data.common.sfprefix)
+	s2 := replace(s1, "$(cpath)", policy_data.common.cpath)
 	s3 := replace(s2, "$(ipv4_a)", policy_data.common.ipv4_a)
 	s4 := replace(s3, "$(svc_name)", policy_data.common.svc_name)
 	s5 := replace(s4, "$(dns_label)", policy_data.common.dns_label)
