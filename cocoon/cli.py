@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     igvm_cli.register(sub)
     from agent import cli as agent_cli
     from agent import ctl
+    from agent.policy import cli as policy_cli
 
     agent_cli.register(sub)
+    policy_cli.register(sub)
     ctl.register(sub)
     return parser
 

@@ -172,6 +172,33 @@ class Policy:
         """Verdict for one request; PolicyError for an engine failure or a result of the wrong shape."""
         return self._owner.run(lambda: self._evaluate(endpoint, input_json))
 
+    def evaluate_with_coverage(self, endpoint: str, input_json: str) -> tuple[Decision, dict[str, Any]]:
+        """Verdict plus regorus' line coverage of this one evaluation (for explaining denials)."""
+
+        def run() -> tuple[Decision, dict[str, Any]]:
+            engine = self._engine
+            engine.set_enable_coverage(True)
+            engine.clear_coverage_data()
+            try:
+                decision = self._evaluate(endpoint, input_json)
+                report = json.loads(engine.get_coverage_report_as_json())
+            finally:
+                engine.set_enable_coverage(False)
+            return decision, report
+
+        return self._owner.run(run)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Replace the policy state (``{"pstate": {...}}``), e.g. to replay a recorded session."""
+        if not isinstance(state, dict) or not isinstance(state.get("pstate", {}), dict):
+            raise PolicyError("policy state must be a JSON object like {\"pstate\": {...}}")
+
+        def run() -> None:
+            self.state = {"pstate": {}, **state}
+            self._load_state()
+
+        self._owner.run(run)
+
     def _evaluate(self, endpoint: str, input_json: str) -> Decision:
         try:
             value = self._query(endpoint, input_json)
