@@ -40,6 +40,8 @@ test: lint
 bench: venv
 	$(PY) bench/measure.py
 	$(PY) bench/startup.py
+	$(PY) bench/policy.py
+	$(PY) bench/rpc.py
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ class Policy:
         if package != f"data.{PACKAGE}":
             raise PolicyError(f"policy package is {package!r}, expected 'package {PACKAGE}'")
         self._owner.engine = engine
+        self.last_eval_seconds = 0.0  # regorus' own share of the last decision (bench/policy.py)
         self.state: dict[str, Any] = {"pstate": {}}
         self._load_state()
         self.allow_failures = self._probe_allow_failures()
@@ -156,7 +158,9 @@ class Policy:
         engine = self._engine
         try:
             engine.set_input_json(input_json)
+            t0 = time.perf_counter()
             result = engine.eval_query(f"data.{PACKAGE}.{endpoint}")
+            self.last_eval_seconds = time.perf_counter() - t0
         except Exception as exc:
             engine.take_prints()
             raise PolicyError(f"evaluating {endpoint} failed: {_clean(exc)}") from None
