@@ -75,3 +75,20 @@ def test_missing_serial_port_is_an_address_error(tmp_path) -> None:  # type: ign
     with pytest.raises(AddressError, match="does not exist"):
         server.listen(parse(f"serial://{tmp_path}/nope"))
     server.stop()
+
+
+def test_vsock_listener_binds_any_cid() -> None:
+    """The Kata default address; this machine has AF_VSOCK but no transport to connect through."""
+    import socket
+
+    if not hasattr(socket, "AF_VSOCK"):
+        pytest.skip("no AF_VSOCK in this Python")
+    from agent.transport import Listener
+
+    listener = Listener(parse("vsock://-1:47301"))
+    try:
+        assert listener.sock is not None and listener.sock.family == socket.AF_VSOCK
+        assert listener.sock.getsockname() == (0xFFFFFFFF, 47301)
+        assert listener.bound == "vsock://-1:47301"
+    finally:
+        listener.close()
