@@ -6,8 +6,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
-# ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them
-APT_PACKAGES := ovmf libsystemd-dev pkg-config
+# ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them;
+# runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers)
+APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv test lint bench reference-values clean

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 
 PREFIX = "cocoon."
-KEYS = ("tee", "initdata", "sim", "listen", "log")
+KEYS = ("tee", "initdata", "sim", "listen", "log", "runtime")
 
 
 def parse(text: str) -> dict[str, list[str]]:

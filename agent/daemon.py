@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atls-listen", metavar="ADDR", action="append", default=[],
                    help="also serve ttRPC over aTLS here (tcp:// or vsock://): the TLS certificate carries "
                         "evidence bound to the client's nonce (sent as SNI <hex>.atls.cocoon)")
+    p.add_argument("--runtime", help="OCI runtime binary (default: cocoon.runtime= or crun if present, else runc)")
+    p.add_argument("--state-dir", default="/run/cocoon", help="bundles, verified layer copies (default /run/cocoon)")
+    p.add_argument("--shared-dir", default="/run/kata-containers/shared/containers",
+                   help="container directory the runtime's paths point into (mount points must be below it)")
+    p.add_argument("--sandbox-dir", default="/run/kata-containers/sandbox", help="sandbox-wide mounts (shm)")
     p.add_argument("--kernel-cmdline", metavar="PATH", default="/proc/cmdline",
                    help="where to read cocoon.* settings (default: /proc/cmdline)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -125,7 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     binder.join()
     binding = result[0]
 
-    agent = Agent(binding)
+    backend = None
+    if binding.ready:
+        import shutil
+
+        from agent.containers import Backend
+
+        runtime = args.runtime or (kernel.get("runtime") or [None])[-1] or (
+            "crun" if shutil.which("crun") else "runc")
+        backend = Backend(runtime, args.state_dir, args.shared_dir, args.sandbox_dir)
+    agent = Agent(binding, backend)
     registry = agent.registry()
     server = TtrpcServer(registry)
     grpc_server = None

@@ -1,0 +1,353 @@
+"""The backend that acts once the policy allowed: containers through an OCI runtime (runc/crun).
+
+Each RPC method has the service's shape ``(request, context) -> response``
+and raises AgentError subclasses for refusals (the service turns them into
+FAILED_PRECONDITION with the message). Container processes are children of
+the agent (subreaper) and are waited for through the Reaper; their stdio are
+pipes drained into bounded buffers: a slow reader makes the container block
+on write (back-pressure) instead of losing output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from agent.errors import AgentError
+from agent.ocispec import _process, to_config
+from agent.protocols import agent_pb2
+from agent.reaper import ProcessError, Reaper
+from agent.storage import Mounted, Storage, StorageError, confined, layer_spec
+
+CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+BUFFER_LIMIT = 1 << 20
+VERSION = "0.1.0"
+
+
+class ContainerError(AgentError):
+    """A container operation that cannot be done (unknown id, runtime failure, bad request)."""
+
+
+class EndOfStream(ContainerError):
+    """The process closed this stream and everything buffered was read."""
+
+
+class OutputPump:
+    """Drains one pipe into a bounded buffer; stops reading while the buffer is full."""
+
+    def __init__(self, fd: int, limit: int = BUFFER_LIMIT) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.buf = bytearray()
+        self.eof = False
+        self.cond = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True, name=f"pump-{fd}").start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while len(self.buf) >= self.limit:
+                        self.cond.wait()
+                data = os.read(self.fd, 65536)
+                with self.cond:
+                    if not data:
+                        break
+                    self.buf += data
+                    self.cond.notify_all()
+        except OSError:
+            pass
+        finally:
+            with self.cond:
+                self.eof = True
+                self.cond.notify_all()
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    def read(self, n: int, timeout: float | None = None) -> bytes:
+        n = n or 65536
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.buf or self.eof, timeout):
+                return b""
+            if not self.buf:
+                raise EndOfStream("EOF")
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+            self.cond.notify_all()
+            return out
+
+
+@dataclass
+class Proc:
+    exec_id: str
+    pid: int
+    stdin: int | None
+    stdout: OutputPump
+    stderr: OutputPump
+    status: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Container:
+    cid: str
+    bundle: str
+    init: Proc
+    mounted: Mounted
+    procs: dict[str, Proc] = field(default_factory=dict)
+    started: bool = False
+
+
+class Backend:
+    def __init__(self, runtime: str = "runc", state_dir: str = "/run/cocoon",
+                 shared_dir: str = "/run/kata-containers/shared/containers",
+                 sandbox_dir: str = "/run/kata-containers/sandbox", reaper: Reaper | None = None) -> None:
+        self.runtime = runtime
+        self.state_dir = state_dir
+        self.shared_dir = shared_dir
+        self.sandbox_dir = sandbox_dir
+        self.reaper = reaper or Reaper()
+        self.storage = Storage(self.reaper, state_dir, (shared_dir, sandbox_dir))
+        self.containers: dict[str, Container] = {}
+        self.lock = threading.Lock()
+        self.hostname = ""
+        os.makedirs(os.path.join(state_dir, "containers"), exist_ok=True)
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _rt(self, *args: str, log: str | None = None) -> list[str]:
+        argv = [self.runtime, "--root", os.path.join(self.state_dir, "runtime")]
+        if log:
+            argv += ["--log", log, "--log-format", "json"]
+        return [*argv, *args]
+
+    def _container(self, cid: str) -> Container:
+        with self.lock:
+            c = self.containers.get(cid)
+        if c is None:
+            raise ContainerError(f"container {cid!r} does not exist")
+        return c
+
+    def _proc(self, cid: str, exec_id: str) -> Proc:
+        c = self._container(cid)
+        if not exec_id or exec_id == c.init.exec_id:
+            return c.init
+        p = c.procs.get(exec_id)
+        if p is None:
+            raise ContainerError(f"process {exec_id!r} does not exist in container {cid!r}")
+        return p
+
+    def _spawn_with_pipes(self, argv: list[str], exec_id: str, pid_file: str) -> Proc:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            helper = self.reaper.spawn(argv, in_r, out_w, err_w)
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        stdout, stderr = OutputPump(out_r), OutputPump(err_r)
+        status = self.reaper.wait(helper, 120)
+        if status != 0:
+            os.close(in_w)
+            detail = _runtime_error(pid_file) or stderr.read(4096, 2).decode(errors="replace").strip()
+            raise ContainerError(f"{os.path.basename(argv[0])} {argv[3] if len(argv) > 3 else ''} failed "
+                                 f"(status {status}): {detail or 'no message'}")
+        try:
+            with open(pid_file, encoding="ascii") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError) as exc:
+            os.close(in_w)
+            raise ContainerError(f"runtime left no usable pid file: {exc}") from None
+        return Proc(exec_id, pid, in_w, stdout, stderr)
+
+    # --- sandbox -----------------------------------------------------------------------------
+    def CreateSandbox(self, req: agent_pb2.CreateSandboxRequest, ctx: Any) -> empty_pb2.Empty:
+        self.hostname = req.hostname
+        undo = Mounted()
+        for s in req.storages:
+            if s.driver == "ephemeral":
+                self.storage.tmpfs(s.mount_point, undo, ",".join(o for o in s.options if "=" in o) or "mode=1777")
+        return empty_pb2.Empty()
+
+    def DestroySandbox(self, req: Any, ctx: Any) -> empty_pb2.Empty:
+        for cid in list(self.containers):
+            with contextlib.suppress(AgentError):
+                self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=5), ctx)
+        return empty_pb2.Empty()
+
+    # --- containers --------------------------------------------------------------------------
+    def CreateContainer(self, req: agent_pb2.CreateContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        cid = req.container_id
+        if not CONTAINER_ID.match(cid):
+            raise ContainerError(f"container id {cid!r} is not valid")
+        with self.lock:
+            if cid in self.containers:
+                raise ContainerError(f"container {cid!r} already exists")
+        bundle = os.path.join(self.state_dir, "containers", cid)
+        mounted = Mounted()
+        try:
+            os.makedirs(bundle, exist_ok=False)
+            layers: list[str] = []
+            for i, s in enumerate(req.storages):
+                if s.driver in ("blk", "virtio-blk"):
+                    spec = layer_spec(list(s.driver_options), s.source, s.mount_point)
+                    if spec is None:
+                        raise StorageError(f"block storage {s.source} has no pinned verity root hash")
+                    self.storage.open_layer(spec, f"{cid}-{i}", mounted)
+                    layers.append(confined(s.mount_point, self.storage.prefixes))
+                elif s.driver == "ephemeral":
+                    self.storage.tmpfs(s.mount_point, mounted)
+                elif s.driver == "local":
+                    os.makedirs(confined(s.mount_point, self.storage.prefixes), mode=0o755, exist_ok=True)
+                else:
+                    raise StorageError(f"storage driver {s.driver!r} is not supported")
+            rootfs = confined(req.OCI.Root.Path, self.storage.prefixes)
+            if layers:
+                self.storage.overlay(layers, rootfs, os.path.join(bundle, "scratch"), mounted)
+            elif not os.path.isdir(rootfs):
+                raise StorageError(f"rootfs {rootfs} does not exist and no layers were given")
+            config = to_config(req.OCI, rootfs, f"/cocoon/{cid}")
+            with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(config, f)
+            pid_file = os.path.join(bundle, "init.pid")
+            init = self._spawn_with_pipes(
+                self._rt("create", "--bundle", bundle, "--pid-file", pid_file, cid,
+                         log=os.path.join(bundle, "runtime.log")),
+                req.exec_id or cid, pid_file)
+        except AgentError:
+            self.storage.release(mounted)
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+        with self.lock:
+            self.containers[cid] = Container(cid, bundle, init, mounted)
+        return empty_pb2.Empty()
+
+    def StartContainer(self, req: agent_pb2.StartContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        c = self._container(req.container_id)
+        try:
+            self.reaper.check(self._rt("start", c.cid))
+        except ProcessError as exc:
+            raise ContainerError(str(exc)) from None
+        c.started = True
+        return empty_pb2.Empty()
+
+    def ExecProcess(self, req: agent_pb2.ExecProcessRequest, ctx: Any) -> empty_pb2.Empty:
+        c = self._container(req.container_id)
+        if not req.exec_id or req.exec_id in c.procs or req.exec_id == c.init.exec_id:
+            raise ContainerError(f"exec id {req.exec_id!r} is empty or in use")
+        spec_path = os.path.join(c.bundle, f"exec-{len(c.procs)}.json")
+        with open(spec_path, "w", encoding="utf-8") as f:
+            json.dump(_process(req.process), f)
+        pid_file = spec_path[:-5] + ".pid"
+        proc = self._spawn_with_pipes(
+            self._rt("exec", "--detach", "--pid-file", pid_file, "--process", spec_path, c.cid),
+            req.exec_id, pid_file)
+        c.procs[req.exec_id] = proc
+        return empty_pb2.Empty()
+
+    def WaitProcess(self, req: agent_pb2.WaitProcessRequest, ctx: Any) -> agent_pb2.WaitProcessResponse:
+        p = self._proc(req.container_id, req.exec_id)
+        with p.lock:
+            if p.status is None:
+                p.status = self.reaper.wait(p.pid)
+        return agent_pb2.WaitProcessResponse(status=p.status if p.status is not None else 255)
+
+    def SignalProcess(self, req: agent_pb2.SignalProcessRequest, ctx: Any) -> empty_pb2.Empty:
+        c = self._container(req.container_id)
+        if not 0 < req.signal < 65:
+            raise ContainerError(f"signal {req.signal} is not valid")
+        p = self._proc(req.container_id, req.exec_id)
+        if p.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, req.signal)
+        del c
+        return empty_pb2.Empty()
+
+    def RemoveContainer(self, req: agent_pb2.RemoveContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        c = self._container(req.container_id)
+        timeout = req.timeout or None
+        procs = [c.init, *c.procs.values()]
+        for p in procs:
+            if p.status is None and self.reaper.peek(p.pid) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM if timeout else signal.SIGKILL)
+        for p in procs:
+            with p.lock:
+                if p.status is None:
+                    p.status = self.reaper.wait(p.pid, timeout)
+                if p.status is None:  # did not go in time: kill it
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGKILL)
+                    p.status = self.reaper.wait(p.pid, 30)
+        self.reaper.run(self._rt("delete", "--force", c.cid))
+        self.storage.release(c.mounted)
+        for p in procs:
+            if p.stdin is not None:
+                with contextlib.suppress(OSError):
+                    os.close(p.stdin)
+        shutil.rmtree(c.bundle, ignore_errors=True)
+        with self.lock:
+            self.containers.pop(c.cid, None)
+        return empty_pb2.Empty()
+
+    # --- stdio -------------------------------------------------------------------------------
+    def ReadStdout(self, req: agent_pb2.ReadStreamRequest, ctx: Any) -> agent_pb2.ReadStreamResponse:
+        return agent_pb2.ReadStreamResponse(data=self._proc(req.container_id, req.exec_id).stdout.read(req.len))
+
+    def ReadStderr(self, req: agent_pb2.ReadStreamRequest, ctx: Any) -> agent_pb2.ReadStreamResponse:
+        return agent_pb2.ReadStreamResponse(data=self._proc(req.container_id, req.exec_id).stderr.read(req.len))
+
+    def WriteStdin(self, req: agent_pb2.WriteStreamRequest, ctx: Any) -> agent_pb2.WriteStreamResponse:
+        p = self._proc(req.container_id, req.exec_id)
+        if p.stdin is None:
+            raise ContainerError("stdin is closed")
+        view = memoryview(req.data)
+        try:
+            while view:
+                view = view[os.write(p.stdin, view) :]
+        except OSError as exc:
+            raise ContainerError(f"writing stdin: {exc.strerror}") from None
+        return agent_pb2.WriteStreamResponse(len=len(req.data))
+
+    def CloseStdin(self, req: agent_pb2.CloseStdinRequest, ctx: Any) -> empty_pb2.Empty:
+        p = self._proc(req.container_id, req.exec_id)
+        if p.stdin is not None:
+            os.close(p.stdin)
+            p.stdin = None
+        return empty_pb2.Empty()
+
+    # --- guest -------------------------------------------------------------------------------
+    def GetGuestDetails(self, req: agent_pb2.GuestDetailsRequest, ctx: Any) -> agent_pb2.GuestDetailsResponse:
+        size = 0
+        if req.mem_block_size:
+            with contextlib.suppress(OSError, ValueError), open("/sys/devices/system/memory/block_size_bytes") as f:
+                size = int(f.read().strip(), 16)
+        return agent_pb2.GuestDetailsResponse(
+            mem_block_size_bytes=size,
+            support_mem_hotplug_probe=os.path.exists("/sys/devices/system/memory/probe"),
+            agent_details=agent_pb2.AgentDetails(version=VERSION, init_daemon=os.getpid() == 1,
+                                                 storage_handlers=["blk", "ephemeral", "local"]),
+        )
+
+
+def _runtime_error(pid_file: str) -> str:
+    """The last error runc/crun logged next to the bundle (JSON log lines)."""
+    log = os.path.join(os.path.dirname(pid_file), "runtime.log")
+    with contextlib.suppress(OSError):
+        with open(log, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("level") in ("error", "fatal"):
+                    return str(entry.get("msg", ""))
+    return ""

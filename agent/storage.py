@@ -1,0 +1,158 @@
+"""Storages of a container: verity layers, overlay rootfs, tmpfs (ephemeral), local directories.
+
+Every mount point must lie below one of the agent's allowed prefixes (the
+shared container directory and the sandbox directory): a host that names
+``/etc`` as a mount point gets an error, not a mount. Layers are ``blk``
+storages whose driver options pin ``cocoon.verity.roothash=<hex>`` and
+``cocoon.verity.hashoffset=<bytes>`` (the hash area follows the erofs data
+on the same device); they are mounted read-only and combined with overlayfs
+under a writable tmpfs upper layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from dataclasses import dataclass, field
+
+from agent import verity
+from agent.errors import AgentError
+from agent.reaper import Reaper
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MNT_DETACH = 2
+ROOTHASH = "cocoon.verity.roothash="
+HASHOFFSET = "cocoon.verity.hashoffset="
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class StorageError(AgentError):
+    """A storage the agent cannot or will not mount."""
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode() or None) != 0:
+        err = ctypes.get_errno()
+        raise StorageError(f"mount {fstype} {source} on {target}: {os.strerror(err)}")
+
+
+def umount(target: str) -> None:
+    _libc.umount2(target.encode(), MNT_DETACH)
+
+
+def confined(path: str, prefixes: tuple[str, ...]) -> str:
+    """``path`` normalised, if it lies below one of ``prefixes`` (no '..' escapes)."""
+    if not path.startswith("/"):
+        raise StorageError(f"mount point {path!r} is not absolute")
+    norm = os.path.normpath(path)
+    if not any(norm == p or norm.startswith(p.rstrip("/") + "/") for p in prefixes):
+        raise StorageError(f"mount point {path} is outside the allowed directories ({', '.join(prefixes)})")
+    return norm
+
+
+@dataclass
+class Mounted:
+    """What one container's storages left behind, to undo in reverse order."""
+
+    mounts: list[str] = field(default_factory=list)
+    loops: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    device: str
+    root_hash: bytes
+    hash_offset: int
+    mount_point: str
+
+
+def layer_spec(driver_options: list[str], source: str, mount_point: str) -> LayerSpec | None:
+    opts = {o.split("=", 1)[0] + "=": o.split("=", 1)[1] for o in driver_options if "=" in o}
+    if ROOTHASH not in opts and HASHOFFSET not in opts:
+        return None
+    try:
+        root = bytes.fromhex(opts[ROOTHASH])
+        offset = int(opts[HASHOFFSET])
+    except (KeyError, ValueError):
+        raise StorageError(f"layer {source}: needs {ROOTHASH}<hex> and {HASHOFFSET}<bytes>") from None
+    if len(root) not in (32, 64) or offset <= 0 or offset % 4096:
+        raise StorageError(f"layer {source}: bad verity root hash or hash offset")
+    return LayerSpec(source, root, offset, mount_point)
+
+
+class Storage:
+    def __init__(self, reaper: Reaper, state_dir: str, prefixes: tuple[str, ...]) -> None:
+        self.reaper = reaper
+        self.state_dir = state_dir
+        self.prefixes = prefixes
+        os.makedirs(os.path.join(state_dir, "layers"), exist_ok=True)
+
+    def _losetup(self, image: str, undo: Mounted) -> str:
+        loop = self.reaper.check(["losetup", "--find", "--show", "--read-only", image]).stdout.decode().strip()
+        undo.loops.append(loop)
+        return loop
+
+    def open_layer(self, spec: LayerSpec, name: str, undo: Mounted) -> None:
+        target = confined(spec.mount_point, self.prefixes)
+        os.makedirs(target, exist_ok=True)
+        if verity.kernel_verity_available():
+            dm = f"cocoon-{name}"
+            self.reaper.check(["veritysetup", "open", spec.device, dm, spec.device, spec.root_hash.hex(),
+                               f"--hash-offset={spec.hash_offset}"])
+            undo.loops.append(f"dm:{dm}")
+            device = f"/dev/mapper/{dm}"
+            _read_all(device)  # a corrupted block fails now, not inside a running container
+        else:
+            copy = os.path.join(self.state_dir, "layers", f"{name}.img")
+            verity.copy_verify(spec.device, spec.hash_offset, spec.root_hash, copy)
+            undo.files.append(copy)
+            device = self._losetup(copy, undo)
+        mount(device, target, "erofs", MS_RDONLY | MS_NODEV)
+        undo.mounts.append(target)
+
+    def tmpfs(self, target: str, undo: Mounted, options: str = "mode=0755") -> None:
+        target = confined(target, self.prefixes + (self.state_dir,))
+        os.makedirs(target, exist_ok=True)
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        undo.mounts.append(target)
+
+    def overlay(self, lowers: list[str], target: str, scratch: str, undo: Mounted) -> None:
+        """Layers (bottom first) + a writable tmpfs upper, mounted at ``target``."""
+        target = confined(target, self.prefixes)
+        self.tmpfs(scratch, undo)
+        upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
+        os.makedirs(upper)
+        os.makedirs(work)
+        os.makedirs(target, exist_ok=True)
+        lowerdir = ":".join(reversed(lowers))  # overlayfs lists the top layer first
+        mount("overlay", target, "overlay", 0, f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+        undo.mounts.append(target)
+
+    def release(self, undo: Mounted) -> None:
+        for target in reversed(undo.mounts):
+            umount(target)
+        for loop in reversed(undo.loops):
+            if loop.startswith("dm:"):
+                self.reaper.run(["veritysetup", "close", loop[3:]])
+            else:
+                self.reaper.run(["losetup", "-d", loop])
+        for f in undo.files:
+            with contextlib.suppress(OSError):
+                os.unlink(f)
+        undo.mounts.clear()
+        undo.loops.clear()
+        undo.files.clear()
+
+
+def _read_all(device: str) -> None:
+    try:
+        with open(device, "rb", buffering=0) as f:
+            while f.read(1 << 20):
+                pass
+    except OSError as exc:
+        raise verity.VerityError(f"layer {device} fails dm-verity verification: {exc.strerror}") from None

@@ -1,0 +1,128 @@
+"""dm-verity layers: the kernel's dm-verity when it is there, a verified in-memory copy when not.
+
+On-disk format (cryptsetup's VERITY superblock, ``lib/verity/verity.c``, and
+the kernel's ``Documentation/admin-guide/device-mapper/verity.rst``): a
+512-byte superblock at the hash offset, signature ``verity\\0\\0``, version
+1, hash_type 1 (salt prepended to every hashed block), algorithm name,
+data/hash block sizes, data block count, salt. Each data block hashes to
+H(salt || block); hashes are packed into hash blocks (zero-padded) and
+hashed again level by level; the root hash is H(salt || top block).
+
+Two openers behind one interface: ``KernelVerity`` (veritysetup open, then a
+full read so a corrupted block fails here and not in the middle of a
+container's life) and ``CopyVerity`` for kernels without device-mapper (this
+build machine): it recomputes the tree while copying the data into guest
+memory and serves that copy, so the host cannot change the bytes after
+they were checked. Both refuse a layer whose root hash differs from the
+one the policy pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+from agent.errors import AgentError
+
+SUPERBLOCK = struct.Struct("<8sII16s32sIIQH6s256s168s")
+assert SUPERBLOCK.size == 512
+SIGNATURE = b"verity\0\0"
+MAX_DATA = 16 << 30
+
+
+class VerityError(AgentError):
+    """A layer that does not match its pinned root hash, or a malformed verity area."""
+
+
+@dataclass(frozen=True)
+class Superblock:
+    version: int
+    hash_type: int
+    algorithm: str
+    data_block_size: int
+    hash_block_size: int
+    data_blocks: int
+    salt: bytes
+
+
+def parse_superblock(raw: bytes) -> Superblock:
+    if len(raw) < SUPERBLOCK.size:
+        raise VerityError("verity superblock is truncated")
+    sig, version, hash_type, _uuid, alg, dbs, hbs, blocks, salt_size, _p1, salt, _p2 = SUPERBLOCK.unpack(
+        raw[: SUPERBLOCK.size])
+    if sig != SIGNATURE:
+        raise VerityError("no verity superblock at the hash offset")
+    if version != 1 or hash_type != 1:
+        raise VerityError(f"verity superblock version {version} / hash type {hash_type} not supported (1/1)")
+    algorithm = alg.rstrip(b"\0").decode("ascii", "replace")
+    if algorithm not in ("sha256", "sha512"):
+        raise VerityError(f"verity hash algorithm {algorithm!r} not supported")
+    for size in (dbs, hbs):
+        if size < 512 or size > 65536 or size & (size - 1):
+            raise VerityError(f"verity block size {size} is not a power of two in 512..65536")
+    if salt_size > 256:
+        raise VerityError("verity salt longer than 256 bytes")
+    if blocks == 0 or blocks * dbs > MAX_DATA:
+        raise VerityError(f"verity data size {blocks * dbs} out of range")
+    return Superblock(version, hash_type, algorithm, dbs, hbs, blocks, salt[:salt_size])
+
+
+def root_hash_of(read_block, sb: Superblock, sink=None) -> bytes:  # type: ignore[no-untyped-def]
+    """Recompute the root hash from the data blocks (``read_block(i)``); each block also goes to ``sink``."""
+    digest_size = hashlib.new(sb.algorithm).digest_size
+    per_block = sb.hash_block_size // digest_size
+    level: list[bytes] = []
+    for i in range(sb.data_blocks):
+        block = read_block(i)
+        if len(block) != sb.data_block_size:
+            raise VerityError(f"layer ends at data block {i} of {sb.data_blocks}")
+        if sink is not None:
+            sink(block)
+        level.append(hashlib.new(sb.algorithm, sb.salt + block).digest())
+    while True:
+        blocks = []
+        for i in range(0, len(level), per_block):
+            packed = b"".join(level[i : i + per_block])
+            blocks.append(packed + bytes(sb.hash_block_size - len(packed)))
+        if len(blocks) == 1:
+            return hashlib.new(sb.algorithm, sb.salt + blocks[0]).digest()
+        level = [hashlib.new(sb.algorithm, sb.salt + b).digest() for b in blocks]
+
+
+def kernel_verity_available() -> bool:
+    try:
+        with open("/proc/misc", encoding="ascii") as f:
+            return any(line.split()[-1] == "device-mapper" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+def copy_verify(device: str, hash_offset: int, root_hash: bytes, out_path: str) -> Superblock:
+    """Verify ``device`` against ``root_hash`` while copying its data to ``out_path`` (fsynced, read-only)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise VerityError(f"cannot open layer {device}: {exc.strerror}") from None
+    try:
+        sb = parse_superblock(os.pread(fd, SUPERBLOCK.size, hash_offset))
+        if sb.data_blocks * sb.data_block_size > hash_offset:
+            raise VerityError(f"layer {device}: data ({sb.data_blocks} blocks) overlaps the hash area")
+        out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o400)
+        try:
+            computed = root_hash_of(
+                lambda i: os.pread(fd, sb.data_block_size, i * sb.data_block_size), sb,
+                sink=lambda block: os.write(out, block))
+            os.fsync(out)
+        finally:
+            os.close(out)
+    except OSError as exc:
+        raise VerityError(f"reading layer {device}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if computed != root_hash:
+        os.unlink(out_path)
+        raise VerityError(f"layer {device}: dm-verity root hash is {computed.hex()}, the policy pins "
+                          f"{root_hash.hex()}; the layer's bytes were changed")
+    return sb
