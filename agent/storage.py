@@ -116,7 +116,7 @@ class Storage:
         undo.mounts.append(target)
 
     def tmpfs(self, target: str, undo: Mounted, options: str = "mode=0755") -> None:
-        target = confined(target, self.prefixes + (self.state_dir,))
+        target = confined(target, (*self.prefixes, self.state_dir))
         os.makedirs(target, exist_ok=True)
         mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
         undo.mounts.append(target)
