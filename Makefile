@@ -43,6 +43,7 @@ bench: venv
 	$(PY) bench/startup.py
 	$(PY) bench/policy.py
 	$(PY) bench/rpc.py
+	$(PY) bench/containers.py
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from layers import attach, busybox_tree, detach, verity_layer
 
 from agent import initdata
 from agent.cli import render_document
@@ -49,34 +50,20 @@ BASE_MOUNTS = [
 CAPS = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
 
 
-def run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def layer(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A busybox erofs image with its dm-verity tree appended, attached to a read-only loop device."""
     tmp = tmp_path_factory.mktemp("layer")
-    root = tmp / "root"
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc"):
-        (root / d).mkdir(parents=True)
-    shutil.copy("/usr/bin/busybox", root / "bin" / "busybox")
-    for applet in ("sh", "echo", "cat", "sleep", "true", "false", "ls"):
-        os.symlink("busybox", root / "bin" / applet)
     img = tmp / "layer.img"
-    run("mkfs.erofs", "-T0", str(img), str(root))
-    size = img.stat().st_size
-    assert size % 4096 == 0
-    out = run("veritysetup", "format", str(img), str(img), f"--hash-offset={size}", f"--data-blocks={size // 4096}")
-    root_hash = next(line.split()[-1] for line in out.splitlines() if line.startswith("Root hash"))
+    root_hash, size = verity_layer(busybox_tree(tmp / "root"), img)
     bad = tmp / "bad.img"
     blob = bytearray(img.read_bytes())
     blob[size // 2] ^= 0x01  # one flipped byte in the data
     bad.write_bytes(bytes(blob))
-    loops = [run("losetup", "--find", "--show", "--read-only", str(p)).strip() for p in (img, bad)]
+    loops = [attach(img), attach(bad)]
     yield {"device": loops[0], "bad_device": loops[1], "root_hash": root_hash, "offset": size}
     for loop in loops:
-        subprocess.run(["losetup", "-d", loop], check=False)
+        detach(loop)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Container create + start + wait of busybox `true`: through the agent vs runc directly.
+
+Agent path: CreateContainer (verity check of the erofs layer, overlay rootfs,
+`runc create`), StartContainer, WaitProcess over ttRPC to an agent process.
+Direct path: `runc run` of the same spec on an already unpacked rootfs, i.e.
+what the runtime alone costs. Medians over the same run; goal: agent
+overhead <= 1.3x. Needs root, runc, busybox-static, erofs-utils, veritysetup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from layers import attach, busybox_tree, detach, verity_layer  # noqa: E402
+
+from agent import initdata  # noqa: E402
+from agent.cli import render_document  # noqa: E402
+from agent.ctl import Client  # noqa: E402
+from agent.ocispec import to_config  # noqa: E402
+from agent.tee.simca import make_chain, make_config  # noqa: E402
+
+POLICY = "package agent_policy\n" + "".join(
+    f"default {n} := true\n" for n in ("CreateContainerRequest", "StartContainerRequest", "WaitProcessRequest",
+                                       "RemoveContainerRequest"))
+
+
+def request(cid: str, shared: str, device: str, root_hash: str, offset: int) -> dict:
+    return {
+        "container_id": cid, "exec_id": cid,
+        "storages": [{"driver": "blk", "source": device, "fstype": "erofs", "options": ["ro"],
+                      "driver_options": [f"cocoon.verity.roothash={root_hash}", f"cocoon.verity.hashoffset={offset}"],
+                      "mount_point": f"{shared}/{cid}/layers/0"}],
+        "OCI": {"Version": "1.1.0", "Process": {"Args": ["true"], "Env": ["PATH=/bin"], "Cwd": "/"},
+                "Root": {"Path": f"{shared}/{cid}/rootfs"},
+                "Mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount")]}},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/containers.py needs root (mounts, loop devices, runc)", file=sys.stderr)
+        return 2
+    from google.protobuf import json_format
+
+    from agent.protocols import agent_pb2
+
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        tree = busybox_tree(tmp / "tree")
+        root_hash, offset = verity_layer(tree, tmp / "layer.img")
+        loop = attach(tmp / "layer.img")
+        doc = render_document({"policy.rego": POLICY})
+        (tmp / "initdata.img").write_bytes(initdata.encode_block(doc))
+        (tmp / "sim.json").write_text(make_config(make_chain(2048), b"\x42" * 48,
+                                                  hashlib.sha256(doc).digest()).to_json())
+        shared = str(tmp / "shared")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp / "notify"))
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(tmp / "sim.json"),
+             "--initdata", str(tmp / "initdata.img"), "--listen", f"unix://{tmp}/a.sock", "--kernel-cmdline",
+             "/dev/null", "--runtime", "runc", "--state-dir", str(tmp / "state"), "--shared-dir", shared,
+             "--sandbox-dir", str(tmp / "sandbox")],
+            env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify")}, stderr=subprocess.DEVNULL)
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        # direct: a bundle with the same spec on the unpacked tree
+        bundle = tmp / "bundle"
+        bundle.mkdir()
+        spec = json_format.ParseDict(request("x", shared, loop, root_hash, offset)["OCI"], agent_pb2.CreateContainerRequest().OCI)
+        (bundle / "config.json").write_text(json.dumps(to_config(spec, str(tree), "/cocoon-bench/direct")))
+        via_agent, direct = [], []
+        try:
+            with Client(f"unix://{tmp}/a.sock") as c:
+                for i in range(args.runs + 1):
+                    cid = f"bench{i}"
+                    t0 = time.perf_counter()
+                    c.call("CreateContainer", request(cid, shared, loop, root_hash, offset))
+                    c.call("StartContainer", {"container_id": cid})
+                    status = c.call("WaitProcess", {"container_id": cid, "exec_id": cid}).status
+                    t1 = time.perf_counter()
+                    c.call("RemoveContainer", {"container_id": cid})
+                    assert status == 0
+                    t2 = time.perf_counter()
+                    subprocess.run(["runc", "--root", str(tmp / "direct-state"), "run", "--bundle", str(bundle),
+                                    f"direct{i}"], check=True, stdout=subprocess.DEVNULL)
+                    t3 = time.perf_counter()
+                    if i:  # first round warms caches
+                        via_agent.append(t1 - t0)
+                        direct.append(t3 - t2)
+        finally:
+            agent.terminate()
+            agent.wait(timeout=60)
+            detach(loop)
+    a, d = statistics.median(via_agent), statistics.median(direct)
+    result = {"agent_ms": round(a * 1000, 1), "runc_ms": round(d * 1000, 1), "ratio": round(a / d, 2),
+              "goal": 1.3, "goal_met": a / d <= 1.3}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"busybox `true`, create+start+wait, median of {args.runs}:")
+        print(f"  through the agent (verity layer, overlay, runc create/start): {a * 1000:.1f} ms")
+        print(f"  runc run directly on an unpacked rootfs:                      {d * 1000:.1f} ms")
+        print(f"  ratio {a / d:.2f} (goal <= 1.3: {'met' if a / d <= 1.3 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
