@@ -87,7 +87,8 @@ def main() -> int:
         # direct: a bundle with the same spec on the unpacked tree
         bundle = tmp / "bundle"
         bundle.mkdir()
-        spec = json_format.ParseDict(request("x", shared, loop, root_hash, offset)["OCI"], agent_pb2.CreateContainerRequest().OCI)
+        spec = json_format.ParseDict(request("x", shared, loop, root_hash, offset)["OCI"],
+                                     agent_pb2.CreateContainerRequest().OCI)
         (bundle / "config.json").write_text(json.dumps(to_config(spec, str(tree), "/cocoon-bench/direct")))
         via_agent, direct = [], []
         try:
