@@ -108,6 +108,15 @@ class Container:
 
 
 class Backend:
+    """Containers, and (by delegation) the network RPCs."""
+
+    def __getattr__(self, rpc: str) -> Any:
+        if rpc in ("UpdateInterface", "UpdateRoutes", "ListInterfaces", "ListRoutes", "AddARPNeighbors"):
+            from agent.network import Network
+
+            return getattr(Network(), rpc)
+        raise AttributeError(rpc)
+
     def __init__(self, runtime: str = "runc", state_dir: str = "/run/cocoon",
                  shared_dir: str = "/run/kata-containers/shared/containers",
                  sandbox_dir: str = "/run/kata-containers/sandbox", reaper: Reaper | None = None) -> None:
@@ -179,10 +188,14 @@ class Backend:
         return empty_pb2.Empty()
 
     def DestroySandbox(self, req: Any, ctx: Any) -> empty_pb2.Empty:
+        self.shutdown()
+        return empty_pb2.Empty()
+
+    def shutdown(self, timeout: int = 5) -> None:
+        """Stop and remove every container: no process, mount or loop device outlives the agent."""
         for cid in list(self.containers):
             with contextlib.suppress(AgentError):
-                self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=5), ctx)
-        return empty_pb2.Empty()
+                self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=timeout), None)
 
     # --- containers --------------------------------------------------------------------------
     def CreateContainer(self, req: agent_pb2.CreateContainerRequest, ctx: Any) -> empty_pb2.Empty:

@@ -175,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.set()
     notify("STOPPING=1")
     server.stop()
+    if backend is not None:
+        backend.shutdown()
     if grpc_server is not None:
         grpc_server.stop()
     return 0

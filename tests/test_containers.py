@@ -180,3 +180,32 @@ def test_backend_refuses_what_it_cannot_run_safely(agent, layer, edit, message) 
         with pytest.raises(RpcError) as err:
             c.call("CreateContainer", req)
         assert err.value.code == Code.FAILED_PRECONDITION and message in err.value.message
+
+
+def test_agent_stop_removes_its_containers(tmp_path, sim_chain, layer) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM with a container running: the agent kills it and leaves no mount behind."""
+    from agent.tee.simca import make_config
+
+    dev = tmp_path / "initdata.img"
+    dev.write_bytes(initdata.encode_block(DOC))
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, b"\x42" * 48, hashlib.sha256(DOC).digest()).to_json())
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(60)
+    shared = str(tmp_path / "shared")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(sim), "--initdata", str(dev),
+         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--runtime", "runc",
+         "--state-dir", str(tmp_path / "state"), "--shared-dir", shared, "--sandbox-dir", str(tmp_path / "sb")],
+        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}, stderr=subprocess.DEVNULL)
+    while b"READY=1" not in notify.recv(4096):
+        pass
+    with Client(f"unix://{tmp_path}/a.sock") as c:
+        c.call("CreateContainer", container_request("c9", shared, layer, ["sleep", "600"]))
+        c.call("StartContainer", {"container_id": "c9"})
+    assert os.path.ismount(f"{shared}/c9/rootfs")
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    assert not os.path.ismount(f"{shared}/c9/rootfs")
+    assert not os.path.ismount(f"{shared}/c9/layers/0")
