@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: list[Binding] = []
     binder = threading.Thread(target=lambda: result.append(startup(args, kernel)), name="bind")
     binder.start()
+    from agent.containers import Backend
     from agent.service import Agent
     from agent.ttrpc import TtrpcServer
 
@@ -133,8 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = None
     if binding.ready:
         import shutil
-
-        from agent.containers import Backend
 
         runtime = args.runtime or (kernel.get("runtime") or [None])[-1] or (
             "crun" if shutil.which("crun") else "runc")

@@ -70,7 +70,8 @@ def main() -> int:
         with open(sim, "w") as f:
             f.write(make_config(make_chain(rsa_bits=2048), b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
         agent = [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", sim, "--initdata", dev,
-                 "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null"]
+                 "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null",
+                 "--state-dir", f"{tmp}/state", "--shared-dir", f"{tmp}/shared", "--sandbox-dir", f"{tmp}/sandbox"]
         base = [sys.executable, "-c", "pass"]
         ready, baseline = [], []
         time_ready(agent, tmp)  # warm the page cache

@@ -57,7 +57,9 @@ def start_agent(tmp_path, sim_tee):  # type: ignore[no-untyped-def]
         env.pop("INVOCATION_ID", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata", str(dev),
-             "--listen", f"unix://{sock}", "--grpc-listen", f"unix://{gsock}", "--kernel-cmdline", "/dev/null"],
+             "--listen", f"unix://{sock}", "--grpc-listen", f"unix://{gsock}", "--kernel-cmdline", "/dev/null",
+             "--state-dir", str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared"),
+             "--sandbox-dir", str(tmp_path / "sandbox"), "--runtime", "runc"],
             env=env, stderr=subprocess.PIPE, text=True,
         )
         started.append(proc)
@@ -83,9 +85,9 @@ def test_ready_agent_enforces_policy_over_ttrpc_and_grpc(start_agent) -> None:  
     for use_grpc, address in ((False, agent.ttrpc), (True, agent.grpc)):
         with Client(address, use_grpc=use_grpc) as c:
             assert c.call("Check").status == 1
-            with pytest.raises(RpcError) as err:  # allowed by policy, then no backend yet: UNIMPLEMENTED
+            with pytest.raises(RpcError) as err:  # allowed by policy, then refused by the backend: no rootfs
                 c.call("CreateContainer", {"container_id": "allowed"})
-            assert err.value.code == Code.UNIMPLEMENTED
+            assert err.value.code == Code.FAILED_PRECONDITION and "is not absolute" in err.value.message
             with pytest.raises(RpcError) as err:
                 c.call("CreateContainer", {"container_id": "evil"})
             assert err.value.code == Code.PERMISSION_DENIED
@@ -146,7 +148,8 @@ def test_exit_after_ready_reports_startup_time(tmp_path, sim_tee) -> None:  # ty
     t0 = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata", str(dev),
-         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--exit-after-ready"],
+         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--exit-after-ready",
+         "--state-dir", str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared")],
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
@@ -169,7 +172,8 @@ def test_watchdog_pings_at_half_the_interval(tmp_path, sim_tee) -> None:  # type
     notify.settimeout(30)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen([sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata",
-                             str(dev), "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null"],
+                             str(dev), "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null",
+                             "--state-dir", str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared")],
                             env=env, stderr=subprocess.DEVNULL)
     try:
         seen: list[tuple[float, str]] = []
