@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -129,6 +130,7 @@ class Backend:
         self.containers: dict[str, Container] = {}
         self.lock = threading.Lock()
         self.hostname = ""
+        self.oom_events: queue.Queue[str] = queue.Queue()
         os.makedirs(os.path.join(state_dir, "containers"), exist_ok=True)
 
     # --- helpers -----------------------------------------------------------------------------
@@ -228,6 +230,9 @@ class Backend:
                 self.storage.overlay(layers, rootfs, os.path.join(bundle, "scratch"), mounted)
             elif not os.path.isdir(rootfs):
                 raise StorageError(f"rootfs {rootfs} does not exist and no layers were given")
+            for m in req.OCI.Mounts:
+                if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
+                    confined(m.source, self.storage.prefixes)  # host paths outside the shared dirs: refused
             config = to_config(req.OCI, rootfs, f"/cocoon/{cid}")
             with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
                 json.dump(config, f)
@@ -251,6 +256,7 @@ class Backend:
         except ProcessError as exc:
             raise ContainerError(str(exc)) from None
         c.started = True
+        self._watch_oom(c.cid)
         return empty_pb2.Empty()
 
     def ExecProcess(self, req: agent_pb2.ExecProcessRequest, ctx: Any) -> empty_pb2.Empty:
@@ -337,6 +343,86 @@ class Backend:
             os.close(p.stdin)
             p.stdin = None
         return empty_pb2.Empty()
+
+    # --- lifecycle extras ----------------------------------------------------------------------
+    def PauseContainer(self, req: agent_pb2.PauseContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        return self._runtime_op("pause", req.container_id)
+
+    def ResumeContainer(self, req: agent_pb2.ResumeContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        return self._runtime_op("resume", req.container_id)
+
+    def _runtime_op(self, op: str, cid: str, *extra: str, stdin: bytes = b"") -> empty_pb2.Empty:
+        c = self._container(cid)
+        r = self.reaper.run(self._rt(op, *extra, c.cid), input=stdin)
+        if r.status != 0:
+            raise ContainerError(f"{op} {c.cid}: {r.stderr.decode(errors='replace').strip() or r.status}")
+        return empty_pb2.Empty()
+
+    def UpdateContainer(self, req: agent_pb2.UpdateContainerRequest, ctx: Any) -> empty_pb2.Empty:
+        from agent.ocispec import _resources
+
+        return self._runtime_op("update", req.container_id, "--resources", "-",
+                                stdin=json.dumps(_resources(req.resources)).encode())
+
+    def StatsContainer(self, req: agent_pb2.StatsContainerRequest, ctx: Any) -> agent_pb2.StatsContainerResponse:
+        c = self._container(req.container_id)
+        r = self.reaper.run(self._rt("events", "--stats", c.cid))
+        if r.status != 0:
+            raise ContainerError(f"stats {c.cid}: {r.stderr.decode(errors='replace').strip() or r.status}")
+        try:
+            data = json.loads(r.stdout).get("data", {})
+        except ValueError:
+            raise ContainerError(f"stats {c.cid}: runtime printed no JSON") from None
+        cpu, mem, pids = data.get("cpu", {}), data.get("memory", {}), data.get("pids", {})
+        usage = cpu.get("usage", {})
+        stats = agent_pb2.CgroupStats(
+            cpu_stats=agent_pb2.CpuStats(cpu_usage=agent_pb2.CpuUsage(
+                total_usage=usage.get("total", 0), percpu_usage=usage.get("percpu", []) or [],
+                usage_in_kernelmode=usage.get("kernel", 0), usage_in_usermode=usage.get("user", 0))),
+            memory_stats=agent_pb2.MemoryStats(
+                cache=mem.get("cache", 0),
+                usage=agent_pb2.MemoryData(usage=mem.get("usage", {}).get("usage", 0),
+                                           max_usage=mem.get("usage", {}).get("max", 0),
+                                           failcnt=mem.get("usage", {}).get("failcnt", 0),
+                                           limit=mem.get("usage", {}).get("limit", 0))),
+            pids_stats=agent_pb2.PidsStats(current=pids.get("current", 0), limit=pids.get("limit", 0)),
+        )
+        return agent_pb2.StatsContainerResponse(cgroup_stats=stats)
+
+    def TtyWinResize(self, req: agent_pb2.TtyWinResizeRequest, ctx: Any) -> empty_pb2.Empty:
+        self._proc(req.container_id, req.exec_id)
+        raise ContainerError("this process has no terminal (terminal processes are not supported yet)")
+
+    def CopyFile(self, req: agent_pb2.CopyFileRequest, ctx: Any) -> empty_pb2.Empty:
+        from agent.files import copy_file
+
+        copy_file(self.shared_dir, req)
+        return empty_pb2.Empty()
+
+    def GetOOMEvent(self, req: agent_pb2.GetOOMEventRequest, ctx: Any) -> agent_pb2.OOMEvent:
+        """Long poll: blocks until a container's cgroup reports an OOM kill."""
+        return agent_pb2.OOMEvent(container_id=self.oom_events.get())
+
+    def _watch_oom(self, cid: str) -> None:
+        """Follow `runtime events` for one container; OOM events go to the GetOOMEvent queue."""
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = self.reaper.spawn(self._rt("events", cid), None, out_w, None)
+        except ProcessError:
+            os.close(out_r)
+            return
+        finally:
+            os.close(out_w)
+
+        def follow() -> None:
+            with os.fdopen(out_r, "rb") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        if json.loads(line).get("type") == "oom":
+                            self.oom_events.put(cid)
+            self.reaper.wait(pid, 5)
+
+        threading.Thread(target=follow, daemon=True, name=f"oom-{cid}").start()
 
     # --- guest -------------------------------------------------------------------------------
     def GetGuestDetails(self, req: agent_pb2.GuestDetailsRequest, ctx: Any) -> agent_pb2.GuestDetailsResponse:

@@ -47,10 +47,10 @@ def umount(target: str) -> None:
 def confined(path: str, prefixes: tuple[str, ...]) -> str:
     """``path`` normalised, if it lies below one of ``prefixes`` (no '..' escapes)."""
     if not path.startswith("/"):
-        raise StorageError(f"mount point {path!r} is not absolute")
+        raise StorageError(f"path {path!r} is not absolute")
     norm = os.path.normpath(path)
     if not any(norm == p or norm.startswith(p.rstrip("/") + "/") for p in prefixes):
-        raise StorageError(f"mount point {path} is outside the allowed directories ({', '.join(prefixes)})")
+        raise StorageError(f"path {path} is outside the allowed directories ({', '.join(prefixes)})")
     return norm
 
 

@@ -37,6 +37,10 @@ default CloseStdinRequest := true
 default SignalProcessRequest := true
 default RemoveContainerRequest := true
 default GuestDetailsRequest := true
+default PauseContainerRequest := true
+default ResumeContainerRequest := true
+default StatsContainerRequest := true
+default CopyFileRequest := true
 default ExecProcessRequest := false
 ExecProcessRequest if { input.process.Args[0] == "echo" }
 """
@@ -151,6 +155,34 @@ def test_exec_allowed_and_denied_then_remove_kills(agent, layer) -> None:  # typ
         assert "does not exist" in err.value.message
 
 
+def test_pause_resume_stats_and_copy_file(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    import stat
+
+    with Client(agent["address"]) as c:
+        c.call("CreateContainer", container_request("c5", agent["shared"], layer,
+                                                    ["sh", "-c", "while true; do sleep 0.1; done"]))
+        c.call("StartContainer", {"container_id": "c5"})
+        c.call("PauseContainer", {"container_id": "c5"})
+        state = subprocess.run(["runc", "--root", str(agent["tmp"] / "state" / "runtime"), "state", "c5"],
+                               capture_output=True, text=True, check=True).stdout
+        assert '"status": "paused"' in state
+        c.call("ResumeContainer", {"container_id": "c5"})
+        stats = c.call("StatsContainer", {"container_id": "c5"})
+        assert stats.cgroup_stats.pids_stats.current >= 1
+        assert stats.cgroup_stats.memory_stats.usage.usage > 0
+        target = f"{agent['shared']}/c5-0123456789abcdef-hosts"
+        import base64
+
+        c.call("CopyFile", {"path": target, "file_mode": stat.S_IFREG | 0o644, "file_size": 10,
+                            "data": base64.b64encode(b"127.0.0.1\n").decode()})
+        assert open(target, "rb").read() == b"127.0.0.1\n"
+        with pytest.raises(RpcError) as err:
+            c.call("CopyFile", {"path": "/etc/cocoon-test", "file_mode": stat.S_IFREG | 0o644})
+        assert err.value.code == Code.FAILED_PRECONDITION and "outside" in err.value.message
+        assert not os.path.exists("/etc/cocoon-test")
+        c.call("RemoveContainer", {"container_id": "c5", "timeout": 2})
+
+
 def test_flipped_byte_layer_never_starts(agent, layer) -> None:  # type: ignore[no-untyped-def]
     with Client(agent["address"]) as c:
         with pytest.raises(RpcError) as err:
@@ -167,6 +199,8 @@ def test_flipped_byte_layer_never_starts(agent, layer) -> None:  # type: ignore[
     ({"storages__0__mount_point": "/etc/evil"}, "outside the allowed directories"),
     ({"storages__0__driver_options": []}, "no pinned verity root hash"),
     ({"container_id": "../escape"}, "not valid"),
+    ({"OCI__Mounts": [*BASE_MOUNTS, {"destination": "/host", "source": "/", "type": "bind",
+                                     "options": ["rbind", "rw"]}]}, "outside the allowed directories"),
 ])
 def test_backend_refuses_what_it_cannot_run_safely(agent, layer, edit, message) -> None:  # type: ignore[no-untyped-def]
     req = container_request("c4", agent["shared"], layer, ["true"])
