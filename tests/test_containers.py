@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from layers import attach, busybox_tree, detach, verity_layer
@@ -175,7 +176,7 @@ def test_pause_resume_stats_and_copy_file(agent, layer) -> None:  # type: ignore
 
         c.call("CopyFile", {"path": target, "file_mode": stat.S_IFREG | 0o644, "file_size": 10,
                             "data": base64.b64encode(b"127.0.0.1\n").decode()})
-        assert open(target, "rb").read() == b"127.0.0.1\n"
+        assert Path(target).read_bytes() == b"127.0.0.1\n"
         with pytest.raises(RpcError) as err:
             c.call("CopyFile", {"path": "/etc/cocoon-test", "file_mode": stat.S_IFREG | 0o644})
         assert err.value.code == Code.FAILED_PRECONDITION and "outside" in err.value.message

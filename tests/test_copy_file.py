@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +24,11 @@ def test_regular_file_in_chunks_appears_atomically(tmp_path) -> None:  # type: i
     copy_file(shared, req(target, b"127.0.0.1 ", size=20))
     assert not os.path.exists(target)  # half written: not visible under its name
     copy_file(shared, req(target, b"localhost\n", size=20, offset=10, uid=1000, gid=1000))
-    assert open(target, "rb").read() == b"127.0.0.1 localhost\n"
+    assert Path(target).read_bytes() == b"127.0.0.1 localhost\n"
     st = os.stat(target)
     assert stat.S_IMODE(st.st_mode) == 0o644 and (st.st_uid, st.st_gid) == (1000, 1000)
     copy_file(shared, req(target, b"new\n"))  # replaced whole
-    assert open(target, "rb").read() == b"new\n"
+    assert Path(target).read_bytes() == b"new\n"
 
 
 def test_directories_and_symlinks(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +37,7 @@ def test_directories_and_symlinks(tmp_path) -> None:  # type: ignore[no-untyped-
     copy_file(shared, req(f"{shared}/c1-abc-vol/..data/token", b"secret"))
     copy_file(shared, req(f"{shared}/c1-abc-vol/token", b"..data/token", mode=stat.S_IFLNK | 0o777))
     assert os.readlink(f"{shared}/c1-abc-vol/token") == "..data/token"
-    assert open(f"{shared}/c1-abc-vol/token").read() == "secret"
+    assert Path(f"{shared}/c1-abc-vol/token").read_text() == "secret"
     assert stat.S_IMODE(os.stat(f"{shared}/c1-abc-vol").st_mode) == 0o750  # created with dir_mode
 
 
