@@ -69,26 +69,37 @@ def parse_superblock(raw: bytes) -> Superblock:
     return Superblock(version, hash_type, algorithm, dbs, hbs, blocks, salt[:salt_size])
 
 
-def root_hash_of(read_block, sb: Superblock, sink=None) -> bytes:  # type: ignore[no-untyped-def]
-    """Recompute the root hash from the data blocks (``read_block(i)``); each block also goes to ``sink``."""
-    digest_size = hashlib.new(sb.algorithm).digest_size
-    per_block = sb.hash_block_size // digest_size
+def root_hash_of(read_chunk, sb: Superblock, sink=None, chunk_blocks: int = 256) -> bytes:  # type: ignore[no-untyped-def]
+    """Recompute the root hash from the data (``read_chunk(offset, size)``); data also goes to ``sink``.
+
+    Data is read in chunks of ``chunk_blocks`` blocks (one syscall per MiB,
+    not per block) and hashed block by block from a memoryview.
+    """
+    new = getattr(hashlib, sb.algorithm)
+    salt = sb.salt
+    bs = sb.data_block_size
+    per_block = sb.hash_block_size // new().digest_size
     level: list[bytes] = []
-    for i in range(sb.data_blocks):
-        block = read_block(i)
-        if len(block) != sb.data_block_size:
-            raise VerityError(f"layer ends at data block {i} of {sb.data_blocks}")
+    for first in range(0, sb.data_blocks, chunk_blocks):
+        count = min(chunk_blocks, sb.data_blocks - first)
+        chunk = read_chunk(first * bs, count * bs)
+        if len(chunk) != count * bs:
+            raise VerityError(f"layer ends inside data block {first + len(chunk) // bs} of {sb.data_blocks}")
         if sink is not None:
-            sink(block)
-        level.append(hashlib.new(sb.algorithm, sb.salt + block).digest())
+            sink(chunk)
+        view = memoryview(chunk)
+        for i in range(count):
+            h = new(salt)
+            h.update(view[i * bs : (i + 1) * bs])
+            level.append(h.digest())
     while True:
         blocks = []
         for i in range(0, len(level), per_block):
             packed = b"".join(level[i : i + per_block])
             blocks.append(packed + bytes(sb.hash_block_size - len(packed)))
         if len(blocks) == 1:
-            return hashlib.new(sb.algorithm, sb.salt + blocks[0]).digest()
-        level = [hashlib.new(sb.algorithm, sb.salt + b).digest() for b in blocks]
+            return new(salt + blocks[0]).digest()
+        level = [new(salt + b).digest() for b in blocks]
 
 
 def kernel_verity_available() -> bool:
@@ -100,7 +111,8 @@ def kernel_verity_available() -> bool:
 
 
 def copy_verify(device: str, hash_offset: int, root_hash: bytes, out_path: str) -> Superblock:
-    """Verify ``device`` against ``root_hash`` while copying its data to ``out_path`` (fsynced, read-only)."""
+    """Verify ``device`` against ``root_hash`` while copying its data to ``out_path`` (read-only; no fsync:
+    the copy lives in /run, i.e. memory, and only while mounted)."""
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -111,10 +123,8 @@ def copy_verify(device: str, hash_offset: int, root_hash: bytes, out_path: str) 
             raise VerityError(f"layer {device}: data ({sb.data_blocks} blocks) overlaps the hash area")
         out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o400)
         try:
-            computed = root_hash_of(
-                lambda i: os.pread(fd, sb.data_block_size, i * sb.data_block_size), sb,
-                sink=lambda block: os.write(out, block))
-            os.fsync(out)
+            computed = root_hash_of(lambda off, size: _pread_full(fd, size, off), sb,
+                                    sink=lambda chunk: _write_full(out, chunk))
         finally:
             os.close(out)
     except OSError as exc:
@@ -126,3 +136,21 @@ def copy_verify(device: str, hash_offset: int, root_hash: bytes, out_path: str) 
         raise VerityError(f"layer {device}: dm-verity root hash is {computed.hex()}, the policy pins "
                           f"{root_hash.hex()}; the layer's bytes were changed")
     return sb
+
+
+def _pread_full(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size:
+        data = os.pread(fd, size, offset)
+        if not data:
+            break
+        parts.append(data)
+        size -= len(data)
+        offset += len(data)
+    return b"".join(parts)
+
+
+def _write_full(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
