@@ -93,7 +93,12 @@ class Storage:
         os.makedirs(os.path.join(state_dir, "layers"), exist_ok=True)
 
     def _losetup(self, image: str, undo: Mounted) -> str:
-        loop = self.reaper.check(["losetup", "--find", "--show", "--read-only", image]).stdout.decode().strip()
+        from agent.loopdev import LoopError, attach_read_only
+
+        try:
+            loop = attach_read_only(image)
+        except LoopError as exc:
+            raise StorageError(str(exc)) from None
         undo.loops.append(loop)
         return loop
 
@@ -140,7 +145,9 @@ class Storage:
             if loop.startswith("dm:"):
                 self.reaper.run(["veritysetup", "close", loop[3:]])
             else:
-                self.reaper.run(["losetup", "-d", loop])
+                from agent.loopdev import detach
+
+                detach(loop)
         for f in undo.files:
             with contextlib.suppress(OSError):
                 os.unlink(f)
