@@ -11,12 +11,16 @@ on write (back-pressure) instead of losing output.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import queue
 import re
 import shutil
 import signal
+import socket
+import struct
+import termios
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +100,7 @@ class Proc:
     stderr: OutputPump
     status: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tty: int | None = None  # the pty master, for TtyWinResize
 
 
 @dataclass
@@ -156,7 +161,15 @@ class Backend:
             raise ContainerError(f"process {exec_id!r} does not exist in container {cid!r}")
         return p
 
-    def _spawn_with_pipes(self, argv: list[str], exec_id: str, pid_file: str) -> Proc:
+    def _spawn_with_pipes(self, argv: list[str], exec_id: str, pid_file: str, terminal: bool = False) -> Proc:
+        """Run ``runtime create|exec`` with pipes (or a console socket for terminal processes)."""
+        console = None
+        if terminal:
+            sock_path = pid_file + ".console"
+            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console.bind(sock_path)
+            console.listen(1)
+            argv = _insert_after_command(argv, ["--console-socket", sock_path])
         in_r, in_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -169,6 +182,8 @@ class Backend:
         status = self.reaper.wait(helper, 120)
         if status != 0:
             os.close(in_w)
+            if console is not None:
+                console.close()
             detail = _runtime_error(pid_file) or stderr.read(4096, 2).decode(errors="replace").strip()
             raise ContainerError(f"{os.path.basename(argv[0])} {argv[3] if len(argv) > 3 else ''} failed "
                                  f"(status {status}): {detail or 'no message'}")
@@ -178,7 +193,25 @@ class Backend:
         except (OSError, ValueError) as exc:
             os.close(in_w)
             raise ContainerError(f"runtime left no usable pid file: {exc}") from None
-        return Proc(exec_id, pid, in_w, stdout, stderr)
+        if console is None:
+            return Proc(exec_id, pid, in_w, stdout, stderr)
+        os.close(in_w)
+        try:
+            console.settimeout(10)
+            conn, _ = console.accept()
+            with conn:
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        except OSError as exc:
+            raise ContainerError(f"runtime sent no terminal: {exc}") from None
+        finally:
+            console.close()
+        if not fds:
+            raise ContainerError("runtime sent no terminal file descriptor")
+        master = fds[0]
+        os.set_inheritable(master, False)
+        closed = os.pipe2(os.O_CLOEXEC)
+        os.close(closed[1])  # stderr of a terminal process is the terminal: an empty stream here
+        return Proc(exec_id, pid, os.dup(master), OutputPump(master), OutputPump(closed[0]), tty=os.dup(master))
 
     # --- sandbox -----------------------------------------------------------------------------
     def CreateSandbox(self, req: agent_pb2.CreateSandboxRequest, ctx: Any) -> empty_pb2.Empty:
@@ -240,7 +273,7 @@ class Backend:
             init = self._spawn_with_pipes(
                 self._rt("create", "--bundle", bundle, "--pid-file", pid_file, cid,
                          log=os.path.join(bundle, "runtime.log")),
-                req.exec_id or cid, pid_file)
+                req.exec_id or cid, pid_file, terminal=req.OCI.Process.Terminal)
         except AgentError:
             self.storage.release(mounted)
             shutil.rmtree(bundle, ignore_errors=True)
@@ -269,7 +302,7 @@ class Backend:
         pid_file = spec_path[:-5] + ".pid"
         proc = self._spawn_with_pipes(
             self._rt("exec", "--detach", "--pid-file", pid_file, "--process", spec_path, c.cid),
-            req.exec_id, pid_file)
+            req.exec_id, pid_file, terminal=req.process.Terminal)
         c.procs[req.exec_id] = proc
         return empty_pb2.Empty()
 
@@ -310,9 +343,10 @@ class Backend:
         self.reaper.run(self._rt("delete", "--force", c.cid))
         self.storage.release(c.mounted)
         for p in procs:
-            if p.stdin is not None:
-                with contextlib.suppress(OSError):
-                    os.close(p.stdin)
+            for fd in (p.stdin, p.tty):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         shutil.rmtree(c.bundle, ignore_errors=True)
         with self.lock:
             self.containers.pop(c.cid, None)
@@ -390,8 +424,14 @@ class Backend:
         return agent_pb2.StatsContainerResponse(cgroup_stats=stats)
 
     def TtyWinResize(self, req: agent_pb2.TtyWinResizeRequest, ctx: Any) -> empty_pb2.Empty:
-        self._proc(req.container_id, req.exec_id)
-        raise ContainerError("this process has no terminal (terminal processes are not supported yet)")
+        p = self._proc(req.container_id, req.exec_id)
+        if p.tty is None:
+            raise ContainerError(f"process {p.exec_id!r} has no terminal")
+        try:
+            fcntl.ioctl(p.tty, termios.TIOCSWINSZ, struct.pack("HHHH", req.row, req.column, 0, 0))
+        except OSError as exc:
+            raise ContainerError(f"resizing the terminal: {exc.strerror}") from None
+        return empty_pb2.Empty()
 
     def CopyFile(self, req: agent_pb2.CopyFileRequest, ctx: Any) -> empty_pb2.Empty:
         from agent.files import copy_file
@@ -450,3 +490,11 @@ def _runtime_error(pid_file: str) -> str:
                 if entry.get("level") in ("error", "fatal"):
                     return str(entry.get("msg", ""))
     return ""
+
+
+def _insert_after_command(argv: list[str], extra: list[str]) -> list[str]:
+    """Put ``extra`` right after the runtime subcommand (create/exec), before its other arguments."""
+    for i, word in enumerate(argv):
+        if word in ("create", "exec"):
+            return [*argv[: i + 1], *extra, *argv[i + 1 :]]
+    raise ContainerError("internal: no create/exec in the runtime command line")

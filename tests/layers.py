@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "ls")
+APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "ls", "stty", "head", "tr", "wc")
 
 
 def run(*argv: str) -> str:

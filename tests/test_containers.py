@@ -42,6 +42,8 @@ default PauseContainerRequest := true
 default ResumeContainerRequest := true
 default StatsContainerRequest := true
 default CopyFileRequest := true
+default TtyWinResizeRequest := true
+default GetOOMEventRequest := true
 default ExecProcessRequest := false
 ExecProcessRequest if { input.process.Args[0] == "echo" }
 """
@@ -92,7 +94,7 @@ def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
     while b"READY=1" not in notify.recv(4096):
         pass
     notify.close()
-    yield {"address": f"unix://{tmp}/agent.sock", "shared": str(shared), "tmp": tmp}
+    yield {"address": f"unix://{tmp}/agent.sock", "shared": str(shared), "tmp": tmp, "pid": proc.pid}
     proc.terminate()
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
@@ -182,6 +184,81 @@ def test_pause_resume_stats_and_copy_file(agent, layer) -> None:  # type: ignore
         assert err.value.code == Code.FAILED_PRECONDITION and "outside" in err.value.message
         assert not os.path.exists("/etc/cocoon-test")
         c.call("RemoveContainer", {"container_id": "c5", "timeout": 2})
+
+
+def test_stdin_and_a_slow_reader_lose_nothing(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import time
+
+    with Client(agent["address"]) as c:
+        c.call("CreateContainer", container_request("c6", agent["shared"], layer, ["cat"]))
+        c.call("StartContainer", {"container_id": "c6"})
+        c.call("WriteStdin", {"container_id": "c6", "exec_id": "c6", "data": base64.b64encode(b"to cat\n").decode()})
+        c.call("CloseStdin", {"container_id": "c6", "exec_id": "c6"})
+        assert read_all(c, "ReadStdout", "c6", "c6") == b"to cat\n"
+        assert c.call("WaitProcess", {"container_id": "c6", "exec_id": "c6"}).status == 0
+        c.call("RemoveContainer", {"container_id": "c6"})
+        size = 3 << 20  # three times the agent's buffer: the writer must block, not lose data
+        c.call("CreateContainer", container_request("c7", agent["shared"], layer,
+                                                    ["sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x"]))
+        c.call("StartContainer", {"container_id": "c7"})
+        time.sleep(1.0)  # let the buffer fill
+        got = 0
+        while True:
+            try:
+                chunk = c.call("ReadStdout", {"container_id": "c7", "exec_id": "c7", "len": 8192}).data
+            except RpcError as exc:
+                assert "EOF" in exc.message
+                break
+            assert set(chunk) <= {ord("x")}
+            got += len(chunk)
+        assert got == size
+        assert c.call("WaitProcess", {"container_id": "c7", "exec_id": "c7"}).status == 0
+        c.call("RemoveContainer", {"container_id": "c7"})
+
+
+def test_terminal_process_and_resize(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    with Client(agent["address"]) as c:
+        req = container_request("c8", agent["shared"], layer, ["sh", "-c", "sleep 1; stty size; echo done"])
+        req["OCI"]["Process"]["Terminal"] = True
+        c.call("CreateContainer", req)
+        c.call("StartContainer", {"container_id": "c8"})
+        c.call("TtyWinResize", {"container_id": "c8", "exec_id": "c8", "row": 33, "column": 111})
+        out = read_all(c, "ReadStdout", "c8", "c8")
+        assert b"33 111" in out and b"done" in out
+        assert c.call("WaitProcess", {"container_id": "c8", "exec_id": "c8"}).status == 0
+        with pytest.raises(RpcError, match="has no terminal"):
+            c.call("CreateContainer", container_request("c10", agent["shared"], layer, ["sleep", "5"]))
+            c.call("TtyWinResize", {"container_id": "c10", "exec_id": "c10", "row": 1, "column": 1})
+        c.call("RemoveContainer", {"container_id": "c8"})
+        c.call("RemoveContainer", {"container_id": "c10", "timeout": 1})
+
+
+def test_oom_kill_is_reported_by_the_long_poll(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    with Client(agent["address"]) as c:
+        req = container_request("c11", agent["shared"], layer,
+                                ["sh", "-c", "x=$(head -c 134217728 /dev/zero | tr '\\0' a); echo survived"])
+        req["OCI"]["Linux"]["Resources"] = {"Memory": {"Limit": 16 << 20}}
+        c.call("CreateContainer", req)
+        c.call("StartContainer", {"container_id": "c11"})
+        assert c.call("GetOOMEvent", {}, timeout=60).container_id == "c11"
+        assert c.call("WaitProcess", {"container_id": "c11", "exec_id": "c11"}).status != 0
+        c.call("RemoveContainer", {"container_id": "c11"})
+
+
+def test_no_zombies_left(agent) -> None:  # type: ignore[no-untyped-def]
+    """Every child the agent had (runtimes, container processes) has been reaped."""
+    agent_pid = agent["pid"]
+    zombies = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == agent_pid:
+                zombies.append(entry)
+    assert zombies == []
 
 
 def test_flipped_byte_layer_never_starts(agent, layer) -> None:  # type: ignore[no-untyped-def]
