@@ -231,6 +231,7 @@ class Backend:
         for cid in list(self.containers):
             with contextlib.suppress(AgentError):
                 self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=timeout), None)
+        self.storage.close()
 
     # --- containers --------------------------------------------------------------------------
     def CreateContainer(self, req: agent_pb2.CreateContainerRequest, ctx: Any) -> empty_pb2.Empty:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 from dataclasses import dataclass, field
 
 from agent import verity
@@ -23,9 +24,11 @@ from agent.reaper import Reaper
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_BIND = 4096
 MNT_DETACH = 2
 ROOTHASH = "cocoon.verity.roothash="
 HASHOFFSET = "cocoon.verity.hashoffset="
+IDLE_LAYERS = 8  # verified layers kept mounted with no container using them
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -61,6 +64,16 @@ class Mounted:
     mounts: list[str] = field(default_factory=list)
     loops: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # root hashes of shared verified layers held
+
+
+@dataclass
+class _SharedLayer:
+    """One verified layer, mounted once and bound into every container that names its root hash."""
+
+    mnt: str
+    undo: Mounted
+    refs: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,8 @@ class Storage:
         self.reaper = reaper
         self.state_dir = state_dir
         self.prefixes = prefixes
+        self._layers: dict[str, _SharedLayer] = {}
+        self._layer_lock = threading.Lock()
         os.makedirs(os.path.join(state_dir, "layers"), exist_ok=True)
 
     def _losetup(self, image: str, undo: Mounted) -> str:
@@ -103,22 +118,80 @@ class Storage:
         return loop
 
     def open_layer(self, spec: LayerSpec, name: str, undo: Mounted) -> None:
+        """Mount a verified layer at the spec's mount point.
+
+        Verified layers are kept per (device, pinned root hash): the first
+        container naming them pays for verification, later ones (and
+        restarts) get a bind mount of the same verified, read-only tree, so
+        what was checked is what they see. Another device is checked on its
+        own, even when it claims the same hash.
+        """
         target = confined(spec.mount_point, self.prefixes)
         os.makedirs(target, exist_ok=True)
-        if verity.kernel_verity_available():
-            dm = f"cocoon-{name}"
-            self.reaper.check(["veritysetup", "open", spec.device, dm, spec.device, spec.root_hash.hex(),
-                               f"--hash-offset={spec.hash_offset}"])
-            undo.loops.append(f"dm:{dm}")
-            device = f"/dev/mapper/{dm}"
-            _read_all(device)  # a corrupted block fails now, not inside a running container
-        else:
-            copy = os.path.join(self.state_dir, "layers", f"{name}.img")
-            verity.copy_verify(spec.device, spec.hash_offset, spec.root_hash, copy)
-            undo.files.append(copy)
-            device = self._losetup(copy, undo)
-        mount(device, target, "erofs", MS_RDONLY | MS_NODEV)
+        key = f"{spec.root_hash.hex()}-{_device_id(spec.device)}"
+        with self._layer_lock:
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = self._verify_and_mount(spec, key)
+                self._layers[key] = layer
+            layer.refs += 1
+        try:
+            mount(layer.mnt, target, "", MS_BIND)
+        except StorageError:
+            self._drop_layer(key)
+            raise
         undo.mounts.append(target)
+        undo.layers.append(key)
+
+    def _verify_and_mount(self, spec: LayerSpec, key: str) -> _SharedLayer:
+        undo = Mounted()
+        mnt = os.path.join(self.state_dir, "layers", key, "mnt")
+        os.makedirs(mnt, exist_ok=True)
+        try:
+            if verity.kernel_verity_available():
+                dm = f"cocoon-{key[:24]}-{key[-12:]}"
+                self.reaper.check(["veritysetup", "open", spec.device, dm, spec.device, spec.root_hash.hex(),
+                                   f"--hash-offset={spec.hash_offset}"])
+                undo.loops.append(f"dm:{dm}")
+                device = f"/dev/mapper/{dm}"
+                _read_all(device)  # a corrupted block fails now, not inside a running container
+            else:
+                copy = os.path.join(self.state_dir, "layers", key, "data.img")
+                verity.copy_verify(spec.device, spec.hash_offset, spec.root_hash, copy)
+                undo.files.append(copy)
+                device = self._losetup(copy, undo)
+            mount(device, mnt, "erofs", MS_RDONLY | MS_NODEV)
+            undo.mounts.append(mnt)
+        except AgentError:
+            self.release(undo)
+            raise
+        return _SharedLayer(mnt, undo)
+
+    def _drop_layer(self, key: str) -> None:
+        """One user fewer; idle layers stay mounted (a restarted container reuses them) up to a bound."""
+        evict: list[_SharedLayer] = []
+        with self._layer_lock:
+            layer = self._layers.get(key)
+            if layer is None:
+                return
+            layer.refs -= 1
+            idle = [k for k, v in self._layers.items() if v.refs <= 0]
+            for k in idle[: max(0, len(idle) - IDLE_LAYERS)]:  # oldest idle first (dicts keep order)
+                evict.append(self._layers.pop(k))
+        for old in evict:
+            self._unmount_layer(old)
+
+    def _unmount_layer(self, layer: _SharedLayer) -> None:
+        self.release(layer.undo)
+        with contextlib.suppress(OSError):
+            os.rmdir(layer.mnt)
+
+    def close(self) -> None:
+        """Unmount every cached layer (agent shutdown)."""
+        with self._layer_lock:
+            layers, self._layers = list(self._layers.values()), {}
+        for layer in layers:
+            self._unmount_layer(layer)
 
     def tmpfs(self, target: str, undo: Mounted, options: str = "mode=0755") -> None:
         target = confined(target, (*self.prefixes, self.state_dir))
@@ -141,6 +214,8 @@ class Storage:
     def release(self, undo: Mounted) -> None:
         for target in reversed(undo.mounts):
             umount(target)
+        for key in undo.layers:
+            self._drop_layer(key)
         for loop in reversed(undo.loops):
             if loop.startswith("dm:"):
                 self.reaper.run(["veritysetup", "close", loop[3:]])
@@ -154,6 +229,7 @@ class Storage:
         undo.mounts.clear()
         undo.loops.clear()
         undo.files.clear()
+        undo.layers.clear()
 
 
 def _read_all(device: str) -> None:
@@ -163,3 +239,12 @@ def _read_all(device: str) -> None:
                 pass
     except OSError as exc:
         raise verity.VerityError(f"layer {device} fails dm-verity verification: {exc.strerror}") from None
+
+
+def _device_id(path: str) -> str:
+    """Which device (or file) a storage names, independent of the path used to name it."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StorageError(f"layer {path}: {exc.strerror}") from None
+    return f"{st.st_rdev:x}" if st.st_rdev else f"{st.st_dev:x}.{st.st_ino:x}"

@@ -7,7 +7,10 @@ Direct path: the same lifecycle by hand, `runc create` + `runc start` + wait
 for the container process, on an already unpacked rootfs: what the runtime
 alone costs for the calls Kata's protocol makes. `runc run` (one process for
 everything) is printed for reference. Medians over the same run; goal: agent
-overhead <= 1.3x. Needs root, runc, busybox-static, erofs-utils, veritysetup.
+overhead <= 1.3x. The agent keeps verified layers (per device and pinned
+root hash), so the figure is for a layer in use before (restarts, several
+containers per layer); the first, cold create including verification is
+printed too. Needs root, runc, busybox-static, erofs-utils, veritysetup.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def main() -> int:
                     subprocess.run([*rt, "run", "--bundle", str(bundle), f"run{i}"], check=True,
                                    stdout=subprocess.DEVNULL)
                     t5 = time.perf_counter()
+                    if not i:
+                        cold = t1 - t0
                     if i:  # first round warms caches
                         phases.append((tc - t0, ts - tc, t1 - ts))
                         via_agent.append(t1 - t0)
@@ -133,7 +138,7 @@ def main() -> int:
             detach(loop)
     a, d, rr = statistics.median(via_agent), statistics.median(direct), statistics.median(run_times)
     result = {"agent_ms": round(a * 1000, 1), "runc_ms": round(d * 1000, 1), "runc_run_ms": round(rr * 1000, 1),
-              "ratio": round(a / d, 2),
+              "cold_agent_ms": round(cold * 1000, 1), "ratio": round(a / d, 2),
               "goal": 1.3, "goal_met": a / d <= 1.3}
     if args.json:
         print(json.dumps(result))
@@ -143,6 +148,7 @@ def main() -> int:
         print(f"  runc create + start + wait on an unpacked rootfs:             {d * 1000:.1f} ms")
         print(f"  (runc run, one process for all of it:                         {rr * 1000:.1f} ms)")
         create, start, wait = (statistics.median(p[k] for p in phases) * 1000 for k in range(3))
+        print(f"  first container, layer verified cold:                         {cold * 1000:.1f} ms")
         print(f"  agent phases (median): create {create:.1f} ms, start {start:.1f} ms, wait {wait:.1f} ms")
         print(f"  ratio {a / d:.2f} (goal <= 1.3: {'met' if a / d <= 1.3 else 'NOT met'})")
     return 0
