@@ -44,6 +44,7 @@ default StatsContainerRequest := true
 default CopyFileRequest := true
 default TtyWinResizeRequest := true
 default GetOOMEventRequest := true
+default UpdateContainerRequest := true
 default ExecProcessRequest := false
 ExecProcessRequest if { input.process.Args[0] == "echo" }
 """
@@ -247,18 +248,59 @@ def test_oom_kill_is_reported_by_the_long_poll(agent, layer) -> None:  # type: i
 
 
 def test_no_zombies_left(agent) -> None:  # type: ignore[no-untyped-def]
-    """Every child the agent had (runtimes, container processes) has been reaped."""
+    """Every child the agent had (runtimes, container processes) gets reaped.
+
+    A child that exited a moment ago is a zombie until the reaper thread runs,
+    so the check allows a few seconds; a zombie that stays is the bug.
+    """
+    import time
+
     agent_pid = agent["pid"]
-    zombies = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == agent_pid:
-                zombies.append(entry)
-    assert zombies == []
+
+    def zombies() -> list[str]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[0] == "Z" and int(fields[1]) == agent_pid:
+                    found.append(entry)
+        return found
+
+    deadline = time.monotonic() + 5
+    while zombies() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert zombies() == []
+
+
+def test_signal_update_storages_and_guest_details(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    shared = agent["shared"]
+    with Client(agent["address"]) as c:
+        req = container_request("c12", shared, layer, ["sh", "-c", "ls /scratch /data; sleep 600"])
+        req["storages"] += [{"driver": "ephemeral", "source": "tmpfs", "fstype": "tmpfs",
+                             "mount_point": f"{shared}/c12/scratch"},
+                            {"driver": "local", "source": "local", "mount_point": f"{shared}/c12/data"}]
+        req["OCI"]["Mounts"] = [*BASE_MOUNTS,
+                                {"destination": "/scratch", "source": f"{shared}/c12/scratch", "type": "bind",
+                                 "options": ["rbind", "rw"]},
+                                {"destination": "/data", "source": f"{shared}/c12/data", "type": "bind",
+                                 "options": ["rbind", "rw"]}]
+        c.call("CreateContainer", req)
+        assert os.path.ismount(f"{shared}/c12/scratch") and os.path.isdir(f"{shared}/c12/data")
+        c.call("StartContainer", {"container_id": "c12"})
+        c.call("UpdateContainer", {"container_id": "c12", "resources": {"Memory": {"Limit": 64 << 20}}})
+        limit = c.call("StatsContainer", {"container_id": "c12"}).cgroup_stats.memory_stats.usage.limit
+        assert limit == 64 << 20
+        c.call("SignalProcess", {"container_id": "c12", "exec_id": "c12", "signal": 9})
+        assert c.call("WaitProcess", {"container_id": "c12", "exec_id": "c12"}).status == 128 + 9
+        with pytest.raises(RpcError, match="signal 99 is not valid"):
+            c.call("SignalProcess", {"container_id": "c12", "exec_id": "c12", "signal": 99})
+        c.call("RemoveContainer", {"container_id": "c12"})
+        assert not os.path.ismount(f"{shared}/c12/scratch")
+        details = c.call("GetGuestDetails", {"mem_block_size": True})
+        assert details.agent_details.version and "blk" in details.agent_details.storage_handlers
 
 
 def test_flipped_byte_layer_never_starts(agent, layer) -> None:  # type: ignore[no-untyped-def]
