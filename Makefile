@@ -44,6 +44,7 @@ bench: venv
 	$(PY) bench/policy.py
 	$(PY) bench/rpc.py
 	$(PY) bench/containers.py
+	$(PY) bench/verify.py
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv

@@ -1,0 +1,191 @@
+"""The verifier: every check passes on good evidence and each fails alone, naming its claim."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tdxgen import make_pck_chain, make_quote
+
+from agent.tee import certtable, open_provider
+from agent.tee.simca import make_chain, make_config
+from cocoon.cli import main
+from verifier.api import verify
+from verifier.trust import AMD_PRODUCTS, HERE, INTEL_ROOT_SHA256
+
+MEASUREMENT = b"\x42" * 48
+DOC_DIGEST = hashlib.sha256(b"initdata document").digest()
+NONCE = b"\x07" * 32
+SNP_REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": MEASUREMENT.hex()}]}}
+
+
+def test_shipped_trust_anchors_are_intact() -> None:
+    from agent.tee.snp_chain import _load, _pss_signed_by
+
+    for product in AMD_PRODUCTS:
+        ark = _load((HERE / f"amd-{product}-ark.pem").read_bytes(), "ARK")
+        ask = _load((HERE / f"amd-{product}-ask.pem").read_bytes(), "ASK")
+        _pss_signed_by(ark, ark, "ARK")
+        _pss_signed_by(ask, ark, "ASK")
+        assert ark.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"ARK-{product.title()}"
+    intel = x509.load_pem_x509_certificate((HERE / "intel-sgx-root-ca.pem").read_bytes())
+    intel.verify_directly_issued_by(intel)
+    assert hashlib.sha256(intel.public_bytes(serialization.Encoding.DER)).hexdigest() == INTEL_ROOT_SHA256
+
+
+@pytest.fixture
+def snp_evidence(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
+    def make(policy: int = 0x30000, host_data: bytes = DOC_DIGEST, chain=sim_chain):  # type: ignore[no-untyped-def]
+        cfg = tmp_path / f"sim-{policy:x}-{host_data.hex()[:6]}.json"
+        cfg.write_text(make_config(chain, MEASUREMENT, host_data, policy=policy).to_json())
+        ev = open_provider("sim", sim_config=str(cfg)).report(NONCE + bytes(32))
+        return ev.report, ev.aux
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(sim_chain.trust_pem)
+    return make, str(trust)
+
+
+def snp(report: bytes, aux: bytes, trust: str | None, refs=SNP_REFS, digest=DOC_DIGEST, nonce=NONCE):  # type: ignore[no-untyped-def]
+    return verify("snp", report, aux, refs, initdata_digest=digest, nonce=nonce, trust_sim=trust,
+                  tee="sim" if trust is None else "")
+
+
+def failed(result) -> set[str]:  # type: ignore[no-untyped-def]
+    return {c.name for c in result.failed}
+
+
+def test_good_sim_evidence_verifies_and_says_simulated(snp_evidence) -> None:  # type: ignore[no-untyped-def]
+    make, trust = snp_evidence
+    r = snp(*make(), trust)
+    assert r.ok and r.simulated, r.table()
+    assert {c.name for c in r.claims} >= {"snp.chain", "snp.signature", "snp.measurement", "snp.host_data",
+                                          "snp.report_data", "snp.policy.debug", "snp.vmpl", "tee.simulated"}
+    assert "SIMULATED" in r.table()
+    assert r.to_json()["submods"]["snp"]["ear.status"] == "affirming"
+
+
+def test_each_snp_claim_fails_alone(snp_evidence, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    make, trust = snp_evidence
+    report, aux = make()
+    other_refs = {"snp": {**SNP_REFS["snp"], "measurements": [{"measurement": "00" * 48}]}}
+    assert failed(snp(report, aux, trust, refs=other_refs)) == {"snp.measurement"}
+    assert failed(snp(report, aux, trust, digest=hashlib.sha256(b"other").digest())) == {"snp.host_data"}
+    assert failed(snp(report, aux, trust, nonce=b"\x08" * 32)) == {"snp.report_data"}
+    bad = bytearray(report)
+    bad[0x2A0] ^= 1  # one signature byte
+    assert failed(snp(bytes(bad), aux, trust)) == {"snp.signature"}
+    certs = certtable.parse(aux)
+    other = make_chain(rsa_bits=2048)
+    foreign = x509.load_pem_x509_certificate(other.vcek_pem).public_bytes(serialization.Encoding.DER)
+    assert failed(snp(report, certtable.build({**certs, "vcek": foreign}), trust)) == {"snp.chain"}
+    assert failed(snp(*make(policy=0x30000 | 1 << 19), trust)) == {"snp.policy.debug"}
+    assert failed(snp(*make(policy=0x30000 | 1 << 18), trust)) == {"snp.policy.migration_agent"}
+    tcb_refs = {"snp": {**SNP_REFS["snp"], "minimum_tcb": {"snp": 99}}}
+    assert failed(snp(report, aux, trust, refs=tcb_refs)) == {"snp.tcb.reported", "snp.tcb.committed",
+                                                               "snp.tcb.launch"}
+
+
+def test_sim_evidence_needs_explicit_trust(snp_evidence) -> None:  # type: ignore[no-untyped-def]
+    make, _ = snp_evidence
+    report, aux = make()
+    assert failed(snp(report, aux, None)) == {"tee.simulated"}
+    r = verify("snp", report, aux, SNP_REFS, initdata_digest=DOC_DIGEST, nonce=NONCE)  # AMD anchors only
+    assert failed(r) == {"snp.chain"} and "not the trusted ARK" in r.failed[0].detail
+
+
+@pytest.fixture(scope="module")
+def pck():  # type: ignore[no-untyped-def]
+    return make_pck_chain()
+
+
+TDX_MRTD = b"\x11" * 48
+TDX_REFS = {"tdx": {"mrtd": {"single_pass": TDX_MRTD.hex(), "two_pass": None}}}
+
+
+def tdx(quote: bytes, pck, refs=TDX_REFS, digest=DOC_DIGEST, nonce=NONCE):  # type: ignore[no-untyped-def]
+    return verify("tdx-quote", quote, b"", refs, initdata_digest=digest, nonce=nonce, tdx_root_pem=pck.root_pem)
+
+
+def good_quote(pck, **overrides):  # type: ignore[no-untyped-def]
+    body = {"mrtd": TDX_MRTD, "mrconfigid": DOC_DIGEST + bytes(16), "report_data": NONCE + bytes(32),
+            "td_attributes": 1 << 28}
+    body.update(overrides)
+    return make_quote(pck, **body)
+
+
+def test_good_tdx_quote_verifies(pck) -> None:  # type: ignore[no-untyped-def]
+    r = tdx(good_quote(pck), pck)
+    assert r.ok, r.table()
+    assert {"tdx.pck_chain", "tdx.qe_report.signature", "tdx.qe_report.binding", "tdx.quote.signature",
+            "tdx.mrtd", "tdx.mrconfigid", "tdx.report_data"} <= {c.name for c in r.claims if c.status == "pass"}
+
+
+def test_each_tdx_claim_fails_alone(pck) -> None:  # type: ignore[no-untyped-def]
+    q = good_quote(pck)
+    assert failed(tdx(q, pck, refs={"tdx": {"mrtd": {"single_pass": "00" * 48}}})) == {"tdx.mrtd"}
+    assert failed(tdx(q, pck, digest=hashlib.sha256(b"x").digest())) == {"tdx.mrconfigid"}
+    assert failed(tdx(q, pck, nonce=b"\x09" * 32)) == {"tdx.report_data"}
+    assert failed(tdx(good_quote(pck, td_attributes=1), pck)) == {"tdx.attributes.debug"}
+    bad = bytearray(q)
+    bad[0x27C] ^= 1  # first byte of the quote signature
+    assert failed(tdx(bytes(bad), pck)) == {"tdx.quote.signature"}
+    bad = bytearray(q)
+    bad[0x27C + 128 + 6 + 320] ^= 1  # QE report data: breaks both its signature and the binding; signature first
+    assert failed(tdx(bytes(bad), pck)) == {"tdx.qe_report.signature"}
+    assert failed(verify("tdx-quote", q, b"", TDX_REFS, initdata_digest=DOC_DIGEST, nonce=NONCE)) == {
+        "tdx.pck_chain"}  # the real Intel root does not anchor a test chain
+
+
+def test_cli_with_a_running_agent_and_with_a_file(tmp_path, sim_chain, capsys) -> None:  # type: ignore[no-untyped-def]
+    """End to end: agent (sim) -> `cocoon verify --address`, and the JSON `cocoon ctl GetEvidence` prints."""
+    import socket
+    import subprocess
+    import sys
+
+    from agent import initdata
+    from agent.cli import render_document
+
+    doc = render_document({"policy.rego": "package agent_policy\n"})
+    img = tmp_path / "initdata.img"
+    img.write_bytes(initdata.encode_block(doc))
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, MEASUREMENT, hashlib.sha256(doc).digest()).to_json())
+    (tmp_path / "trust.pem").write_bytes(sim_chain.trust_pem)
+    refs = tmp_path / "refs.json"
+    refs.write_text(json.dumps(SNP_REFS))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "n"))
+    notify.settimeout(60)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(sim), "--initdata", str(img),
+         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--state-dir",
+         str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared")],
+        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "n")}, stderr=subprocess.DEVNULL)
+    try:
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        common = ["--reference-values", str(refs), "--initdata", str(img)]
+        assert main(["verify", "--address", f"unix://{tmp_path}/a.sock", *common,
+                     "--trust-sim", str(tmp_path / "trust.pem")]) == 0
+        assert "snp: VERIFIED — SIMULATED TEE" in capsys.readouterr().out
+        assert main(["verify", "--address", f"unix://{tmp_path}/a.sock", *common]) == 1  # no --trust-sim
+        assert "tee.simulated" in capsys.readouterr().out
+        nonce = os.urandom(16)
+        assert main(["ctl", "--address", f"unix://{tmp_path}/a.sock", "GetEvidence",
+                     json.dumps({"nonce": base64.b64encode(nonce).decode()})]) == 0
+        (tmp_path / "ev.json").write_text(capsys.readouterr().out)
+        assert main(["verify", "--evidence", str(tmp_path / "ev.json"), "--nonce", nonce.hex(), *common,
+                     "--trust-sim", str(tmp_path / "trust.pem"), "--json"]) == 0
+        ear = json.loads(capsys.readouterr().out)
+        assert ear["submods"]["snp"]["ear.status"] == "affirming" and ear["submods"]["snp"]["simulated"]
+        assert main(["verify", "--evidence", str(tmp_path / "ev.json"), "--nonce", "00" * 16, *common,
+                     "--trust-sim", str(tmp_path / "trust.pem")]) == 1
+        assert "snp.report_data" in capsys.readouterr().out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,108 @@
+"""SNP evidence checks, each a named claim (the order a relying party should care about)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from agent.errors import ReportError
+from agent.tee import certtable, snp_report
+from agent.tee.snp_chain import verify_chain
+from verifier.claims import Result
+from verifier.trust import SnpAnchor
+
+POLICY_SMT = 1 << 16
+POLICY_MIGRATE_MA = 1 << 18
+POLICY_DEBUG = 1 << 19
+
+
+def _tcb(value: int) -> dict[str, int]:
+    t = snp_report.TcbVersion.from_u64(value)
+    return {"bootloader": t.bootloader, "tee": t.tee, "snp": t.snp, "microcode": t.microcode}
+
+
+def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAnchor], refs: dict[str, Any],
+               host_data: bytes | None, report_data: bytes | None, vcek_pem: bytes | None = None) -> None:
+    try:
+        rep = snp_report.parse(report)
+    except ReportError as exc:
+        result.add("snp.report.format", False, str(exc))
+        return
+    result.add("snp.report.format", True, f"ATTESTATION_REPORT v{rep.version}")
+
+    # chain + signature: the evidence's ARK must be one of the trusted ones
+    try:
+        certs = certtable.parse(aux) if aux else {}
+    except ReportError as exc:
+        result.add("snp.chain", False, f"certificate table: {exc}")
+        return
+    signer = "vlek" if rep.signing_key == "vlek" else "vcek"
+    leaf = certs.get(signer) or vcek_pem
+    key = None
+    errors = []
+    for anchor in anchors:
+        try:
+            key = verify_chain(anchor.ark_pem, certs.get("ark", anchor.ark_pem), certs.get("ask", b""), leaf or b"")
+            result.simulated = anchor.simulated
+            result.add("snp.chain", True, f"{signer.upper()} <- ASK <- ARK ({anchor.name})")
+            break
+        except ReportError as exc:
+            errors.append(f"{anchor.name}: {exc}")
+    if key is None:
+        result.add("snp.chain", False, "; ".join(errors) or "no trust anchor")
+        return
+    try:
+        snp_report.verify_signature(rep, key)
+        result.add("snp.signature", True, "ECDSA P-384 over bytes 0x000-0x29f")
+    except ReportError as exc:
+        result.add("snp.signature", False, str(exc))
+        return
+
+    minimum = refs.get("minimum_tcb")
+    if minimum:
+        for name, value in (("reported", rep.reported_tcb), ("committed", rep.committed_tcb),
+                            ("launch", rep.launch_tcb)):
+            actual = _tcb(value)
+            low = {k: actual[k] for k in minimum if actual.get(k, 0) < int(minimum[k])}
+            result.add(f"snp.tcb.{name}", not low, "at least the minimum TCB" if not low else f"below: {low}",
+                       minimum, actual)
+    else:
+        result.skip("snp.tcb", "reference values set no minimum TCB")
+
+    ref_policy = int(str(refs.get("guest_policy", "0x30000")), 0)
+    result.add("snp.policy.debug", not rep.policy & POLICY_DEBUG, "debugging disallowed", 0,
+               int(bool(rep.policy & POLICY_DEBUG)))
+    result.add("snp.policy.migration_agent", not rep.policy & POLICY_MIGRATE_MA, "no migration agent", 0,
+               int(bool(rep.policy & POLICY_MIGRATE_MA)))
+    smt_ok = not (rep.policy & POLICY_SMT) or bool(ref_policy & POLICY_SMT)
+    result.add("snp.policy.smt", smt_ok, "SMT as the reference policy allows",
+               int(bool(ref_policy & POLICY_SMT)), int(bool(rep.policy & POLICY_SMT)))
+    abi, ref_abi = (rep.policy >> 8) & 0xFF, (ref_policy >> 8) & 0xFF
+    abi_minor, ref_minor = rep.policy & 0xFF, ref_policy & 0xFF
+    result.add("snp.policy.abi", (abi, abi_minor) >= (ref_abi, ref_minor), "ABI at least the reference's",
+               f"{ref_abi}.{ref_minor}", f"{abi}.{abi_minor}")
+    result.add("snp.vmpl", rep.vmpl == 0, "report from VMPL 0", 0, rep.vmpl)
+
+    allowed = sorted({m["measurement"] for m in refs.get("measurements", []) if "measurement" in m})
+    result.add("snp.measurement", rep.measurement.hex() in allowed,
+               f"one of {len(allowed)} reference launch measurements", allowed[:4], rep.measurement.hex())
+    if host_data is None:
+        result.skip("snp.host_data", "no initdata given")
+    else:
+        result.add("snp.host_data", rep.host_data == host_data, "initdata digest", host_data.hex(),
+                   rep.host_data.hex())
+    if report_data is None:
+        result.skip("snp.report_data", "no nonce given: freshness not checked")
+    else:
+        result.add("snp.report_data", rep.report_data == report_data, "bound to the nonce (and key)",
+                   report_data.hex(), rep.report_data.hex())
+    id_keys = refs.get("id_key_digests")
+    if id_keys:
+        result.add("snp.id_key", rep.id_key_digest.hex() in id_keys, "ID key digest allowed", id_keys,
+                   rep.id_key_digest.hex())
+
+
+def expected_report_data(nonce: bytes, public_key_der: bytes | None) -> bytes:
+    if public_key_der:
+        return hashlib.sha512(public_key_der + nonce).digest()
+    return nonce + bytes(64 - len(nonce))

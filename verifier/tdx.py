@@ -1,0 +1,134 @@
+"""TDX Quote v4 checks (Intel TDX DCAP Quoting Library API, "ECDSA 256-bit Quote Signature Data").
+
+The chain of trust: Intel SGX Root CA -> PCK chain -> PCK leaf key signs the
+Quoting Enclave's report; the QE report's REPORTDATA binds the attestation
+key (SHA-256(attestation key || QE auth data), zero-padded to 64 bytes); the
+attestation key signs the quote header and TD report body. Then the TD's own
+fields: MRTD, RTMRs, MRCONFIGID (initdata digest), attributes (no debug),
+REPORTDATA (nonce). Collateral (TCB info, QE identity) is not checked: it
+needs Intel PCS data that cannot be fetched here; the result says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from typing import Any
+
+from agent.errors import ReportError
+from agent.tee import tdx_report
+from verifier.claims import Result
+
+QE_REPORT_DATA = 320  # offset of REPORTDATA in the 384-byte SGX report body
+TD_ATTR_DEBUG = 1
+
+
+def _ecdsa_p256(raw_sig: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    return encode_dss_signature(int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:64], "big"))
+
+
+def _p256_key(raw: bytes) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+
+
+def _verify(key: Any, sig_der: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key.verify(sig_der, data, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+
+
+def _pck_chain(pem: bytes, trusted_root: bytes) -> Any:
+    """Leaf key of a PEM chain (leaf first) that ends in ``trusted_root``; ReportError otherwise."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
+        root = x509.load_pem_x509_certificate(trusted_root)
+    except ValueError as exc:
+        raise ReportError(f"PCK chain is not PEM certificates: {exc}") from None
+    if len(certs) < 2:
+        raise ReportError(f"PCK chain has {len(certs)} certificate(s); expected leaf, intermediate, root")
+    der = serialization.Encoding.DER
+    if certs[-1].public_bytes(der) != root.public_bytes(der):
+        raise ReportError("PCK chain does not end in the trusted Intel SGX Root CA")
+    for cert, issuer in itertools.pairwise(certs):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except Exception as exc:  # InvalidSignature, ValueError, TypeError
+            raise ReportError(f"PCK chain: {cert.subject.rfc4514_string()} is not signed by "
+                              f"{issuer.subject.rfc4514_string()} ({type(exc).__name__})") from None
+    return certs[0].public_key()
+
+
+def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: dict[str, Any],
+               mrconfigid: bytes | None, report_data: bytes | None) -> None:
+    try:
+        q = tdx_report.parse_quote(quote_bytes)
+    except ReportError as exc:
+        result.add("tdx.quote.format", False, str(exc))
+        return
+    result.add("tdx.quote.format", True, "Quote v4, ECDSA-256 attestation key")
+    qe = q.qe_certification
+    if qe is None or qe.pck_cert_type != tdx_report.PCK_CHAIN_CERT_DATA:
+        result.add("tdx.pck_chain", False, "quote carries no QE report with a PCK certificate chain")
+        return
+    try:
+        pck_key = _pck_chain(qe.pck_cert_data, trusted_root)
+        result.add("tdx.pck_chain", True, "PCK <- intermediate <- Intel SGX Root CA")
+    except ReportError as exc:
+        result.add("tdx.pck_chain", False, str(exc))
+        return
+    if not result.add("tdx.qe_report.signature", _verify(pck_key, _ecdsa_p256(qe.qe_report_signature), qe.qe_report),
+                      "QE report signed by the PCK key"):
+        return
+    binding = hashlib.sha256(q.attestation_key + qe.qe_auth_data).digest() + bytes(32)
+    actual = qe.qe_report[QE_REPORT_DATA : QE_REPORT_DATA + 64]
+    if not result.add("tdx.qe_report.binding", actual == binding, "QE report binds the attestation key",
+                      binding.hex(), actual.hex()):
+        return
+    try:
+        att_key = _p256_key(q.attestation_key)
+    except ValueError:
+        result.add("tdx.quote.signature", False, "attestation key is not a P-256 point")
+        return
+    if not result.add("tdx.quote.signature", _verify(att_key, _ecdsa_p256(q.signature), q.signed_bytes),
+                      "header + TD report signed by the attestation key"):
+        return
+    result.skip("tdx.collateral", "TCB info / QE identity not checked (no Intel PCS collateral given)")
+    body = q.body
+    result.add("tdx.attributes.debug", not body.td_attributes & TD_ATTR_DEBUG, "TD not debuggable", 0,
+               body.td_attributes & TD_ATTR_DEBUG)
+    mrtds = {v for v in (refs.get("mrtd") or {}).values() if v}
+    result.add("tdx.mrtd", body.mrtd.hex() in mrtds, "one of the reference MRTDs", sorted(mrtds), body.mrtd.hex())
+    rtmr = refs.get("rtmr")
+    if rtmr:
+        for i, want in enumerate(rtmr if isinstance(rtmr, list) else [rtmr.get(f"rtmr{i}") for i in range(4)]):
+            if want:
+                got = getattr(body, f"rtmr{i}").hex()
+                result.add(f"tdx.rtmr{i}", got == want, f"RTMR{i} as built", want, got)
+    else:
+        result.skip("tdx.rtmr", "reference values carry no RTMRs")
+    if refs.get("xfam") is not None:
+        result.add("tdx.xfam", body.xfam == int(str(refs["xfam"]), 0), "XFAM as expected", refs["xfam"],
+                   hex(body.xfam))
+    if mrconfigid is None:
+        result.skip("tdx.mrconfigid", "no initdata given")
+    else:
+        result.add("tdx.mrconfigid", body.mrconfigid == mrconfigid, "initdata digest", mrconfigid.hex(),
+                   body.mrconfigid.hex())
+    if report_data is None:
+        result.skip("tdx.report_data", "no nonce given: freshness not checked")
+    else:
+        result.add("tdx.report_data", body.report_data == report_data, "bound to the nonce (and key)",
+                   report_data.hex(), body.report_data.hex())
