@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import select
 import ssl
+import threading
 from typing import Any
 
 from agent.errors import AgentError
@@ -164,8 +166,8 @@ class AtlsListener:
 
     def accept(self) -> tuple[Any, str]:
         sock, peer = self.inner.accept()
-        # The handshake runs on the connection's thread, at its first read.
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
+        # The handshake runs on the connection's thread (do_handshake before the first read).
+        return TlsStream(self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)), peer
 
     def released(self, stream: Any) -> None:
         self.inner.released(stream)
@@ -181,3 +183,89 @@ def client_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class TlsStream:
+    """A TLS socket used by one reader thread and other writer threads.
+
+    OpenSSL does not allow SSL_read and SSL_write on one connection at the
+    same time: a reader blocked inside SSL_read stalled every write (seen as
+    a client that never got an answer). The reader therefore waits in
+    select() and enters SSL_read only when bytes (or buffered plaintext) are
+    there; a lock keeps reads and writes from overlapping.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+
+    def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
+        while True:
+            with self._lock:
+                if self.sock.pending():
+                    return self.sock.recv_into(buffer, nbytes)
+            readable, _, _ = select.select([self.sock], [], [], 1.0)
+            if readable:
+                with self._lock:
+                    try:
+                        return self.sock.recv_into(buffer, nbytes)
+                    except ssl.SSLWantReadError:
+                        continue  # a TLS record not complete yet, or a post-handshake message
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        with self._lock:
+            while view:
+                try:
+                    sent = self.sock.send(view)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    select.select([self.sock], [self.sock], [], 1.0)
+                    continue
+                view = view[sent:]
+
+    def do_handshake(self) -> None:
+        self.sock.do_handshake()
+        self.sock.setblocking(False)  # reads happen only after select() said so
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def connect_verified(address: str, check, timeout: float = 20.0, nonce: bytes | None = None):  # type: ignore[no-untyped-def]
+    """Open aTLS to ``address`` (tcp://HOST:PORT) and return the TLS socket only if ``check`` accepts.
+
+    ``check(evidence, nonce, public_key_der)`` gets the GetEvidenceResponse
+    from the server's certificate, the nonce we sent and the certificate's
+    SubjectPublicKeyInfo; it returns a verdict object with ``ok`` (and is
+    expected to explain failures). Nothing is sent before it said yes.
+    """
+    import socket
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from agent.transport import parse
+
+    addr = parse(address)
+    if addr.scheme != "tcp":
+        raise AtlsError(f"aTLS clients connect to tcp://HOST:PORT, not {address}")
+    nonce = nonce if nonce is not None else os.urandom(32)
+    raw = socket.create_connection((addr.host, addr.port), timeout=timeout)
+    try:
+        tls = client_context().wrap_socket(raw, server_hostname=encode_server_name(nonce))
+    except (OSError, ssl.SSLError) as exc:
+        raw.close()
+        raise AtlsError(f"aTLS handshake with {address} failed: {exc}") from None
+    der = tls.getpeercert(binary_form=True)
+    evidence = evidence_from_certificate(der)
+    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    verdict = check(evidence, nonce, spki)
+    if not getattr(verdict, "ok", False):
+        tls.close()
+        raise AtlsError(f"aTLS peer {address} failed verification")
+    tls.setblocking(False)
+    return TlsStream(tls), verdict

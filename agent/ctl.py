@@ -45,7 +45,7 @@ def catalog() -> dict[str, Rpc]:
 class Client:
     """One connection to an agent; ``call("CreateContainer", request)`` by RPC name."""
 
-    def __init__(self, address: str, use_grpc: bool = False, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, use_grpc: bool = False, timeout: float = 10.0, sock: Any = None) -> None:
         self.rpcs = catalog()
         self.use_grpc = use_grpc
         if use_grpc:
@@ -59,7 +59,7 @@ class Client:
         else:
             from agent.ttrpc import TtrpcClient
 
-            self.ttrpc = TtrpcClient(address, timeout)
+            self.ttrpc = TtrpcClient(address, timeout, sock=sock)
 
     def call(self, rpc: str, request: Any = None, timeout: float | None = 60.0) -> Any:
         spec = self.rpcs.get(rpc)
@@ -103,6 +103,12 @@ def register(sub: Any) -> None:
                               "Check and Version (grpc.Health), GetEvidence (cocoon.Attestation).")
     p.add_argument("--address", required=True, help="unix://PATH, tcp://HOST:PORT, vsock://CID:PORT")
     p.add_argument("--grpc", action="store_true", help="speak gRPC instead of ttRPC")
+    p.add_argument("--atls", action="store_true",
+                   help="connect with aTLS (tcp://) and send nothing unless the evidence in the server's "
+                        "certificate verifies (needs --reference-values and --initdata)")
+    p.add_argument("--reference-values", metavar="FILE", help="for --atls")
+    p.add_argument("--initdata", metavar="FILE", help="for --atls: initdata the TEE must have bound")
+    p.add_argument("--trust-sim", metavar="PEM", help="for --atls: accept sim-TEE evidence under this chain")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("rpc", help="RPC name, e.g. Check, CreateContainer, GetEvidence")
     p.add_argument("request", nargs="?", default="{}", help="request as JSON (default {}); @FILE reads a file")
@@ -129,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"cocoon ctl: bad request: {exc}", file=sys.stderr)
         return 2
     try:
-        with Client(args.address, args.grpc, min(args.timeout, 10.0)) as client:
+        sock = None
+        if args.atls:
+            sock = _atls_socket(args)
+            if sock is None:
+                return 1
+        with Client(args.address, args.grpc, min(args.timeout, 10.0), sock=sock) as client:
             resp = client.call(args.rpc, request, args.timeout)
     except RpcError as exc:
         print(f"cocoon ctl: {args.rpc}: {exc.code.name}: {exc.message}", file=sys.stderr)
@@ -139,3 +150,34 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(json_format.MessageToDict(resp, preserving_proto_field_name=True), indent=1))
     return 0
+
+
+def _atls_socket(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """A verified aTLS socket, or None after printing why the server was not trusted."""
+    from agent import initdata
+    from agent.atls import AtlsError, connect_verified
+    from agent.errors import AgentError
+    from verifier.api import verify
+
+    if not args.reference_values or not args.initdata:
+        raise AgentError("--atls needs --reference-values and --initdata")
+    with open(args.reference_values, encoding="utf-8") as f:
+        refs = json.load(f)
+    digest = initdata.read_path(args.initdata).digest
+    results = []
+
+    def check(ev, nonce, spki):  # type: ignore[no-untyped-def]
+        r = verify(ev.kind, ev.report, ev.aux, refs, initdata_digest=digest, nonce=nonce, public_key=spki,
+                   trust_sim=args.trust_sim, tee=ev.tee)
+        results.append(r)
+        return r
+
+    try:
+        sock, verdict = connect_verified(args.address, check)
+    except AtlsError as exc:
+        if results:
+            print(results[-1].table(), file=sys.stderr)
+        print(f"cocoon ctl: {exc}; nothing was sent", file=sys.stderr)
+        return None
+    print(verdict.table(), file=sys.stderr)
+    return sock

@@ -239,11 +239,12 @@ class TtrpcServer:
 class TtrpcClient:
     """A thread-safe client: concurrent calls share one connection, matched by stream id."""
 
-    def __init__(self, address: Address | str, timeout: float | None = 10.0) -> None:
+    def __init__(self, address: Address | str, timeout: float | None = 10.0, sock: Any = None) -> None:
+        """Connect to ``address``, or speak over ``sock`` (e.g. an aTLS stream already verified)."""
         from agent.transport import parse
 
         self.address = parse(address) if isinstance(address, str) else address
-        self.sock = connect(self.address, timeout)
+        self.sock = sock if sock is not None else connect(self.address, timeout)
         self._next = 1
         self._pending: dict[int, Future[ttrpc_pb2.Response]] = {}
         self._lock = threading.Lock()

@@ -114,3 +114,75 @@ def test_tampered_certificate_is_rejected(atls_server) -> None:  # type: ignore[
     der[-10] ^= 1  # inside the signature
     with pytest.raises(AtlsError):
         evidence_from_certificate(bytes(der))
+
+
+def test_ctl_verifies_before_sending(tmp_path, sim_chain, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`cocoon ctl --atls` sends its RPC only after the certificate's evidence verified."""
+    import json
+
+    from agent.cli import render_document
+    from agent.tee.simca import make_config
+    from cocoon.cli import main
+
+    doc = render_document({"policy.rego": "package agent_policy\n"})
+    img = tmp_path / "initdata.img"
+    img.write_bytes(initdata.encode_block(doc))
+    cfg = tmp_path / "sim.json"
+    cfg.write_text(make_config(sim_chain, b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(sim_chain.trust_pem)
+    refs = tmp_path / "refs.json"
+    refs.write_text(json.dumps({"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": "42" * 48}]}}))
+    b = bind(lambda: open_provider("sim", sim_config=str(cfg)), lambda: initdata.read_path(str(img)))
+    server = TtrpcServer(Agent(b).registry())
+    listener = server.add_listener(AtlsListener(Listener(parse("tcp://127.0.0.1:0")), b))
+    port = listener.inner.sock.getsockname()[1]
+    try:
+        base = ["ctl", "--address", f"tcp://127.0.0.1:{port}", "--atls", "--reference-values", str(refs)]
+        assert main([*base, "--initdata", str(img), "--trust-sim", str(trust), "Check"]) == 0
+        out = capsys.readouterr()
+        assert '"status": "SERVING"' in out.out and "VERIFIED" in out.err
+        assert main([*base, "--initdata", str(img), "Check"]) == 1  # sim evidence without --trust-sim
+        assert "nothing was sent" in capsys.readouterr().err
+        other = tmp_path / "other.toml"
+        other.write_bytes(render_document({"policy.rego": "package agent_policy\ndefault X := true\n"}))
+        assert main([*base, "--initdata", str(other), "--trust-sim", str(trust), "Check"]) == 1
+        err = capsys.readouterr().err
+        assert "snp.host_data" in err and "nothing was sent" in err
+    finally:
+        server.stop()
+
+
+def test_concurrent_calls_over_one_atls_connection(atls_server) -> None:  # type: ignore[no-untyped-def]
+    """Reads and writes interleave on one TLS connection from many threads (OpenSSL forbids overlap)."""
+    import threading
+
+    from agent.atls import connect_verified
+    from agent.ttrpc import TtrpcClient
+
+    start, binding = atls_server
+    host, port = start(binding)
+
+    class Accept:
+        ok = True
+
+    sock, _ = connect_verified(f"tcp://{host}:{port}", lambda ev, nonce, spki: Accept())
+    client = TtrpcClient(f"tcp://{host}:{port}", sock=sock)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(50):
+                r = client.call("grpc.Health", "Check", health_pb2.CheckRequest(), health_pb2.HealthCheckResponse,
+                                timeout=20)
+                assert r.status == 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    assert errors == []
