@@ -67,6 +67,9 @@ class Reaper:
                 continue
             except InterruptedError:
                 continue
+            except OSError:  # never let the reaper die: every later child would become a zombie
+                time.sleep(0.05)
+                continue
             if info is None:
                 continue
             now = time.monotonic()
