@@ -189,3 +189,23 @@ def test_cli_with_a_running_agent_and_with_a_file(tmp_path, sim_chain, capsys) -
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_genuine_gcp_tdx_quote_verifies_against_intels_root() -> None:
+    """A real quote (tests/data/README.md): every cryptographic check passes with the shipped Intel root."""
+    from pathlib import Path
+
+    from agent.tee import tdx_report
+
+    raw = base64.b64decode((Path(__file__).parent / "data" / "tdx-v4-gcp.quote.b64").read_text().strip())
+    mrtd = tdx_report.parse_quote(tdx_report.trim_padding(raw)).body.mrtd.hex()
+    r = verify("tdx-quote", raw, b"", {"tdx": {"mrtd": {"single_pass": mrtd}}})
+    assert r.ok, r.table()
+    passed = {c.name for c in r.claims if c.status == "pass"}
+    assert {"tdx.pck_chain", "tdx.qe_report.signature", "tdx.qe_report.binding", "tdx.quote.signature"} <= passed
+    tampered = bytearray(raw)
+    tampered[0xB8] ^= 1  # one MRTD bit
+    assert failed(verify("tdx-quote", bytes(tampered), b"", {"tdx": {"mrtd": {"x": mrtd}}})) == {
+        "tdx.quote.signature"}
+    padded_badly = raw + b"\x01"
+    assert failed(verify("tdx-quote", padded_badly, b"", {"tdx": {"mrtd": {"x": mrtd}}})) == {"tdx.quote.format"}

@@ -32,8 +32,10 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: dict[str, Any
     if kind in ("tdx-quote",):
         result = Result("tdx")
         mrconfig = None if initdata_digest is None else (initdata_digest + bytes(48))[:48]
-        verify_tdx(result, report, tdx_root_pem or intel_root(), reference_values.get("tdx") or {}, mrconfig,
-                   report_data)
+        from agent.tee.tdx_report import trim_padding
+
+        verify_tdx(result, trim_padding(report), tdx_root_pem or intel_root(), reference_values.get("tdx") or {},
+                   mrconfig, report_data)
         return result
     if kind == "tdx-report":
         result = Result("tdx")

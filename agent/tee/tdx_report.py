@@ -237,6 +237,18 @@ def parse_quote(data: bytes) -> Quote:
     )
 
 
+def trim_padding(data: bytes) -> bytes:
+    """Drop zero padding after the declared signature data (QGS/configfs buffers carry it); nothing else."""
+    data = _bytes(data, "TDX quote")
+    if len(data) < QUOTE_BODY_END + 4:
+        return data
+    (sig_size,) = struct.unpack_from("<I", data, QUOTE_BODY_END)
+    end = QUOTE_BODY_END + 4 + sig_size
+    if end < len(data) and not any(data[end:]):
+        return data[:end]
+    return data
+
+
 def _parse_qe_cert(data: bytes) -> QeCertification:
     qe_report, pos = _take(data, 0, QE_REPORT_SIZE, "QE report")
     qe_sig, pos = _take(data, pos, 64, "QE report signature")
