@@ -69,11 +69,13 @@ def parse_superblock(raw: bytes) -> Superblock:
     return Superblock(version, hash_type, algorithm, dbs, hbs, blocks, salt[:salt_size])
 
 
-def root_hash_of(read_chunk, sb: Superblock, sink=None, chunk_blocks: int = 256) -> bytes:  # type: ignore[no-untyped-def]
-    """Recompute the root hash from the data (``read_chunk(offset, size)``); data also goes to ``sink``.
+def hash_tree(read_chunk, sb: Superblock, sink=None, chunk_blocks: int = 256) -> tuple[bytes, list[list[bytes]]]:  # type: ignore[no-untyped-def]
+    """Root hash and the hash blocks level by level (bottom level first) of the data.
 
-    Data is read in chunks of ``chunk_blocks`` blocks (one syscall per MiB,
-    not per block) and hashed block by block from a memoryview.
+    ``read_chunk(offset, size)`` supplies the data in chunks of
+    ``chunk_blocks`` blocks (one syscall per MiB, not per block); every chunk
+    also goes to ``sink``. A single data block has no hash levels: its hash
+    is the root (veritysetup does the same).
     """
     new = getattr(hashlib, sb.algorithm)
     salt = sb.salt
@@ -92,14 +94,50 @@ def root_hash_of(read_chunk, sb: Superblock, sink=None, chunk_blocks: int = 256)
             h = new(salt)
             h.update(view[i * bs : (i + 1) * bs])
             level.append(h.digest())
+    if len(level) == 1:
+        return level[0], []
+    levels: list[list[bytes]] = []
     while True:
         blocks = []
         for i in range(0, len(level), per_block):
             packed = b"".join(level[i : i + per_block])
             blocks.append(packed + bytes(sb.hash_block_size - len(packed)))
+        levels.append(blocks)
         if len(blocks) == 1:
-            return new(salt + blocks[0]).digest()
+            return new(salt + blocks[0]).digest(), levels
         level = [new(salt + b).digest() for b in blocks]
+
+
+def root_hash_of(read_chunk, sb: Superblock, sink=None, chunk_blocks: int = 256) -> bytes:  # type: ignore[no-untyped-def]
+    return hash_tree(read_chunk, sb, sink, chunk_blocks)[0]
+
+
+def build_superblock(sb: Superblock, uuid: bytes) -> bytes:
+    """The 512-byte VERITY superblock cryptsetup writes (version 1)."""
+    return SUPERBLOCK.pack(SIGNATURE, sb.version, sb.hash_type, uuid, sb.algorithm.encode(), sb.data_block_size,
+                           sb.hash_block_size, sb.data_blocks, len(sb.salt), bytes(6),
+                           sb.salt + bytes(256 - len(sb.salt)), bytes(168))
+
+
+def format_hash_area(data_path: str, salt: bytes, uuid: bytes, block_size: int = 4096) -> tuple[bytes, bytes]:
+    """(root hash, hash area) for a data file whose size is a multiple of ``block_size``.
+
+    The hash area is what ``veritysetup format --hash-offset=<data size>``
+    appends: the superblock padded to one hash block, then the hash levels,
+    top level first. Salt and UUID are parameters, so a build that derives
+    them from its seed gets the same bytes every time.
+    """
+    size = os.path.getsize(data_path)
+    if size == 0 or size % block_size:
+        raise VerityError(f"{data_path}: size {size} is not a positive multiple of {block_size}")
+    sb = Superblock(1, 1, "sha256", block_size, block_size, size // block_size, salt)
+    with open(data_path, "rb") as f:
+        root, levels = hash_tree(lambda off, n: os.pread(f.fileno(), n, off), sb)
+    header = build_superblock(sb, uuid)
+    area = header + bytes(block_size - len(header))
+    for blocks in reversed(levels):
+        area += b"".join(blocks)
+    return root, area
 
 
 def kernel_verity_available() -> bool:
