@@ -8,22 +8,27 @@ PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
 # ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them;
 # runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers)
-APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2
+APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap
+BACKPORTS_PACKAGES := mkosi
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test lint bench reference-values clean
+.PHONY: setup apt venv test lint bench reference-values clean image repro-check
 
 setup: apt venv
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
+	bpo=""; for p in $(BACKPORTS_PACKAGES); do \
+	  case "$$(dpkg-query -W -f='$${Version}' $$p 2>/dev/null)" in *bpo12*) ;; *) bpo="$$bpo $$p";; esac; done; \
+	if [ -n "$$missing$$bpo" ]; then \
 	  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then \
 	    echo "deb http://deb.debian.org/debian bookworm-backports main" | $(SUDO) tee /etc/apt/sources.list.d/cocoon-backports.list >/dev/null; \
 	  fi; \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	else echo "system packages present: $(APT_PACKAGES)"; fi
+	  echo "installing:$$missing$${bpo:+ (backports:$$bpo)}"; \
+	  $(SUDO) apt-get update -qq; \
+	  if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi; \
+	  if [ -n "$$bpo" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq -t bookworm-backports $$bpo; fi; \
+	else echo "system packages present: $(APT_PACKAGES) $(BACKPORTS_PACKAGES) (backports)"; fi
 
 venv: $(VENV)/.installed
 
@@ -36,7 +41,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	COCOON_REPRO=$${COCOON_REPRO-1} $(PY) -m pytest -q tests
 
 bench: venv
 	$(PY) bench/measure.py
@@ -52,3 +57,16 @@ reference-values: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The guest image (mkosi root tree -> erofs + dm-verity, kernel, cmdline) into out/.
+image: venv
+	$(PY) -m image.build --out out --build-dir build
+
+# Two clean builds of this commit must give identical outputs.
+repro-check: venv
+	rm -rf build/repro-a build/repro-b
+	$(PY) -m image.build --out build/repro-a/out --build-dir build/repro-a
+	$(PY) -m image.build --out build/repro-b/out --build-dir build/repro-b
+	@cd build && for f in vmlinuz root.img roothash cmdline manifest.json; do \
+	  if cmp -s repro-a/out/$$f repro-b/out/$$f; then echo "identical: $$f"; else echo "DIFFERS: $$f"; fail=1; fi; \
+	done; test -z "$$fail"

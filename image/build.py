@@ -1,0 +1,214 @@
+"""Build the guest image: mkosi root tree -> agent + wheels -> erofs -> dm-verity -> kernel cmdline.
+
+    python -m image.build [--out out] [--cache ~/.cache/cocoon]     (what `make image` runs)
+
+mkosi 24.3 builds only the root *tree* (Format=directory): its systemd-repart
+254 cannot make a reproducible verity root hash (random salt and UUID; fixed
+in systemd 255, not in bookworm). cocoon makes the filesystem with
+`mkfs.erofs -T <epoch> -U <uuid> --all-root -x-1` and the verity hash tree
+with agent.verity (byte-identical to veritysetup, salt and UUID derived from
+the seed). SOURCE_DATE_EPOCH is the last commit's time. Outputs in out/:
+vmlinuz, root.img (erofs data, then the verity hash area), roothash,
+cmdline, manifest.json (packages and versions), build-stats.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+SEED = "6b6f636f-6f6e-4000-8000-000000000000"  # same as mkosi.conf's Seed=
+# Kernel modules the guest needs (the rest of /usr/lib/modules is pruned): block and console devices,
+# the verity root, container layers, vsock, the confidential-computing guest drivers.
+MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verity", "dm_mod", "erofs",
+           "overlay", "loop", "vsock", "vmw_vsock_virtio_transport", "sev_guest", "tdx_guest", "tsm",
+           "veth", "bridge", "tun")
+PRUNE = ("boot", "usr/lib/firmware", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+         "usr/lib/x86_64-linux-gnu/gconv", "var/lib/initramfs-tools", "usr/share/initramfs-tools",
+         "etc/initramfs-tools")
+
+
+def log(msg: str) -> None:
+    print(f"image: {msg}", file=sys.stderr, flush=True)
+
+
+def run(*argv: str, **kw: object) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout  # type: ignore[call-overload]
+
+
+def derive(name: str) -> bytes:
+    """Deterministic per-build values from the seed (what systemd-repart >= 255 does for verity)."""
+    return hashlib.sha256(f"{SEED}/{name}".encode()).digest()
+
+
+def source_date_epoch() -> int:
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        return int(env)
+    try:
+        return int(run("git", "-C", str(ROOT_DIR), "log", "-1", "--format=%ct").strip())
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
+        return 1700000000
+
+
+def mkosi(build: Path, epoch: int) -> Path:
+    out = build / "mkosi"
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"mkosi: root tree (SOURCE_DATE_EPOCH={epoch})")
+    pkg_cache = Path(os.path.expanduser("~/.cache/cocoon/mkosi"))
+    pkg_cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mkosi", "--force", "--output-dir", str(out), "--cache-dir", str(pkg_cache),
+                    "--source-date-epoch", str(epoch), "build"],
+                   check=True, cwd=ROOT_DIR, stdout=subprocess.DEVNULL)
+    return out
+
+
+def prune_modules(root: Path) -> str:
+    versions = sorted(p.name for p in (root / "usr/lib/modules").iterdir())
+    if len(versions) != 1:
+        raise SystemExit(f"image: expected one kernel in the tree, found {versions}")
+    kver = versions[0]
+    mdir = root / "usr/lib/modules" / kver
+    deps: dict[str, list[str]] = {}
+    paths: dict[str, str] = {}
+    for line in (mdir / "modules.dep").read_text().splitlines():
+        path, _, rest = line.partition(":")
+        name = re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(path)).replace("-", "_")
+        paths[name] = path
+        deps[name] = rest.split()
+    keep: set[str] = set()
+    todo = [m for m in MODULES if m in paths]
+    while todo:
+        m = todo.pop()
+        if m in keep:
+            continue
+        keep.add(m)
+        for dep in deps[m]:
+            todo.append(re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(dep)).replace("-", "_"))
+    keep_paths = {paths[m] for m in keep}
+    for ko in list((mdir / "kernel").rglob("*.ko*")):
+        if str(ko.relative_to(mdir)) not in keep_paths:
+            ko.unlink()
+    run("depmod", "-b", str(root), kver)
+    log(f"kernel {kver}: kept {len(keep)} modules")
+    return kver
+
+
+def install_agent(root: Path, cache: Path) -> None:
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    req = ROOT_DIR / "image" / "requirements.txt"
+    run(sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:", "--no-deps", "--dest", str(wheels),
+        "--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_34_x86_64",
+        "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+        "--platform", "manylinux2014_x86_64", "--platform", "any", "-r", str(req))
+    site = root / "usr/lib/cocoon/site"
+    run(sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "--no-deps", "--no-compile",
+        "--no-index", "--find-links", str(wheels), "-r", str(req))
+    for junk in site.glob("*.dist-info/RECORD"):
+        junk.unlink()  # absolute install paths would leak the build directory
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    dest = root / "usr/lib/cocoon/agent"
+    shutil.copytree(ROOT_DIR / "agent", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "generate.py"))
+    unit_dir = root / "etc/systemd/system"
+    shutil.copy(ROOT_DIR / "image" / "cocoon-agent.service", unit_dir / "cocoon-agent.service")
+    wants = unit_dir / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    link = wants / "cocoon-agent.service"
+    if not link.is_symlink():
+        link.symlink_to("../cocoon-agent.service")
+    for unit in ("getty.target", "serial-getty@.service", "console-getty.service", "getty@.service"):
+        masked = unit_dir / unit  # no login prompt anywhere: the agent is the only way in
+        if not masked.is_symlink():
+            masked.symlink_to("/dev/null")
+    log("agent and its wheels installed under /usr/lib/cocoon")
+
+
+def finalize_tree(root: Path) -> None:
+    for rel in PRUNE:
+        p = root / rel
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    (root / "boot").mkdir(exist_ok=True)
+    for cache in root.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+    # Hash-based .pyc files: valid whatever the filesystem's mtimes, identical across builds.
+    for tree in [*sorted((root / "usr/lib").glob("python3*")), root / "usr/lib/cocoon"]:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                        "unchecked-hash", "-s", str(root), "-p", "/", str(tree)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (root / "etc/machine-id").write_text("")  # systemd fills it at boot (tmpfs-backed /etc overlay or transient)
+
+
+def make_root_image(root: Path, out: Path, epoch: int) -> tuple[bytes, int]:
+    from agent.verity import format_hash_area
+
+    data = out / "root.erofs"
+    fs_uuid = str(uuid.UUID(bytes=derive("erofs-uuid")[:16]))
+    run("mkfs.erofs", f"-T{epoch}", f"-U{fs_uuid}", "--all-root", "-x-1", "-zlz4hc", str(data), str(root))
+    size = data.stat().st_size
+    if size % 4096:
+        with data.open("ab") as f:
+            f.write(bytes(4096 - size % 4096))
+        size = data.stat().st_size
+    root_hash, area = format_hash_area(str(data), derive("verity-salt"), derive("verity-uuid")[:16])
+    img = out / "root.img"
+    with img.open("wb") as f, data.open("rb") as src:
+        shutil.copyfileobj(src, f, 1 << 20)
+        f.write(area)
+    data.unlink()
+    return root_hash, size
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT_DIR / "out"))
+    ap.add_argument("--build-dir", default=str(ROOT_DIR / "build"))
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/cocoon"))
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    out, build, cache = Path(args.out), Path(args.build_dir), Path(args.cache)
+    out.mkdir(parents=True, exist_ok=True)
+    epoch = source_date_epoch()
+    mk = mkosi(build, epoch)
+    root = mk / "root"
+    kver = prune_modules(root)
+    shutil.copy(root / "boot" / f"vmlinuz-{kver}", out / "vmlinuz")
+    install_agent(root, cache)
+    finalize_tree(root)
+    root_hash, hash_offset = make_root_image(root, out, epoch)
+    cmdline = (f"console=ttyS0 ro roothash={root_hash.hex()} systemd.verity_root_data=/dev/vda "
+               f"systemd.verity_root_hash=/dev/vda systemd.verity_root_options=hash-offset={hash_offset} "
+               "cocoon.listen=serial:///dev/virtio-ports/cocoon.agent")
+    (out / "roothash").write_text(root_hash.hex() + "\n")
+    (out / "cmdline").write_text(cmdline + "\n")
+    manifest = json.loads((mk / "root.manifest").read_text())
+    packages = sorted((p["name"], p["version"]) for p in manifest.get("packages", []))
+    (out / "manifest.json").write_text(json.dumps(
+        {"source_date_epoch": epoch, "kernel": kver,
+         "packages": [{"name": n, "version": v} for n, v in packages],
+         "python": (ROOT_DIR / "image" / "requirements.txt").read_text().split("\n")}, indent=1) + "\n")
+    stats = {"root_image_bytes": (out / "root.img").stat().st_size, "erofs_bytes": hash_offset,
+             "kernel_bytes": (out / "vmlinuz").stat().st_size, "build_seconds": round(time.monotonic() - t0, 1)}
+    (out / "build-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    for name in ("vmlinuz", "root.img", "roothash", "cmdline", "manifest.json"):
+        digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
+        log(f"{name:14} {digest}")
+    log(f"root image {stats['root_image_bytes'] / 1e6:.1f} MB, built in {stats['build_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

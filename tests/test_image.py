@@ -1,0 +1,94 @@
+"""The guest image: built once per test session from this checkout (`make image` does the same).
+
+Checks: every output exists; the dm-verity root hash on the command line verifies the root image
+(veritysetup); one flipped byte fails verification; the root tree has no package manager, login
+or compiler; the root image is at most 150 MB; and, with COCOON_REPRO=1 (CI sets it), a second
+clean build gives identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("mkosi") or os.environ.get("COCOON_SKIP_IMAGE") == "1",
+    reason="needs root and mkosi (make setup); COCOON_SKIP_IMAGE=1 skips")
+OUTPUTS = ("vmlinuz", "root.img", "roothash", "cmdline", "manifest.json", "build-stats.json")
+FORBIDDEN = re.compile(r"^usr/(s?bin)/(apt|apt-get|dpkg|gcc.*|cc|c\+\+|g\+\+.*|make|login|su|sshd|ssh|getty|agetty)$")
+
+
+def build(where: Path) -> Path:
+    out = where / "out"
+    subprocess.run([sys.executable, "-m", "image.build", "--out", str(out), "--build-dir", str(where)],
+                   cwd=ROOT, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def image() -> Path:
+    where = ROOT / "build" / "test-image"
+    shutil.rmtree(where, ignore_errors=True)
+    return build(where)
+
+
+def test_outputs_and_size(image: Path) -> None:
+    for name in OUTPUTS:
+        assert (image / name).stat().st_size > 0, name
+    stats = json.loads((image / "build-stats.json").read_text())
+    print(f"root image {stats['root_image_bytes'] / 1e6:.1f} MB, built in {stats['build_seconds']} s")
+    assert stats["root_image_bytes"] <= 150e6
+    manifest = json.loads((image / "manifest.json").read_text())
+    names = {p["name"] for p in manifest["packages"]}
+    assert {"systemd", "python3", "crun", "cryptsetup-bin"} <= names
+    assert manifest["kernel"].startswith("6.12")
+
+
+def test_cmdline_root_hash_verifies_the_root_image(image: Path, tmp_path: Path) -> None:
+    cmdline = (image / "cmdline").read_text()
+    root_hash = re.search(r"roothash=([0-9a-f]{64})", cmdline).group(1)  # type: ignore[union-attr]
+    offset = re.search(r"hash-offset=(\d+)", cmdline).group(1)  # type: ignore[union-attr]
+    assert root_hash == (image / "roothash").read_text().strip()
+    img = image / "root.img"
+    ok = subprocess.run(["veritysetup", "verify", str(img), str(img), root_hash, f"--hash-offset={offset}"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.img"
+    blob = bytearray(img.read_bytes())
+    blob[int(offset) // 2] ^= 0x01
+    bad.write_bytes(bytes(blob))
+    fail = subprocess.run(["veritysetup", "verify", str(bad), str(bad), root_hash, f"--hash-offset={offset}"],
+                          capture_output=True, text=True)
+    assert fail.returncode != 0
+
+
+def test_no_package_manager_login_or_compiler(image: Path) -> None:
+    tree = image.parent / "mkosi" / "root"  # the tree the erofs image was made from
+    found = [str(p.relative_to(tree)) for p in tree.rglob("*")
+             if FORBIDDEN.match(str(p.relative_to(tree)))]
+    assert found == []
+    units = tree / "etc/systemd/system"
+    assert os.readlink(units / "getty.target") == "/dev/null"
+    assert (units / "multi-user.target.wants" / "cocoon-agent.service").is_symlink()
+    assert (tree / "usr/lib/cocoon/agent/daemon.py").exists()
+    assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
+
+
+@pytest.mark.skipif(os.environ.get("COCOON_REPRO") != "1", reason="set COCOON_REPRO=1 for a second clean build")
+def test_second_clean_build_is_identical(image: Path) -> None:
+    where = ROOT / "build" / "test-image-again"
+    shutil.rmtree(where, ignore_errors=True)
+    again = build(where)
+    for name in OUTPUTS[:-1]:
+        a = hashlib.sha256((image / name).read_bytes()).hexdigest()
+        b = hashlib.sha256((again / name).read_bytes()).hexdigest()
+        assert a == b, f"{name} differs between two clean builds"
