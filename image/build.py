@@ -8,8 +8,9 @@ in systemd 255, not in bookworm). cocoon makes the filesystem with
 `mkfs.erofs -T <epoch> -U <uuid> --all-root -x-1` and the verity hash tree
 with agent.verity (byte-identical to veritysetup, salt and UUID derived from
 the seed). SOURCE_DATE_EPOCH is the last commit's time. Outputs in out/:
-vmlinuz, root.img (erofs data, then the verity hash area), roothash,
-cmdline, manifest.json (packages and versions), build-stats.json.
+vmlinuz, initrd.img (image/initrd.py), root.img (erofs data, then the
+verity hash area), roothash, cmdline, manifest.json (packages and versions),
+build-stats.json.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ SEED = "6b6f636f-6f6e-4000-8000-000000000000"  # same as mkosi.conf's Seed=
 # the verity root, container layers, vsock, the confidential-computing guest drivers.
 MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verity", "dm_mod", "erofs",
            "overlay", "loop", "vsock", "vmw_vsock_virtio_transport", "sev_guest", "tdx_guest", "tsm",
-           "veth", "bridge", "tun")
+           "veth", "bridge", "tun", "crc32c_generic")
 PRUNE = ("boot", "usr/lib/firmware", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
          "usr/lib/x86_64-linux-gnu/gconv", "var/lib/initramfs-tools", "usr/share/initramfs-tools",
          "etc/initramfs-tools")
@@ -135,11 +136,11 @@ def install_agent(root: Path, cache: Path) -> None:
 
 
 def finalize_tree(root: Path) -> None:
-    for rel in PRUNE:
+    for rel in (*PRUNE, "usr/sbin/getty", "usr/sbin/agetty", "usr/bin/login", "usr/bin/su", "usr/bin/busybox"):
         p = root / rel
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
-        elif p.exists():
+        elif p.is_symlink() or p.exists():  # a dangling symlink "does not exist" but is still there
             p.unlink()
     (root / "boot").mkdir(exist_ok=True)
     for cache in root.rglob("__pycache__"):
@@ -149,15 +150,54 @@ def finalize_tree(root: Path) -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
                         "unchecked-hash", "-s", str(root), "-p", "/", str(tree)], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (root / "etc/machine-id").write_text("")  # systemd fills it at boot (tmpfs-backed /etc overlay or transient)
+    (root / "etc/machine-id").write_text("")  # systemd makes a transient one at boot (the root is read-only)
+    # The root is read-only; what systemd and the agent write lives in memory.
+    (root / "etc/fstab").write_text("tmpfs /var tmpfs mode=0755,nosuid,nodev 0 0\n"
+                                    "tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0\n")
 
 
-def make_root_image(root: Path, out: Path, epoch: int) -> tuple[bytes, int]:
+def staged_copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` into the (empty, tmpfs) ``dst`` creating entries in sorted order.
+
+    mkfs.erofs numbers inodes in readdir order, and readdir order on the
+    build filesystem depends on how entries happened to be created (parallel
+    .pyc compilation, mkosi's copy order): two identical trees gave two
+    different images. On a fresh tmpfs, readdir order follows creation
+    order, so creating in sorted order makes it a function of the names.
+    """
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, src)
+        target = dst if rel == "." else dst / rel
+        entries = sorted(dirnames + filenames)
+        for name in entries:
+            s, d = Path(dirpath) / name, target / name
+            if s.is_symlink():
+                os.symlink(os.readlink(s), d)
+            elif s.is_dir():
+                d.mkdir()
+            else:
+                shutil.copy2(s, d, follow_symlinks=False)
+            st = os.lstat(s)
+            os.lchown(d, st.st_uid, st.st_gid)
+            if not s.is_symlink():
+                os.chmod(d, st.st_mode & 0o7777)
+        if rel == ".":
+            os.chmod(dst, os.stat(src).st_mode & 0o7777)
+
+
+def make_root_image(root: Path, out: Path, epoch: int, stage: Path) -> tuple[bytes, int]:
     from agent.verity import format_hash_area
 
     data = out / "root.erofs"
     fs_uuid = str(uuid.UUID(bytes=derive("erofs-uuid")[:16]))
-    run("mkfs.erofs", f"-T{epoch}", f"-U{fs_uuid}", "--all-root", "-x-1", "-zlz4hc", str(data), str(root))
+    stage.mkdir(parents=True, exist_ok=True)
+    run("mount", "-t", "tmpfs", "-o", "size=4g,mode=0755", "cocoon-stage", str(stage))
+    try:
+        staged_copy(root, stage)
+        run("mkfs.erofs", f"-T{epoch}", f"-U{fs_uuid}", "--all-root", "-x-1", "-zlz4hc", str(data), str(stage))
+    finally:
+        subprocess.run(["umount", str(stage)], check=False)
     size = data.stat().st_size
     if size % 4096:
         with data.open("ab") as f:
@@ -187,10 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     kver = prune_modules(root)
     shutil.copy(root / "boot" / f"vmlinuz-{kver}", out / "vmlinuz")
     install_agent(root, cache)
+    from image.initrd import build_initrd
+
+    build_initrd(root, kver, out / "initrd.img", epoch)  # before finalize: it takes busybox from the tree
     finalize_tree(root)
-    root_hash, hash_offset = make_root_image(root, out, epoch)
-    cmdline = (f"console=ttyS0 ro roothash={root_hash.hex()} systemd.verity_root_data=/dev/vda "
-               f"systemd.verity_root_hash=/dev/vda systemd.verity_root_options=hash-offset={hash_offset} "
+    root_hash, hash_offset = make_root_image(root, out, epoch, build / "stage")
+    cmdline = (f"console=ttyS0 panic=-1 cocoon.roothash={root_hash.hex()} cocoon.hashoffset={hash_offset} "
                "cocoon.listen=serial:///dev/virtio-ports/cocoon.agent")
     (out / "roothash").write_text(root_hash.hex() + "\n")
     (out / "cmdline").write_text(cmdline + "\n")
@@ -203,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"root_image_bytes": (out / "root.img").stat().st_size, "erofs_bytes": hash_offset,
              "kernel_bytes": (out / "vmlinuz").stat().st_size, "build_seconds": round(time.monotonic() - t0, 1)}
     (out / "build-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    for name in ("vmlinuz", "root.img", "roothash", "cmdline", "manifest.json"):
+    stats["initrd_bytes"] = (out / "initrd.img").stat().st_size
+    (out / "build-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    for name in ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json"):
         digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
         log(f"{name:14} {digest}")
     log(f"root image {stats['root_image_bytes'] / 1e6:.1f} MB, built in {stats['build_seconds']} s")

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("mkosi") or os.environ.get("COCOON_SKIP_IMAGE") == "1",
     reason="needs root and mkosi (make setup); COCOON_SKIP_IMAGE=1 skips")
-OUTPUTS = ("vmlinuz", "root.img", "roothash", "cmdline", "manifest.json", "build-stats.json")
-FORBIDDEN = re.compile(r"^usr/(s?bin)/(apt|apt-get|dpkg|gcc.*|cc|c\+\+|g\+\+.*|make|login|su|sshd|ssh|getty|agetty)$")
+OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "build-stats.json")
+FORBIDDEN = re.compile(r"^usr/(s?bin)/(apt|apt-get|dpkg|gcc.*|cc|c\+\+|g\+\+.*|make|login|su|sshd|ssh|getty|agetty|"
+                       r"busybox)$")
 
 
 def build(where: Path) -> Path:
@@ -55,8 +56,8 @@ def test_outputs_and_size(image: Path) -> None:
 
 def test_cmdline_root_hash_verifies_the_root_image(image: Path, tmp_path: Path) -> None:
     cmdline = (image / "cmdline").read_text()
-    root_hash = re.search(r"roothash=([0-9a-f]{64})", cmdline).group(1)  # type: ignore[union-attr]
-    offset = re.search(r"hash-offset=(\d+)", cmdline).group(1)  # type: ignore[union-attr]
+    root_hash = re.search(r"cocoon.roothash=([0-9a-f]{64})", cmdline).group(1)  # type: ignore[union-attr]
+    offset = re.search(r"cocoon.hashoffset=(\d+)", cmdline).group(1)  # type: ignore[union-attr]
     assert root_hash == (image / "roothash").read_text().strip()
     img = image / "root.img"
     ok = subprocess.run(["veritysetup", "verify", str(img), str(img), root_hash, f"--hash-offset={offset}"],
@@ -81,6 +82,16 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     assert (units / "multi-user.target.wants" / "cocoon-agent.service").is_symlink()
     assert (tree / "usr/lib/cocoon/agent/daemon.py").exists()
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
+
+
+def test_initrd_holds_what_opens_the_root(image: Path) -> None:
+    import gzip
+
+    archive = gzip.decompress((image / "initrd.img").read_bytes())
+    names = set(re.findall(rb"070701[0-9a-f]{104}([^\0]+)\0", archive))
+    assert {b"init", b"bin/busybox", b"usr/sbin/veritysetup", b"lib/modules/dm_verity.ko",
+            b"lib/modules/erofs.ko", b"etc/modules.order"} <= names
+    assert b"veritysetup open" in archive and b"poweroff -f" in archive
 
 
 @pytest.mark.skipif(os.environ.get("COCOON_REPRO") != "1", reason="set COCOON_REPRO=1 for a second clean build")

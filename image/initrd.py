@@ -1,0 +1,172 @@
+"""cocoon's initrd: load the few modules, open the dm-verity root with the pinned hash, switch_root.
+
+Deterministic by construction: a newc cpio written here (sorted entries,
+inode numbers in order, owner root, mtime SOURCE_DATE_EPOCH), gzip with
+mtime 0. Contents come from the image's own root tree (busybox-static,
+veritysetup and the libraries it needs, the kernel's modules), so the
+initrd changes only when the tree does. The init script fails closed: on
+any error it prints why on the console and powers the VM off; there is no
+shell to fall into.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+# crc32c_generic first: libcrc32c (needed by erofs) only asks for "crc32c" at load time (a softdep).
+MODULES = ("crc32c_generic", "virtio_pci", "virtio_blk", "virtio_console", "dm_mod", "dm_verity", "erofs")
+APPLETS = ("sh", "mount", "umount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls")
+INIT = r"""#!/bin/sh
+# cocoon initrd: dm-verity root from cocoon.roothash= / cocoon.hashoffset=, then systemd.
+export PATH=/bin:/usr/sbin DM_DISABLE_UDEV=1
+fail() { echo "cocoon initrd: $*" >/dev/console; sleep 2; poweroff -f; }
+mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "no /proc /sys /dev"
+mount -t tmpfs -o mode=0755 tmpfs /run || fail "no /run"
+for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "module $m did not load"; done
+roothash=; offset=; disk=/dev/vda
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    cocoon.roothash=*) roothash="${arg#*=}" ;;
+    cocoon.hashoffset=*) offset="${arg#*=}" ;;
+    cocoon.rootdisk=*) disk="${arg#*=}" ;;
+  esac
+done
+[ -n "$roothash" ] && [ -n "$offset" ] || fail "cocoon.roothash= and cocoon.hashoffset= are required"
+i=0; while [ ! -b "$disk" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -b "$disk" ] || fail "root disk $disk did not appear"
+veritysetup open "$disk" root "$disk" "$roothash" --hash-offset="$offset" || fail "dm-verity refused the root disk"
+mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "root filesystem does not mount"
+mount --move /dev /sysroot/dev; mount --move /run /sysroot/run
+umount /proc /sys
+exec switch_root /sysroot /sbin/init
+"""
+
+
+class Cpio:
+    """newc archive writer; entries sorted by path, parents before children."""
+
+    def __init__(self, mtime: int) -> None:
+        self.mtime = mtime
+        self.entries: dict[str, tuple[int, bytes]] = {}
+
+    def dir(self, path: str) -> None:
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            self.entries.setdefault("/".join(parts[:i]), (stat.S_IFDIR | 0o755, b""))
+
+    def _parent(self, path: str) -> None:
+        if "/" in path.strip("/"):
+            self.dir(os.path.dirname(path.strip("/")))
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._parent(path)
+        self.entries[path.strip("/")] = (stat.S_IFREG | mode, data)
+
+    def symlink(self, path: str, target: str) -> None:
+        self._parent(path)
+        self.entries[path.strip("/")] = (stat.S_IFLNK | 0o777, target.encode())
+
+    def bytes(self) -> bytes:
+        out = io.BytesIO()
+        for ino, name in enumerate(sorted(self.entries), start=1):
+            mode, data = self.entries[name]
+            self._entry(out, name, ino, mode, data)
+        self._entry(out, "TRAILER!!!", 0, 0, b"", nlink=1)
+        return out.getvalue()
+
+    def _entry(self, out: io.BytesIO, name: str, ino: int, mode: int, data: bytes, nlink: int | None = None) -> None:
+        nb = name.encode() + b"\0"
+        links = nlink if nlink is not None else (2 if stat.S_ISDIR(mode) else 1)
+        fields = (ino, mode, 0, 0, links, self.mtime if name != "TRAILER!!!" else 0, len(data), 0, 0, 0, 0,
+                  len(nb), 0)
+        out.write(b"070701" + b"".join(f"{v:08x}".encode() for v in fields) + nb)
+        out.write(bytes(-(110 + len(nb)) % 4))
+        out.write(data)
+        out.write(bytes(-len(data) % 4))
+
+
+def _libs(tree: Path, binary: str) -> list[str]:
+    """The shared libraries ``binary`` loads, resolved inside the tree (its own ldd, chrooted)."""
+    text = subprocess.run(["chroot", str(tree), "/usr/bin/ldd", binary], check=True, capture_output=True,
+                          text=True).stdout
+    libs = []
+    for line in text.splitlines():
+        m = re.search(r"=> (/\S+)", line) or re.match(r"\s*(/\S+ld-linux\S*)", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def _resolve_in(tree: Path, path: str) -> Path:
+    """``path`` inside ``tree``, following symlinks as the tree's own root would (never onto the host)."""
+    parts = [p for p in path.split("/") if p]
+    current: list[str] = []
+    hops = 0
+    while parts:
+        current.append(parts.pop(0))
+        here = tree.joinpath(*current)
+        if here.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise OSError(f"symlink loop at {path}")
+            target = os.readlink(here)
+            current.pop()
+            if target.startswith("/"):
+                current = []
+            parts = [p for p in target.split("/") if p] + parts
+        if current and current[-1] == "..":
+            current = current[:-2]
+    return tree.joinpath(*current)
+
+
+def _module_order(tree: Path, kver: str) -> list[tuple[str, str]]:
+    mdir = tree / "usr/lib/modules" / kver
+    deps: dict[str, list[str]] = {}
+    paths: dict[str, str] = {}
+    norm = lambda p: re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(p)).replace("-", "_")  # noqa: E731
+    for line in (mdir / "modules.dep").read_text().splitlines():
+        path, _, rest = line.partition(":")
+        paths[norm(path)] = path
+        deps[norm(path)] = [norm(d) for d in rest.split()]
+    order: list[str] = []
+
+    def visit(m: str) -> None:
+        if m in order or m not in paths:
+            return
+        for d in deps[m]:
+            visit(d)
+        order.append(m)
+
+    for m in MODULES:
+        visit(m)
+    return [(m, paths[m]) for m in order]
+
+
+def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
+    cpio = Cpio(mtime)
+    for d in ("bin", "dev", "proc", "sys", "run", "sysroot", "etc", "lib/modules", "usr/sbin"):
+        cpio.dir(d)
+    cpio.file("init", INIT.encode(), 0o755)
+    busybox = tree / "usr/bin/busybox"
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in APPLETS:
+        cpio.symlink(f"bin/{applet}", "busybox")
+    cpio.file("usr/sbin/veritysetup", (tree / "usr/sbin/veritysetup").read_bytes(), 0o755)
+    for lib in _libs(tree, "/usr/sbin/veritysetup"):
+        cpio.file(lib.lstrip("/"), _resolve_in(tree, lib).read_bytes(), 0o755)
+    names = []
+    for name, rel in _module_order(tree, kver):
+        raw = (tree / "usr/lib/modules" / kver / rel).read_bytes()
+        if rel.endswith(".xz"):
+            raw = lzma.decompress(raw)
+        cpio.file(f"lib/modules/{name}.ko", raw)
+        names.append(name)
+    cpio.file("etc/modules.order", ("\n".join(names) + "\n").encode())
+    out.write_bytes(gzip.compress(cpio.bytes(), compresslevel=9, mtime=0))
