@@ -9,7 +9,7 @@ CACHE ?= $(HOME)/.cache/cocoon
 # ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them;
 # runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers)
 APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap
-BACKPORTS_PACKAGES := mkosi
+BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup apt venv test lint bench reference-values clean image repro-check
