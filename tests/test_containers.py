@@ -7,18 +7,15 @@ agent's verified-copy path; dm-verity proper runs in the guest image.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from agentproc import start_agent
 from layers import attach, busybox_tree, detach, verity_layer
 
-from agent import initdata
 from agent.cli import render_document
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
@@ -76,28 +73,9 @@ def layer(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
-    from agent.tee.simca import make_config
-
-    tmp = tmp_path_factory.mktemp("agent")
-    dev = tmp / "initdata.img"
-    dev.write_bytes(initdata.encode_block(DOC))
-    sim = tmp / "sim.json"
-    sim.write_text(make_config(sim_chain, b"\x42" * 48, hashlib.sha256(DOC).digest()).to_json())
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp / "notify"))
-    notify.settimeout(60)
-    shared = tmp / "shared"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(sim), "--initdata", str(dev),
-         "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null", "--runtime", "runc",
-         "--state-dir", str(tmp / "state"), "--shared-dir", str(shared), "--sandbox-dir", str(tmp / "sandbox")],
-        env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify")}, stderr=subprocess.PIPE, text=True)
-    while b"READY=1" not in notify.recv(4096):
-        pass
-    notify.close()
-    yield {"address": f"unix://{tmp}/agent.sock", "shared": str(shared), "tmp": tmp, "pid": proc.pid}
-    proc.terminate()
-    _, err = proc.communicate(timeout=60)
+    proc = start_agent(tmp_path_factory.mktemp("agent"), sim_chain, POLICY)
+    yield {"address": proc.address, "shared": proc.shared, "tmp": proc.tmp, "pid": proc.pid}
+    err = proc.stop()
     assert "Traceback" not in err, err
 
 
@@ -339,28 +317,13 @@ def test_backend_refuses_what_it_cannot_run_safely(agent, layer, edit, message) 
 
 def test_agent_stop_removes_its_containers(tmp_path, sim_chain, layer) -> None:  # type: ignore[no-untyped-def]
     """SIGTERM with a container running: the agent kills it and leaves no mount behind."""
-    from agent.tee.simca import make_config
-
-    dev = tmp_path / "initdata.img"
-    dev.write_bytes(initdata.encode_block(DOC))
-    sim = tmp_path / "sim.json"
-    sim.write_text(make_config(sim_chain, b"\x42" * 48, hashlib.sha256(DOC).digest()).to_json())
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.settimeout(60)
-    shared = str(tmp_path / "shared")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(sim), "--initdata", str(dev),
-         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--runtime", "runc",
-         "--state-dir", str(tmp_path / "state"), "--shared-dir", shared, "--sandbox-dir", str(tmp_path / "sb")],
-        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}, stderr=subprocess.DEVNULL)
-    while b"READY=1" not in notify.recv(4096):
-        pass
-    with Client(f"unix://{tmp_path}/a.sock") as c:
+    proc = start_agent(tmp_path, sim_chain, POLICY)
+    shared = proc.shared
+    with Client(proc.address) as c:
         c.call("CreateContainer", container_request("c9", shared, layer, ["sleep", "600"]))
         c.call("StartContainer", {"container_id": "c9"})
     assert os.path.ismount(f"{shared}/c9/rootfs")
-    proc.terminate()
-    assert proc.wait(timeout=60) == 0
+    proc.stop()
+    assert proc.proc.returncode == 0
     assert not os.path.ismount(f"{shared}/c9/rootfs")
     assert not os.path.ismount(f"{shared}/c9/layers/0")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 
 import pytest
+from agentproc import start_agent
 
-from agent import initdata
-from agent.cli import render_document
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
 
@@ -38,31 +34,14 @@ def ip(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
-    from agent.tee.simca import make_config
-
     tmp = tmp_path_factory.mktemp("net")
     ip("netns", "add", NS)
     try:
         ip("link", "add", "cocoon-h0", "type", "veth", "peer", "name", "ceth0", "netns", NS)
         ip("-n", NS, "link", "set", "ceth0", "address", MAC)
-        doc = render_document({"policy.rego": POLICY})
-        (tmp / "initdata.img").write_bytes(initdata.encode_block(doc))
-        (tmp / "sim.json").write_text(make_config(sim_chain, b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(tmp / "notify"))
-        notify.settimeout(60)
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS, sys.executable, "-m", "agent", "--tee", "sim", "--sim-config",
-             str(tmp / "sim.json"), "--initdata", str(tmp / "initdata.img"), "--listen", f"unix://{tmp}/a.sock",
-             "--kernel-cmdline", "/dev/null", "--runtime", "runc", "--state-dir", str(tmp / "state"),
-             "--shared-dir", str(tmp / "shared"), "--sandbox-dir", str(tmp / "sandbox")],
-            env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify")}, stderr=subprocess.PIPE, text=True)
-        while b"READY=1" not in notify.recv(4096):
-            pass
-        notify.close()
-        yield f"unix://{tmp}/a.sock"
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
+        proc = start_agent(tmp, sim_chain, POLICY, wrapper=["ip", "netns", "exec", NS])
+        yield proc.address
+        err = proc.stop()
         assert "Traceback" not in err, err
     finally:
         subprocess.run(["ip", "link", "del", "cocoon-h0"], check=False, capture_output=True)

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from agentproc import start_agent
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tdxgen import make_pck_chain, make_quote
@@ -143,40 +144,20 @@ def test_each_tdx_claim_fails_alone(pck) -> None:  # type: ignore[no-untyped-def
 
 def test_cli_with_a_running_agent_and_with_a_file(tmp_path, sim_chain, capsys) -> None:  # type: ignore[no-untyped-def]
     """End to end: agent (sim) -> `cocoon verify --address`, and the JSON `cocoon ctl GetEvidence` prints."""
-    import socket
-    import subprocess
-    import sys
-
-    from agent import initdata
-    from agent.cli import render_document
-
-    doc = render_document({"policy.rego": "package agent_policy\n"})
-    img = tmp_path / "initdata.img"
-    img.write_bytes(initdata.encode_block(doc))
-    sim = tmp_path / "sim.json"
-    sim.write_text(make_config(sim_chain, MEASUREMENT, hashlib.sha256(doc).digest()).to_json())
     (tmp_path / "trust.pem").write_bytes(sim_chain.trust_pem)
     refs = tmp_path / "refs.json"
     refs.write_text(json.dumps(SNP_REFS))
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "n"))
-    notify.settimeout(60)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(sim), "--initdata", str(img),
-         "--listen", f"unix://{tmp_path}/a.sock", "--kernel-cmdline", "/dev/null", "--state-dir",
-         str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared")],
-        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "n")}, stderr=subprocess.DEVNULL)
+    proc = start_agent(tmp_path, sim_chain, "package agent_policy\n")
+    img = proc.initdata
     try:
-        while b"READY=1" not in notify.recv(4096):
-            pass
         common = ["--reference-values", str(refs), "--initdata", str(img)]
-        assert main(["verify", "--address", f"unix://{tmp_path}/a.sock", *common,
+        assert main(["verify", "--address", proc.address, *common,
                      "--trust-sim", str(tmp_path / "trust.pem")]) == 0
         assert "snp: VERIFIED — SIMULATED TEE" in capsys.readouterr().out
-        assert main(["verify", "--address", f"unix://{tmp_path}/a.sock", *common]) == 1  # no --trust-sim
+        assert main(["verify", "--address", proc.address, *common]) == 1  # no --trust-sim
         assert "tee.simulated" in capsys.readouterr().out
         nonce = os.urandom(16)
-        assert main(["ctl", "--address", f"unix://{tmp_path}/a.sock", "GetEvidence",
+        assert main(["ctl", "--address", proc.address, "GetEvidence",
                      json.dumps({"nonce": base64.b64encode(nonce).decode()})]) == 0
         (tmp_path / "ev.json").write_text(capsys.readouterr().out)
         assert main(["verify", "--evidence", str(tmp_path / "ev.json"), "--nonce", nonce.hex(), *common,
@@ -187,8 +168,7 @@ def test_cli_with_a_running_agent_and_with_a_file(tmp_path, sim_chain, capsys) -
                      "--trust-sim", str(tmp_path / "trust.pem")]) == 1
         assert "snp.report_data" in capsys.readouterr().out
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.stop()
 
 
 def test_genuine_gcp_tdx_quote_verifies_against_intels_root() -> None:
