@@ -67,6 +67,4 @@ repro-check: venv
 	rm -rf build/repro-a build/repro-b
 	$(PY) -m image.build --out build/repro-a/out --build-dir build/repro-a
 	$(PY) -m image.build --out build/repro-b/out --build-dir build/repro-b
-	@cd build && for f in vmlinuz root.img roothash cmdline manifest.json; do \
-	  if cmp -s repro-a/out/$$f repro-b/out/$$f; then echo "identical: $$f"; else echo "DIFFERS: $$f"; fail=1; fi; \
-	done; test -z "$$fail"
+	$(PY) -m image.compare build/repro-a build/repro-b

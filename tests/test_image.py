@@ -147,3 +147,16 @@ def test_image_boots_and_the_agent_answers(image: Path, tmp_path: Path) -> None:
     finally:
         qemu.kill()
         qemu.wait(timeout=30)
+
+
+def test_compare_names_the_first_differing_file(tmp_path: Path) -> None:
+    from image.compare import first_difference
+
+    for side in ("a", "b"):
+        (tmp_path / side / "etc").mkdir(parents=True)
+        (tmp_path / side / "etc" / "same").write_text("x")
+        (tmp_path / side / "usr").mkdir()
+    (tmp_path / "a" / "usr" / "f").write_text("1")
+    (tmp_path / "b" / "usr" / "f").write_text("2")
+    assert first_difference(tmp_path / "a", tmp_path / "a") is None
+    assert first_difference(tmp_path / "a", tmp_path / "b").startswith("usr/f:")
