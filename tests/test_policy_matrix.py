@@ -107,6 +107,7 @@ def test_env_regex_allows_service_variables(agent) -> None:  # type: ignore[no-u
     req = web_request("c0ffee00c0ffee02")
     req.OCI.Process.Env.append("DB_SERVICE_HOST=100.64.3.7")
     call(agent, "CreateContainer", req)
+    assert agent.binding.policy.state["pstate"] == {"c0ffee00c0ffee02": 1}
     req2 = web_request("c0ffee00c0ffee03")
     req2.OCI.Process.Env.append("DB_SERVICE_HOST=8.8.8.8")  # outside the pod network pattern
     denied(agent, "CreateContainer", req2, "DB_SERVICE_HOST=8.8.8.8")
@@ -157,6 +158,7 @@ def test_update_interface_and_routes(agent) -> None:  # type: ignore[no-untyped-
     eth0 = {"interface": {"name": "eth0", "hwAddr": "02:42:ac:11:00:02", "mtu": 1500,
                           "IPAddresses": [{"family": "v4", "address": "100.64.0.5", "mask": "24"}]}}
     call(agent, "UpdateInterface", eth0)
+    assert agent.backend.calls == ["UpdateInterface"]
     denied(agent, "UpdateInterface", {"interface": {"name": "lo", "hwAddr": "02:00:00:00:00:01"}},
            "interface lo may not be changed")
     denied(agent, "UpdateInterface", {"interface": {"name": "eth0", "hwAddr": "00:00:00:00:00:00"}})
@@ -168,6 +170,7 @@ def test_update_interface_and_routes(agent) -> None:  # type: ignore[no-untyped-
            "routes on lo")
     denied(agent, "UpdateRoutes", {"routes": {"Routes": [{"dest": "10.0.0.0/8", "device": "eth0",
                                                           "source": "127.0.0.1"}]}})
+    assert agent.backend.calls == ["UpdateInterface", "UpdateRoutes"]  # denials never reached the backend
 
 
 # --- SetPolicy, ReadStream -----------------------------------------------------------------------
