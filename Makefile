@@ -65,6 +65,6 @@ image: venv
 # Two clean builds of this commit must give identical outputs.
 repro-check: venv
 	rm -rf build/repro-a build/repro-b
-	$(PY) -m image.build --out build/repro-a/out --build-dir build/repro-a
-	$(PY) -m image.build --out build/repro-b/out --build-dir build/repro-b
+	$(PY) -m image.build --fresh --out build/repro-a/out --build-dir build/repro-a
+	$(PY) -m image.build --fresh --out build/repro-b/out --build-dir build/repro-b
 	$(PY) -m image.compare build/repro-a build/repro-b

@@ -62,6 +62,43 @@ def source_date_epoch() -> int:
         return 1700000000
 
 
+def mkosi_inputs_digest() -> str:
+    """What the mkosi tree depends on in this checkout: mkosi.conf and the package-manager tree."""
+    h = hashlib.sha256((ROOT_DIR / "mkosi.conf").read_bytes())
+    for path in sorted((ROOT_DIR / "mkosi.pkgmngr").rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(ROOT_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
+    """mkosi's tree, or the saved copy of it when mkosi's inputs did not change (agent-only rebuilds).
+
+    mkosi's own mtimes do not reach the image (mkfs.erofs -T sets them all),
+    so a saved tree from an earlier commit yields the same image as a fresh
+    mkosi run against the same archive state. Clean builds (tests,
+    repro-check) pass --fresh.
+    """
+    saved = cache / f"tree-{mkosi_inputs_digest()}"
+    out = build / "mkosi"
+    if reuse and (saved / "root").is_dir() and (saved / "root.manifest").is_file():
+        log(f"reusing the mkosi tree saved in {saved} (mkosi inputs unchanged)")
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        run("cp", "-a", str(saved / "root"), str(out / "root"))
+        shutil.copy(saved / "root.manifest", out / "root.manifest")
+        return out
+    mkosi(build, epoch)
+    tmp = saved.with_name(saved.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    run("cp", "-a", str(out / "root"), str(tmp / "root"))
+    shutil.copy(out / "root.manifest", tmp / "root.manifest")
+    shutil.rmtree(saved, ignore_errors=True)
+    tmp.rename(saved)
+    return out
+
+
 def mkosi(build: Path, epoch: int) -> Path:
     out = build / "mkosi"
     out.mkdir(parents=True, exist_ok=True)
@@ -243,12 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT_DIR / "out"))
     ap.add_argument("--build-dir", default=str(ROOT_DIR / "build"))
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/cocoon"))
+    ap.add_argument("--fresh", action="store_true", help="always run mkosi (clean build); default reuses "
+                                                         "the saved tree when mkosi's inputs are unchanged")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     out, build, cache = Path(args.out), Path(args.build_dir), Path(args.cache)
     out.mkdir(parents=True, exist_ok=True)
     epoch = source_date_epoch()
-    mk = mkosi(build, epoch)
+    mk = root_tree(build, epoch, cache, reuse=not args.fresh)
     root = mk / "root"
     kver = prune_modules(root)
     shutil.copy(root / "boot" / f"vmlinuz-{kver}", out / "vmlinuz")

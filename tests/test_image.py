@@ -31,7 +31,7 @@ FORBIDDEN = re.compile(r"^usr/(s?bin)/(apt|apt-get|dpkg|gcc.*|cc|c\+\+|g\+\+.*|m
 
 def build(where: Path) -> Path:
     out = where / "out"
-    subprocess.run([sys.executable, "-m", "image.build", "--out", str(out), "--build-dir", str(where)],
+    subprocess.run([sys.executable, "-m", "image.build", "--fresh", "--out", str(out), "--build-dir", str(where)],
                    cwd=ROOT, check=True)
     return out
 
@@ -160,3 +160,18 @@ def test_compare_names_the_first_differing_file(tmp_path: Path) -> None:
     (tmp_path / "b" / "usr" / "f").write_text("2")
     assert first_difference(tmp_path / "a", tmp_path / "a") is None
     assert first_difference(tmp_path / "a", tmp_path / "b").startswith("usr/f:")
+
+
+def test_agent_only_rebuild_reuses_the_tree_and_gives_the_same_image(image: Path) -> None:
+    """Without --fresh, a build whose mkosi inputs did not change skips mkosi (the fixture's clean build
+    saved its tree) and must still produce the very same outputs."""
+    where = ROOT / "build" / "test-image-reuse"
+    shutil.rmtree(where, ignore_errors=True)
+    out = where / "out"
+    result = subprocess.run([sys.executable, "-m", "image.build", "--out", str(out), "--build-dir", str(where)],
+                            cwd=ROOT, check=True, capture_output=True, text=True)
+    assert "reusing the mkosi tree" in result.stderr
+    for name in ("vmlinuz", "initrd.img", "root.img", "cmdline", "manifest.json", "reference-values.json"):
+        assert (out / name).read_bytes() == (image / name).read_bytes(), name
+    stats = json.loads((out / "build-stats.json").read_text())
+    print(f"agent-only rebuild: {stats['build_seconds']} s")
