@@ -225,33 +225,33 @@ def test_oom_kill_is_reported_by_the_long_poll(agent, layer) -> None:  # type: i
         c.call("RemoveContainer", {"container_id": "c11"})
 
 
+def zombie_children(parent: int) -> list[str]:
+    """Zombie processes whose parent is ``parent`` (pid and command name)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == parent:
+                found.append(f"{entry} ({Path(f'/proc/{entry}/comm').read_text().strip()})")
+    return found
+
+
 def test_no_zombies_left(agent) -> None:  # type: ignore[no-untyped-def]
     """Every child the agent had (runtimes, container processes) gets reaped.
 
     A child that exited a moment ago is a zombie until the reaper thread runs (and a
-    multi-threaded one, like runc, until its last thread is gone),
-    so the check allows some seconds on a loaded machine; a zombie that stays is the bug.
+    multi-threaded one, like runc, until its last thread is gone), so the check allows
+    some seconds on a loaded machine; a zombie that stays is the bug.
     """
     import time
 
-    agent_pid = agent["pid"]
-
-    def zombies() -> list[str]:
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if fields[0] == "Z" and int(fields[1]) == agent_pid:
-                    found.append(f"{entry} ({Path(f'/proc/{entry}/comm').read_text().strip()})")
-        return found
-
     deadline = time.monotonic() + 15
-    while zombies() and time.monotonic() < deadline:
+    while zombie_children(agent["pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert zombies() == []
+    assert zombie_children(agent["pid"]) == []
 
 
 def test_signal_update_storages_and_guest_details(agent, layer) -> None:  # type: ignore[no-untyped-def]
