@@ -3,14 +3,15 @@
 ``vsock://-1:1024`` (the Kata default; -1 is VMADDR_CID_ANY), ``unix://PATH``,
 ``tcp://HOST:PORT`` (tests), ``serial:///dev/virtio-ports/NAME`` (a
 virtio-serial port: QEMU without vhost-vsock connects it to a unix socket on
-the host; it is one byte stream, so one client at a time, reopened when the
-host side goes away).
+the host; it is one byte stream, so one client at a time; the port stays open
+across host reconnections).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import stat
 import termios
@@ -74,14 +75,22 @@ def parse(text: str) -> Address:
 
 
 class SerialStream:
-    """A virtio-serial port (or a pty in tests) as a Stream."""
+    """One host connection over a virtio-serial port (or a pty in tests) as a Stream.
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
-        if os.isatty(self.fd):  # a real virtio port is not a tty; a test pty must not cook bytes
-            tty.setraw(self.fd, termios.TCSANOW)
+    The port's file descriptor belongs to the Listener and stays open for the
+    agent's life: closing and reopening it between host connections drops
+    whatever a reconnecting host sent in between (the guest driver discards
+    a port's unread data on release). A read of 0 bytes means the host side
+    went away; that ends this connection, not the port.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False
 
     def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
+        if self.closed:
+            return 0
         data = os.read(self.fd, nbytes or len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -92,20 +101,43 @@ class SerialStream:
             view = view[os.write(self.fd, view) :]
 
     def shutdown(self, how: int) -> None:
-        pass
+        self.closed = True
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        self.closed = True
+
+
+def open_serial(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+    if os.isatty(fd):  # a real virtio port is not a tty; a test pty must not cook bytes
+        tty.setraw(fd, termios.TCSANOW)
+    return fd
+
+
+def wait_for_host(fd: int, poll_interval: float = 0.05) -> None:
+    """Block until the host side of a virtio-serial port is connected (or has left data).
+
+    The guest driver reports a port whose host end is closed as POLLHUP, and
+    POLLIN too (a read would return 0 at once), so this polls for a state
+    change instead of sleeping in poll().
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    while True:
+        events = poller.poll()
+        if events and not events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return
+        time.sleep(poll_interval)
 
 
 class Listener:
-    """Accepts Streams; for serial ports, 'accept' (re)opens the device once the previous user left."""
+    """Accepts Streams; a serial port is one stream, handed out again once the previous host connection ended."""
 
     def __init__(self, address: Address) -> None:
         self.address = address
         self.sock: socket.socket | None = None
         self._serial_busy = False
+        self._serial_fd: int | None = None
         if address.scheme == "serial":
             if not os.path.exists(address.path):
                 raise AddressError(f"serial port {address.path} does not exist")
@@ -142,9 +174,11 @@ class Listener:
         if self.sock is None:
             while self._serial_busy:
                 time.sleep(0.05)
-            stream = SerialStream(self.address.path)
+            if self._serial_fd is None:
+                self._serial_fd = open_serial(self.address.path)
+            wait_for_host(self._serial_fd)
             self._serial_busy = True
-            return stream, self.address.path
+            return SerialStream(self._serial_fd), self.address.path
         conn, peer = self.sock.accept()
         return conn, str(peer)
 
@@ -154,6 +188,10 @@ class Listener:
             self._serial_busy = False
 
     def close(self) -> None:
+        if self._serial_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._serial_fd)
+            self._serial_fd = None
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.close()

@@ -29,12 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     from agent import cli as agent_cli
     from agent import ctl
     from agent.policy import cli as policy_cli
+    from launcher import cli as launcher_cli
     from verifier import cli as verifier_cli
 
     agent_cli.register(sub)
     policy_cli.register(sub)
     ctl.register(sub)
     verifier_cli.register(sub)
+    launcher_cli.register(sub)
     return parser
 
 

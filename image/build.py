@@ -33,7 +33,10 @@ SEED = "6b6f636f-6f6e-4000-8000-000000000000"  # same as mkosi.conf's Seed=
 # the verity root, container layers, vsock, the confidential-computing guest drivers.
 MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verity", "dm_mod", "erofs",
            "overlay", "loop", "vsock", "vmw_vsock_virtio_transport", "sev_guest", "tdx_guest", "tsm",
-           "veth", "bridge", "tun", "crc32c_generic")
+           "veth", "bridge", "tun", "crc32c_generic", "qemu_fw_cfg")
+# Loaded before the agent starts (it runs After=systemd-modules-load.service): fw_cfg carries the sim
+# TEE's PSP document under QEMU; the rest are what container layers need.
+MODULES_LOAD = ("qemu_fw_cfg", "dm_verity", "erofs", "overlay", "loop")
 PRUNE = ("boot", "usr/lib/firmware", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
          "usr/lib/x86_64-linux-gnu/gconv", "var/lib/initramfs-tools", "usr/share/initramfs-tools",
          "etc/initramfs-tools")
@@ -165,6 +168,8 @@ def install_agent(root: Path, cache: Path) -> None:
     link = wants / "cocoon-agent.service"
     if not link.is_symlink():
         link.symlink_to("../cocoon-agent.service")
+    (root / "etc/modules-load.d").mkdir(exist_ok=True)
+    (root / "etc/modules-load.d/cocoon.conf").write_text("\n".join(MODULES_LOAD) + "\n")
     for unit in ("getty.target", "serial-getty@.service", "console-getty.service", "getty@.service"):
         masked = unit_dir / unit  # no login prompt anywhere: the agent is the only way in
         if not masked.is_symlink():
@@ -297,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     build_initrd(root, kver, out / "initrd.img", epoch)  # before finalize: it takes busybox from the tree
     finalize_tree(root)
     root_hash, hash_offset = make_root_image(root, out, epoch, build / "stage")
-    cmdline = (f"console=ttyS0 panic=-1 cocoon.roothash={root_hash.hex()} cocoon.hashoffset={hash_offset} "
+    cmdline = (f"console=ttyS0 quiet panic=-1 cocoon.roothash={root_hash.hex()} cocoon.hashoffset={hash_offset} "
                "cocoon.listen=serial:///dev/virtio-ports/cocoon.agent")
     (out / "roothash").write_text(root_hash.hex() + "\n")
     (out / "cmdline").write_text(cmdline + "\n")
