@@ -1,6 +1,7 @@
 # cocoon — one set-up command, one test command.
 #   make setup   system packages (Debian bookworm + bookworm-backports) and .venv with pinned PyPI packages
-#   make test    lint + the fast test suite
+#   make demo    build the guest image if missing, boot it under QEMU, attest it, run a pod
+#   make test    lint + every test (unit, image build x2, QEMU end-to-end)
 #   make bench   performance figures (ratios to a baseline measured in the same run)
 SHELL := /bin/bash
 VENV ?= .venv
@@ -12,7 +13,7 @@ APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils c
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test lint bench reference-values clean image repro-check
+.PHONY: setup apt venv test qemu-test demo lint bench reference-values clean image repro-check
 
 setup: apt venv
 
@@ -40,8 +41,17 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# tests/ then qemu-tests/ (the built image booted under QEMU); COCOON_SKIP_IMAGE=1 skips both image parts.
 test: lint
-	COCOON_REPRO=$${COCOON_REPRO-1} $(PY) -m pytest -q tests
+	COCOON_REPRO=$${COCOON_REPRO-1} $(PY) -m pytest -q tests qemu-tests
+
+# Only the QEMU end-to-end scenarios (builds the image into build/qemu-image unless COCOON_QEMU_IMAGE=out).
+qemu-test: venv
+	$(PY) -m pytest -q qemu-tests
+
+# The main job: build what is missing, boot under QEMU with the sim TEE, show every guarantee hold.
+demo: venv
+	$(VENV)/bin/cocoon demo --image out
 
 bench: venv
 	$(PY) bench/measure.py

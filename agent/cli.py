@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
@@ -106,10 +107,15 @@ def cmd_sim_config(args: argparse.Namespace) -> int:
             host_data = bytes.fromhex(args.host_data)
         except ValueError:
             raise AgentError("--host-data must be hex") from None
-    try:
-        measurement = bytes.fromhex(args.measurement)
-    except ValueError:
-        raise AgentError("--measurement must be hex") from None
+    if args.reference_values:
+        from launcher.qemu import Image
+
+        measurement = Image(Path(args.reference_values).parent).snp_measurement(args.vcpus, args.vcpu_type)
+    else:
+        try:
+            measurement = bytes.fromhex(args.measurement)
+        except ValueError:
+            raise AgentError("--measurement must be hex") from None
     if len(measurement) != 48 or len(host_data) != 32:
         raise AgentError("--measurement must be 48 bytes and HOSTDATA 32 bytes")
     os.makedirs(args.chain_dir, exist_ok=True)
@@ -165,7 +171,13 @@ def register(sub: Any) -> None:
     src = cfg.add_mutually_exclusive_group(required=True)
     src.add_argument("--initdata", metavar="FILE", help="HOSTDATA = this initdata's digest")
     src.add_argument("--host-data", metavar="HEX", help="HOSTDATA, 32 bytes hex")
-    cfg.add_argument("--measurement", required=True, metavar="HEX", help="launch measurement, 48 bytes hex")
+    launch = cfg.add_mutually_exclusive_group(required=True)
+    launch.add_argument("--measurement", metavar="HEX", help="launch measurement, 48 bytes hex")
+    launch.add_argument("--reference-values", metavar="FILE",
+                        help="take the launch measurement from a build's reference-values.json (what hardware "
+                             "would report for --vcpus x --vcpu-type)")
+    cfg.add_argument("--vcpus", type=int, default=2, help="with --reference-values (default 2)")
+    cfg.add_argument("--vcpu-type", default="EPYC-Milan", help="with --reference-values (default EPYC-Milan)")
     cfg.add_argument("--policy", type=lambda v: int(v, 0), default=0x30000, help="guest policy (default 0x30000)")
     cfg.add_argument("--chain-dir", required=True, help="sim ARK/ASK/VCEK (made if absent, reused if present)")
     cfg.add_argument("-o", "--output", required=True)

@@ -73,7 +73,7 @@ class Image:
 
     def reference_values(self) -> dict[str, object]:
         try:
-            doc = json.loads((self.out / "reference-values.json").read_text())
+            doc = json.loads((self.out / "reference-values.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise LaunchError(f"cannot read {self.out / 'reference-values.json'}: {exc}") from None
         if not isinstance(doc, dict):
@@ -86,7 +86,13 @@ class Image:
         entries = snp.get("measurements", []) if isinstance(snp, dict) else []
         for e in entries:
             if isinstance(e, dict) and e.get("vcpus") == vcpus and e.get("vcpu_type") == vcpu_type:
-                return bytes.fromhex(str(e["measurement"]))
+                try:
+                    value = bytes.fromhex(str(e.get("measurement")))
+                except ValueError:
+                    value = b""
+                if len(value) != 48:
+                    raise LaunchError(f"reference-values.json: measurement for {vcpus} x {vcpu_type} is not 48 bytes")
+                return value
         raise LaunchError(f"reference-values.json has no SNP measurement for {vcpus} x {vcpu_type}")
 
 

@@ -106,53 +106,6 @@ def test_second_clean_build_is_identical(image: Path) -> None:
         assert a == b, f"{name} differs between two clean builds"
 
 
-@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="needs qemu-system-x86 (make setup)")
-def test_image_boots_and_the_agent_answers(image: Path, tmp_path: Path) -> None:
-    """Boot under QEMU (TCG): our initrd opens the verity root, systemd starts the agent, which
-    answers over virtio-serial. Without a TEE (none here, and sim not asked for) it is in deny-all
-    and says why. The attested scenarios are the QEMU end-to-end issue's."""
-    import time
-
-    from agent.ctl import Client
-    from agent.rpc import Code, RpcError
-
-    sock = tmp_path / "agent.sock"
-    console = tmp_path / "console.log"
-    qemu = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic",
-         "-no-reboot", "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
-         "-append", (image / "cmdline").read_text().strip(),
-         "-drive", f"file={image / 'root.img'},if=virtio,format=raw,readonly=on",
-         "-device", "virtio-serial-pci", "-chardev", f"socket,id=ag,path={sock},server=on,wait=off",
-         "-device", "virtserialport,chardev=ag,name=cocoon.agent"],
-        stdout=console.open("wb"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        answer, client = None, None
-        while time.monotonic() < deadline and answer is None:
-            time.sleep(2)
-            if not sock.exists():
-                continue
-            try:
-                client = Client(f"unix://{sock}", timeout=5)
-                answer = client.call("Check", timeout=5)
-            except (RpcError, OSError):
-                if client is not None:
-                    client.close()
-                client = None
-        log = console.read_text(errors="replace")
-        assert answer is not None and client is not None and answer.status == 1, log[-3000:]
-        assert "device-mapper: verity" in log
-        # One connection for everything, as a runtime uses it: a virtio-serial port is a single byte
-        # stream, and bytes sent while the guest reopens the port after a host disconnect can be lost.
-        with client, pytest.raises(RpcError) as err:
-            client.call("CreateContainer", {"container_id": "x"}, timeout=20)
-        assert err.value.code == Code.PERMISSION_DENIED and "no SEV-SNP or TDX guest interface" in err.value.message
-    finally:
-        qemu.kill()
-        qemu.wait(timeout=30)
-
-
 def test_compare_names_the_first_differing_file(tmp_path: Path) -> None:
     from image.compare import first_difference
 
