@@ -37,6 +37,26 @@ MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verit
 # Loaded before the agent starts (it runs After=systemd-modules-load.service): fw_cfg carries the sim
 # TEE's PSP document under QEMU; the rest are what container layers need.
 MODULES_LOAD = ("qemu_fw_cfg", "dm_verity", "erofs", "overlay", "loop")
+# Units a single-purpose guest has no use for, masked: every unit start costs a fork+exec and library loads
+# (seconds in sum under TCG). networkd would also fight the agent, which configures interfaces itself as
+# Kata's runtime tells it; logind/utmp/getty serve logins there are none of; the root is read-only, so
+# random-seed, journal-flush, machine-id-commit, firstboot, repart and sysext have nothing to do.
+MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service", "getty@.service",
+                "systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service",
+                "systemd-network-generator.service", "systemd-logind.service", "systemd-user-sessions.service",
+                "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-random-seed.service",
+                "systemd-journal-flush.service", "systemd-machine-id-commit.service", "systemd-firstboot.service",
+                "systemd-repart.service", "systemd-sysext.service", "systemd-pstore.service",
+                "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "systemd-pcrphase.service",
+                "systemd-pcrphase-sysinit.service", "dpkg-db-backup.timer", "fstrim.timer",
+                "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path")
+# Generators run (one exec each) before systemd loads a unit; only fstab's is needed (/var, /tmp tmpfs).
+# The rest look for things this image never has (GPT auto-partitions, crypttab, SysV scripts, gettys)
+# or take orders from the command line. Masked the way systemd documents: a /dev/null link in /etc.
+MASKED_GENERATORS = ("systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-getty-generator",
+                     "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator",
+                     "systemd-integritysetup-generator", "systemd-rc-local-generator", "systemd-run-generator",
+                     "systemd-system-update-generator", "systemd-sysv-generator", "systemd-veritysetup-generator")
 PRUNE = ("boot", "usr/lib/firmware", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
          "usr/lib/x86_64-linux-gnu/gconv", "var/lib/initramfs-tools", "usr/share/initramfs-tools",
          "etc/initramfs-tools")
@@ -170,10 +190,15 @@ def install_agent(root: Path, cache: Path) -> None:
         link.symlink_to("../cocoon-agent.service")
     (root / "etc/modules-load.d").mkdir(exist_ok=True)
     (root / "etc/modules-load.d/cocoon.conf").write_text("\n".join(MODULES_LOAD) + "\n")
-    for unit in ("getty.target", "serial-getty@.service", "console-getty.service", "getty@.service"):
+    for unit in MASKED_UNITS:
         masked = unit_dir / unit  # no login prompt anywhere: the agent is the only way in
         if not masked.is_symlink():
             masked.symlink_to("/dev/null")
+    generators = root / "etc/systemd/system-generators"
+    generators.mkdir(parents=True, exist_ok=True)
+    for name in MASKED_GENERATORS:
+        if not (generators / name).is_symlink():
+            (generators / name).symlink_to("/dev/null")
     log("agent and its wheels installed under /usr/lib/cocoon")
 
 
