@@ -8,12 +8,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
 # ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them;
-# runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers)
-APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap
+# runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers);
+# gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin: the SNP firmware (edk2 AmdSev)
+APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
+	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup apt venv test qemu-test demo lint bench reference-values clean image repro-check
+.PHONY: setup apt venv test qemu-test demo firmware lint bench reference-values clean image repro-check
 
 setup: apt venv
 
@@ -67,6 +69,10 @@ reference-values: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# SNP firmware with the kernel-hashes section (edk2 AmdSevX64 from trixie's source), cached in $(CACHE)/firmware.
+firmware: venv
+	$(PY) -m image.firmware --out out --cache $(CACHE)
 
 # The guest image (mkosi root tree -> erofs + dm-verity, kernel, cmdline) into out/.
 image: venv

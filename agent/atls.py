@@ -204,7 +204,10 @@ class TlsStream:
             with self._lock:
                 if self.sock.pending():
                     return self.sock.recv_into(buffer, nbytes)
-            readable, _, _ = select.select([self.sock], [], [], 1.0)
+            try:
+                readable, _, _ = select.select([self.sock], [], [], 1.0)
+            except (ValueError, OSError):  # closed by another thread (fd -1): the stream has ended
+                return 0
             if readable:
                 with self._lock:
                     try:

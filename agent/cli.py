@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
@@ -108,9 +107,16 @@ def cmd_sim_config(args: argparse.Namespace) -> int:
         except ValueError:
             raise AgentError("--host-data must be hex") from None
     if args.reference_values:
-        from launcher.qemu import Image
+        from launcher.qemu import snp_measurement
 
-        measurement = Image(Path(args.reference_values).parent).snp_measurement(args.vcpus, args.vcpu_type)
+        try:
+            with open(args.reference_values, encoding="utf-8") as f:
+                refs = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot read {args.reference_values}: {exc}") from None
+        if not isinstance(refs, dict):
+            raise AgentError(f"{args.reference_values} is not a reference-values document")
+        measurement = snp_measurement(refs, args.vcpus, args.vcpu_type)
     else:
         try:
             measurement = bytes.fromhex(args.measurement)

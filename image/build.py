@@ -279,29 +279,42 @@ def make_root_image(root: Path, out: Path, epoch: int, stage: Path) -> tuple[byt
     return root_hash, size
 
 
-OVMF = "/usr/share/ovmf/OVMF.fd"
+OVMF = "/usr/share/ovmf/OVMF.fd"  # Debian's: TDX (carries TDVF metadata); no SNP kernel-hashes section
 
 
-def measure(out: Path) -> None:
-    """IGVM files and reference values for this image, and the digests of what the boot must bind.
+def measure(out: Path, cache: Path) -> None:
+    """IGVM files and reference values that bind this image's kernel, initrd and command line.
 
-    Debian's OVMF has no SNP kernel-hashes section and TDX RTMRs are not
-    computed yet (the firmware/boot-chain issue), so the IGVM files and
-    reference values cover the firmware launch; `boot-inputs.json` records
-    the kernel, initrd and command line digests they will bind.
+    SNP: the AmdSev firmware (image/firmware.py) with the kernel-hashes table
+    QEMU fills from -kernel/-initrd/-append, so the launch digest covers the
+    verity root hash on the command line. The sim TEE's launches append
+    ``cocoon.tee=sim`` to the command line, so they get their own file
+    (reference-values-sim.json) and never match the real one. TDX: MRTD of
+    Debian's OVMF (RTMRs are not predicted yet).
     """
+    from image import firmware
+    from launcher.qemu import SIM_CMDLINE
+
+    if firmware.main(["--out", str(out), "--cache", str(cache)]) != 0:
+        raise SystemExit("image: the SNP firmware could not be built (see above)")
+    amdsev = out / firmware.OUTPUT
     cocoon = [sys.executable, "-m", "cocoon"]
-    subprocess.run([*cocoon, "igvm", "build", "--platform", "snp", "--ovmf", OVMF, "--vcpus", "2",
-                    "--vcpu-type", "EPYC-Milan", "-o", str(out / "cocoon-snp.igvm")], check=True,
+    cmdline = (out / "cmdline").read_text().strip()
+    boot = ["--kernel", str(out / "vmlinuz"), "--initrd", str(out / "initrd.img")]
+    subprocess.run([*cocoon, "igvm", "build", "--platform", "snp", "--ovmf", str(amdsev), *boot, "--append", cmdline,
+                    "--vcpus", "2", "--vcpu-type", "EPYC-Milan", "-o", str(out / "cocoon-snp.igvm")], check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run([*cocoon, "igvm", "build", "--platform", "tdx", "--ovmf", OVMF,
                     "-o", str(out / "cocoon-tdx.igvm")], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*cocoon, "reference-values", "--ovmf", OVMF, "--vcpus", "1,2,4,8",
-                    "--vcpu-types", "EPYC-Milan,EPYC-Genoa", "-o", str(out / "reference-values.json")],
-                   check=True, stdout=subprocess.DEVNULL)
-    inputs = {name: hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("vmlinuz", "initrd.img")}
-    inputs["cmdline"] = hashlib.sha256((out / "cmdline").read_text().strip().encode()).hexdigest()
-    inputs["note"] = "not yet bound by the launch measurement: needs the AmdSev firmware / TDX RTMRs (issue 9)"
+    for name, append in (("reference-values.json", cmdline), ("reference-values-sim.json", f"{cmdline} {SIM_CMDLINE}")):
+        subprocess.run([*cocoon, "reference-values", "--ovmf", str(amdsev), *boot, "--append", append,
+                        "--tdx-ovmf", OVMF, "--vcpus", "1,2,4,8", "--vcpu-types", "EPYC-Milan,EPYC-Genoa",
+                        "-o", str(out / name)], check=True, stdout=subprocess.DEVNULL)
+    inputs = {name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+              for name in ("vmlinuz", "initrd.img", firmware.OUTPUT)}
+    inputs["cmdline"] = hashlib.sha256(cmdline.encode()).hexdigest()
+    inputs["note"] = ("SNP: bound by the AmdSev firmware's kernel-hashes table (QEMU sev-snp-guest kernel-hashes=on); "
+                      "TDX: MRTD only, RTMR1/2 not predicted yet")
     (out / "boot-inputs.json").write_text(json.dumps(inputs, indent=1) + "\n")
 
 
@@ -340,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     stats = {"root_image_bytes": (out / "root.img").stat().st_size, "erofs_bytes": hash_offset,
              "kernel_bytes": (out / "vmlinuz").stat().st_size, "build_seconds": round(time.monotonic() - t0, 1)}
     (out / "build-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    measure(out)
+    measure(out, cache)
     stats["initrd_bytes"] = (out / "initrd.img").stat().st_size
     (out / "build-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
-    for name in ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "cocoon-snp.igvm",
-                 "cocoon-tdx.igvm", "reference-values.json"):
+    for name in ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "OVMF-AmdSev.fd",
+                 "cocoon-snp.igvm", "cocoon-tdx.igvm", "reference-values.json", "reference-values-sim.json"):
         digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
         log(f"{name:14} {digest}")
     log(f"root image {stats['root_image_bytes'] / 1e6:.1f} MB, built in {stats['build_seconds']} s")

@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "cocoon-snp.igvm",
-           "cocoon-tdx.igvm", "reference-values.json")
+OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "OVMF-AmdSev.fd",
+           "cocoon-snp.igvm", "cocoon-tdx.igvm", "reference-values.json", "reference-values-sim.json")
 
 
 def _describe(path: Path) -> tuple[object, ...]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 LAUNCH_EPILOG = """examples:
-  cocoon launch --platform snp --initdata initdata.img --firmware OVMF-AmdSev.fd --print
+  cocoon launch --platform snp --initdata initdata.img --print     # firmware: out/OVMF-AmdSev.fd
   cocoon launch --platform tdx --initdata initdata.img --firmware OVMF-TDX.fd --print
   cocoon sim-tee config --initdata initdata.img --measurement HEX -o sim.json --chain-dir sim-ca
   cocoon launch --platform sim --initdata initdata.img --sim-config sim.json --socket /tmp/agent.sock

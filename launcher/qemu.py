@@ -34,7 +34,10 @@ from agent.tee.sim import FW_CFG_NAME
 
 PLATFORMS = ("sim", "snp", "tdx")
 AGENT_PORT = "cocoon.agent"  # the virtio-serial port name the image's cmdline listens on
-OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "cmdline", "reference-values.json")
+OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "cmdline", "reference-values.json", "reference-values-sim.json")
+# What a sim launch adds to the image's command line (the agent never picks sim by itself). The build
+# computes reference-values-sim.json for exactly that command line.
+SIM_CMDLINE = "cocoon.tee=sim"
 
 
 class LaunchError(AgentError):
@@ -71,29 +74,36 @@ class Image:
     def cmdline(self) -> str:
         return (self.out / "cmdline").read_text().strip()
 
-    def reference_values(self) -> dict[str, object]:
+    def reference_values(self, sim: bool = False) -> dict[str, object]:
+        """The build's reference values; ``sim``: those for a sim launch (command line + SIM_CMDLINE)."""
+        path = self.out / ("reference-values-sim.json" if sim else "reference-values.json")
         try:
-            doc = json.loads((self.out / "reference-values.json").read_text(encoding="utf-8"))
+            doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise LaunchError(f"cannot read {self.out / 'reference-values.json'}: {exc}") from None
+            raise LaunchError(f"cannot read {path}: {exc}") from None
         if not isinstance(doc, dict):
             raise LaunchError("reference-values.json is not a JSON object")
         return doc
 
-    def snp_measurement(self, vcpus: int, vcpu_type: str) -> bytes:
+    def snp_measurement(self, vcpus: int, vcpu_type: str, sim: bool = False) -> bytes:
         """The launch digest the reference values give for this vCPU count and type."""
-        snp = self.reference_values().get("snp")
-        entries = snp.get("measurements", []) if isinstance(snp, dict) else []
-        for e in entries:
-            if isinstance(e, dict) and e.get("vcpus") == vcpus and e.get("vcpu_type") == vcpu_type:
-                try:
-                    value = bytes.fromhex(str(e.get("measurement")))
-                except ValueError:
-                    value = b""
-                if len(value) != 48:
-                    raise LaunchError(f"reference-values.json: measurement for {vcpus} x {vcpu_type} is not 48 bytes")
-                return value
-        raise LaunchError(f"reference-values.json has no SNP measurement for {vcpus} x {vcpu_type}")
+        return snp_measurement(self.reference_values(sim), vcpus, vcpu_type)
+
+
+def snp_measurement(reference_values: dict[str, object], vcpus: int, vcpu_type: str) -> bytes:
+    """The SNP launch digest a reference-values document lists for ``vcpus`` x ``vcpu_type``."""
+    snp = reference_values.get("snp")
+    entries = snp.get("measurements", []) if isinstance(snp, dict) else []
+    for e in entries:
+        if isinstance(e, dict) and e.get("vcpus") == vcpus and e.get("vcpu_type") == vcpu_type:
+            try:
+                value = bytes.fromhex(str(e.get("measurement")))
+            except ValueError:
+                value = b""
+            if len(value) != 48:
+                raise LaunchError(f"reference values: the measurement for {vcpus} x {vcpu_type} is not 48 bytes")
+            return value
+    raise LaunchError(f"reference values have no SNP measurement for {vcpus} x {vcpu_type}")
 
 
 @dataclass
@@ -119,7 +129,7 @@ class Machine:
     def cmdline(self) -> str:
         parts = [self.image.cmdline]
         if self.platform == "sim":
-            parts.append("cocoon.tee=sim")
+            parts.append(SIM_CMDLINE)
         if self.extra_cmdline:
             parts.append(self.extra_cmdline)
         return " ".join(parts)
@@ -159,7 +169,7 @@ class Machine:
                     "-object", f"memory-backend-memfd,id=ram0,size={self.memory_mib}M,share=true",
                     "-object", f"sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on,"
                                f"host-data={b64}"]
-            return [*args, "-bios", str(self.firmware or "OVMF-AmdSev.fd")]
+            return [*args, "-bios", str(self.firmware or self.image.out / "OVMF-AmdSev.fd")]
         b64 = base64.b64encode(self.initdata_digest[:48].ljust(48, b"\0")).decode()
         return ["-accel", "kvm", "-cpu", "host",
                 "-machine", "q35,kernel-irqchip=split,confidential-guest-support=tdx0",

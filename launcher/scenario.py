@@ -68,10 +68,10 @@ class Session:
         self.initdata.write_bytes(initdata_mod.encode_block(self.document))
         parsed = initdata_mod.read_path(str(self.initdata))
         self.digest = parsed.digest
-        self.measurement = self.image.snp_measurement(VCPUS, VCPU_TYPE)
+        self.measurement = self.image.snp_measurement(VCPUS, VCPU_TYPE, sim=True)
         self.sim_config = self.work / "sim.json"
         self.sim_config.write_text(make_config(chain, self.measurement, parsed.bound(32)).to_json())
-        self.references = self.image.reference_values()
+        self.references = self.image.reference_values(sim=True)
         self.prepared = True
         return {"measurement": self.measurement.hex(), "host_data": parsed.bound(32).hex(),
                 "initdata_algorithm": parsed.algorithm, "layer_root_hash": self.layer.root_hash,

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("mkosi") or os.environ.get("COCOON_SKIP_IMAGE") == "1",
     reason="needs root and mkosi (make setup); COCOON_SKIP_IMAGE=1 skips")
-OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "cocoon-snp.igvm",
-           "cocoon-tdx.igvm", "reference-values.json", "boot-inputs.json", "build-stats.json")
+OUTPUTS = ("vmlinuz", "initrd.img", "root.img", "roothash", "cmdline", "manifest.json", "OVMF-AmdSev.fd",
+           "cocoon-snp.igvm", "cocoon-tdx.igvm", "reference-values.json", "reference-values-sim.json",
+           "boot-inputs.json", "build-stats.json")
 FORBIDDEN = re.compile(r"^usr/(s?bin)/(apt|apt-get|dpkg|gcc.*|cc|c\+\+|g\+\+.*|make|login|su|sshd|ssh|getty|agetty|"
                        r"busybox)$")
 
@@ -128,7 +129,8 @@ def test_agent_only_rebuild_reuses_the_tree_and_gives_the_same_image(image: Path
     result = subprocess.run([sys.executable, "-m", "image.build", "--out", str(out), "--build-dir", str(where)],
                             cwd=ROOT, check=True, capture_output=True, text=True)
     assert "reusing the mkosi tree" in result.stderr
-    for name in ("vmlinuz", "initrd.img", "root.img", "cmdline", "manifest.json", "reference-values.json"):
+    for name in ("vmlinuz", "initrd.img", "root.img", "cmdline", "manifest.json", "reference-values.json",
+                 "reference-values-sim.json", "cocoon-snp.igvm"):
         assert (out / name).read_bytes() == (image / name).read_bytes(), name
     stats = json.loads((out / "build-stats.json").read_text())
     print(f"agent-only rebuild: {stats['build_seconds']} s")
