@@ -94,6 +94,46 @@ def _emit(args: argparse.Namespace, digest: bytes, extra: dict[str, Any]) -> Non
 # ---------------------------------------------------------------- measure
 
 
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _measure_rtmr(args: argparse.Namespace) -> int:
+    from .tdx.rtmr import predict
+
+    initrd = _read(args.initrd) if args.initrd else None
+    values = predict(_read(args.kernel), initrd, args.append, separator=not args.no_separator)
+    if args.json:
+        print(json.dumps(values, indent=2))
+    else:
+        print(f"RTMR1 {values['rtmr1']}\nRTMR2 {values['rtmr2']}")
+    return 0
+
+
+def _measure_eventlog(args: argparse.Namespace) -> int:
+    from .tdx.eventlog import TPM_ALG_SHA384, parse_log, replay
+
+    events = parse_log(_read(args.file))
+    rtmrs = replay(events)
+    listed = [{"offset": e.offset, "rtmr": e.rtmr, "type": f"{e.type:#x}",
+               "sha384": (e.digests.get(TPM_ALG_SHA384) or b"").hex(), "data_size": len(e.data)} for e in events]
+    if args.json:
+        print(json.dumps({**{f"rtmr{i}": r.hex() for i, r in enumerate(rtmrs)},
+                          **({"events": listed} if args.events else {})}, indent=2))
+        return 0
+    if args.events:
+        for e in listed:
+            print(f"{e['offset']:#07x} RTMR{e['rtmr']} type {e['type']:>10} {e['sha384'][:32]}... "
+                  f"({e['data_size']} bytes)")
+    for i, r in enumerate(rtmrs):
+        print(f"RTMR{i} {r.hex()}")
+    return 0
+
+
 def _measure_snp(args: argparse.Namespace) -> int:
     from . import ovmf
     from .snp.launch import SnpLaunch, snp_digest
@@ -317,6 +357,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tdx.add_argument("--output-format", choices=["hex", "base64"], default="hex")
     tdx.add_argument("--json", action="store_true")
     tdx.set_defaults(handler=_measure_tdx)
+
+    rt = msub.add_parser("tdx-rtmr", help="TDX RTMR1/RTMR2 of a direct kernel boot (TDVF, QEMU >= 10.1)")
+    rt.add_argument("--kernel", required=True, help="the PE kernel QEMU hands TDVF (-kernel)")
+    rt.add_argument("--initrd", help="-initrd")
+    rt.add_argument("--append", default="", help="-append (TDVF adds ' initrd=initrd' with an initrd)")
+    rt.add_argument("--no-separator", action="store_true",
+                    help="edk2 before commit efaf893 logged no separator in RTMR1")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(handler=_measure_rtmr)
+
+    ev = msub.add_parser("eventlog", help="replay a TDX CC event log (CCEL) into RTMR0-3")
+    ev.add_argument("file", help="the log (/sys/firmware/acpi/tables/data/CCEL in the guest)")
+    ev.add_argument("--events", action="store_true", help="also list every event")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=_measure_eventlog)
 
     mig = msub.add_parser("igvm", help="SNP digest or TDX MRTD of an IGVM file", formatter_class=fmt)
     mig.add_argument("file")

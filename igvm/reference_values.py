@@ -47,6 +47,28 @@ def _file_ref(path: str | None) -> dict[str, Any] | None:
     return {"path": os.path.basename(path), "sha256": digest.hexdigest(), "size": os.path.getsize(path)}
 
 
+def _rtmrs(inputs: Inputs) -> dict[str, Any] | None:
+    """RTMR1/RTMR2 for a direct kernel boot (QEMU >= 10.1, Linux >= 6.9); each a list of the candidates
+    the firmware's generation allows (with and without the RTMR1 separator). RTMR0 is not predicted."""
+    if inputs.kernel is None:
+        return None
+    from .tdx.rtmr import PeError, predict
+
+    with open(inputs.kernel, "rb") as fh:
+        kernel = fh.read()
+    initrd = None
+    if inputs.initrd is not None:
+        with open(inputs.initrd, "rb") as fh:
+            initrd = fh.read()
+    try:
+        with_sep = predict(kernel, initrd, inputs.cmdline or "", separator=True)
+    except PeError as exc:  # SNP binds any kernel blob; TDVF only starts (and measures) PE images
+        return {"unavailable": f"kernel is not a PE/COFF image TDVF could start: {exc}"}
+    without = predict(kernel, initrd, inputs.cmdline or "", separator=False)
+    return {"rtmr1": [with_sep["rtmr1"], without["rtmr1"]], "rtmr2": [with_sep["rtmr2"]],
+            "boot": "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 not predicted"}
+
+
 def generate(inputs: Inputs) -> dict[str, Any]:
     """Compute every reference value the inputs determine."""
     fw = ovmf_mod.load(inputs.ovmf)
@@ -84,7 +106,7 @@ def generate(inputs: Inputs) -> dict[str, Any]:
         doc["tdx"] = {
             "firmware": _file_ref(inputs.tdx_ovmf or inputs.ovmf),
             "mrtd": {"single_pass": tdvf_mrtd(tdx_fw).hex(), "two_pass": tdvf_mrtd(tdx_fw, two_pass=True).hex()},
-            "rtmr": None,
+            "rtmr": _rtmrs(inputs),
         }
     if "snp" not in doc and "tdx" not in doc:
         from .errors import FirmwareError

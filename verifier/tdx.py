@@ -112,11 +112,16 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
     mrtds = {v for v in (refs.get("mrtd") or {}).values() if v}
     result.add("tdx.mrtd", body.mrtd.hex() in mrtds, "one of the reference MRTDs", sorted(mrtds), body.mrtd.hex())
     rtmr = refs.get("rtmr")
-    if rtmr:
+    if isinstance(rtmr, dict) and not any(rtmr.get(f"rtmr{i}") for i in range(4)):
+        result.skip("tdx.rtmr", f"reference values carry no RTMRs: {rtmr.get('unavailable', 'none given')}")
+    elif rtmr:
         for i, want in enumerate(rtmr if isinstance(rtmr, list) else [rtmr.get(f"rtmr{i}") for i in range(4)]):
             if want:
                 got = getattr(body, f"rtmr{i}").hex()
-                result.add(f"tdx.rtmr{i}", got == want, f"RTMR{i} as built", want, got)
+                wants = [str(w) for w in want] if isinstance(want, list) else [str(want)]
+                result.add(f"tdx.rtmr{i}", got in wants, f"RTMR{i} as built" + (
+                    f" (one of {len(wants)} candidates)" if len(wants) > 1 else ""), wants if len(wants) > 1 else want,
+                    got)
     else:
         result.skip("tdx.rtmr", "reference values carry no RTMRs")
     if refs.get("xfam") is not None:
