@@ -113,6 +113,7 @@ def digest_of(doc: object) -> str:
 
 def boots(bios: str, image: Path, log: Path, seconds: float) -> bool:
     """Whether the kernel printed its banner on the serial console within ``seconds`` (TCG, no SEV)."""
+    log.write_bytes(b"")
     proc = subprocess.Popen(["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "1024",
                              "-display", "none", "-no-reboot", "-serial", f"file:{log}", "-monitor", "none",
                              "-bios", bios, "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
@@ -147,6 +148,9 @@ def test_firmware_refuses_a_kernel_no_hashes_table_vouches_for(built: Path, tmp_
     (image / "initrd.img").write_bytes(b"")
     assert boots("/usr/share/ovmf/OVMF.fd", image, tmp_path / "debian.log", 240), "control: Debian's OVMF must boot"
     assert not boots(str(built / firmware.OUTPUT), image, tmp_path / "amdsev.log", 120)
+    # ... and that is the firmware's refusal, not a machine that never started: it ran and fell back to its grub.
+    log = (tmp_path / "amdsev.log").read_bytes()
+    assert b"BdsDxe" in log and b"GRUB" in log, log[-2000:]
 
 
 @slow
