@@ -134,3 +134,28 @@ def test_agent_only_rebuild_reuses_the_tree_and_gives_the_same_image(image: Path
         assert (out / name).read_bytes() == (image / name).read_bytes(), name
     stats = json.loads((out / "build-stats.json").read_text())
     print(f"agent-only rebuild: {stats['build_seconds']} s")
+
+
+def test_snp_reference_value_binds_this_kernel_initrd_and_cmdline(image: Path) -> None:
+    """sev-snp-measure, the reference values and the image's SNP IGVM agree on the launch digest of the
+    AmdSev firmware with this image's kernel, initrd and command line (verity root hash included)."""
+    from sevsnpmeasure import guest
+    from sevsnpmeasure import vcpu_types as ssm_vcpu
+    from sevsnpmeasure.sev_mode import SevMode
+
+    cmdline = (image / "cmdline").read_text().strip()
+    oracle = guest.calc_launch_digest(SevMode.SEV_SNP, 2, ssm_vcpu.CPU_SIGS["EPYC-Milan"],
+                                      str(image / "OVMF-AmdSev.fd"), str(image / "vmlinuz"),
+                                      str(image / "initrd.img"), cmdline, 0x1).hex()
+    refs = json.loads((image / "reference-values.json").read_text())
+    listed = {(e["vcpus"], e["vcpu_type"]): e["measurement"] for e in refs["snp"]["measurements"]}
+    assert listed[(2, "EPYC-Milan")] == oracle
+    assert refs["inputs"]["cmdline"] == cmdline
+    packed = json.loads(subprocess.run([sys.executable, "-m", "cocoon", "measure", "igvm",
+                                        str(image / "cocoon-snp.igvm"), "--zero-pages", "native", "--json"],
+                                       check=True, capture_output=True, text=True).stdout)
+    assert packed["measurement"] == oracle
+    sim = json.loads((image / "reference-values-sim.json").read_text())
+    assert sim["inputs"]["cmdline"] == f"{cmdline} cocoon.tee=sim"
+    assert oracle not in {e["measurement"] for e in sim["snp"]["measurements"]}
+    assert refs["tdx"]["rtmr"]["rtmr1"] and refs["tdx"]["rtmr"]["rtmr2"]
