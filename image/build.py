@@ -110,8 +110,10 @@ def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
         out.mkdir(parents=True)
         run("cp", "-a", str(saved / "root"), str(out / "root"))
         shutil.copy(saved / "root.manifest", out / "root.manifest")
+        locked(out / "root.manifest", cache, offline=True)
         return out
     mkosi(build, epoch)
+    locked(out / "root.manifest", cache, offline=False)  # before saving: a tree the lock refuses is not kept
     tmp = saved.with_name(saved.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -120,6 +122,20 @@ def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
     shutil.rmtree(saved, ignore_errors=True)
     tmp.rename(saved)
     return out
+
+
+def locked(manifest: Path, cache: Path, offline: bool) -> None:
+    """The packages must be image/packages.lock's (see image/lock.py); the build stops naming any that differ."""
+    from image import lock
+
+    try:
+        if offline:
+            lock.check_versions(manifest)
+            log("packages match image/packages.lock (versions; the saved tree was checked when made)")
+        else:
+            log(lock.check(manifest, cache / "apt-index"))
+    except lock.LockError as exc:
+        raise SystemExit(f"image: {exc}") from None
 
 
 def mkosi(build: Path, epoch: int) -> Path:
