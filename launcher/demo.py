@@ -52,13 +52,23 @@ class Transcript:
 
 
 def ensure_image(out: Path, build: bool, quiet: bool) -> Image:
+    import os
+    import shutil
+
+    if not shutil.which("qemu-system-x86_64"):
+        raise LaunchError("qemu-system-x86_64 is not installed (make setup installs QEMU 10 from bookworm-backports)")
     missing = [n for n in OUTPUTS if not (out / n).exists()]
+    if (missing or build) and os.geteuid() != 0:
+        raise LaunchError(f"{out} lacks {', '.join(missing) or 'nothing'}; building the image needs root (mkosi, "
+                          "mounts): run as root, or point --image at a built out/ directory")
     if missing or build:
         if not quiet:
             print(f"building the image into {out} ({'--build' if build else 'missing: ' + ', '.join(missing)}); "
                   "a cold build takes a few minutes", flush=True)
-        subprocess.run([sys.executable, "-m", "image.build", "--out", str(out)], cwd=ROOT_DIR, check=True,
-                       stdout=sys.stderr if not quiet else subprocess.DEVNULL)
+        built = subprocess.run([sys.executable, "-m", "image.build", "--out", str(out)], cwd=ROOT_DIR,
+                               stdout=sys.stderr if not quiet else subprocess.DEVNULL)
+        if built.returncode != 0:
+            raise LaunchError(f"the image build failed (exit {built.returncode}); see its output above")
     return Image.load(out)
 
 
