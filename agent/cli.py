@@ -180,8 +180,9 @@ def register(sub: Any) -> None:
     launch = cfg.add_mutually_exclusive_group(required=True)
     launch.add_argument("--measurement", metavar="HEX", help="launch measurement, 48 bytes hex")
     launch.add_argument("--reference-values", metavar="FILE",
-                        help="take the launch measurement from a build's reference-values.json (what hardware "
-                             "would report for --vcpus x --vcpu-type)")
+                        help="take the launch measurement from a build's reference values (what hardware "
+                             "would report for --vcpus x --vcpu-type); for `cocoon launch --platform sim`, "
+                             "out/reference-values-sim.json (its command line carries cocoon.tee=sim)")
     cfg.add_argument("--vcpus", type=int, default=2, help="with --reference-values (default 2)")
     cfg.add_argument("--vcpu-type", default="EPYC-Milan", help="with --reference-values (default EPYC-Milan)")
     cfg.add_argument("--policy", type=lambda v: int(v, 0), default=0x30000, help="guest policy (default 0x30000)")
