@@ -13,7 +13,8 @@ from verifier.trust import SnpAnchor, amd_anchors, intel_root, sim_anchor
 
 def verify(kind: str, report: bytes, aux: bytes, reference_values: dict[str, Any], *,
            initdata_digest: bytes | None = None, nonce: bytes | None = None, public_key: bytes | None = None,
-           trust_sim: str | None = None, tdx_root_pem: bytes | None = None, tee: str = "") -> Result:
+           trust_sim: str | None = None, tdx_root_pem: bytes | None = None, tee: str = "",
+           collateral: Any = None) -> Result:
     """Check one piece of evidence; ``initdata_digest`` is the raw digest (padded/truncated per TEE here)."""
     report_data = expected_report_data(nonce, public_key) if nonce is not None else None
     if kind == "snp":
@@ -35,7 +36,7 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: dict[str, Any
         from agent.tee.tdx_report import trim_padding
 
         verify_tdx(result, trim_padding(report), tdx_root_pem or intel_root(), reference_values.get("tdx") or {},
-                   mrconfig, report_data)
+                   mrconfig, report_data, collateral)
         return result
     if kind == "tdx-report":
         result = Result("tdx")

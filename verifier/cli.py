@@ -69,8 +69,23 @@ def run(args: argparse.Namespace) -> int:
             aux = base64.b64decode(doc.get("aux", ""), validate=True)
         except (KeyError, TypeError, ValueError) as exc:
             raise AgentError(f"evidence {args.evidence} is not GetEvidence JSON: {exc}") from None
+    collateral = None
+    given = [args.tcb_info, args.qe_identity, args.collateral_chain]
+    if any(given):
+        if not all(given):
+            raise AgentError("TDX collateral needs all three: --tcb-info, --qe-identity, --collateral-chain")
+        from verifier.collateral import load
+
+        blobs = []
+        for path in given:
+            try:
+                with open(path, "rb") as f:
+                    blobs.append(f.read())
+            except OSError as exc:
+                raise AgentError(f"cannot read {path}: {exc.strerror}") from None
+        collateral = load(*blobs)
     result = verify(kind, report, aux, refs, initdata_digest=digest, nonce=nonce, public_key=public_key,
-                    trust_sim=args.trust_sim, tee=tee)
+                    trust_sim=args.trust_sim, tee=tee, collateral=collateral)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
@@ -90,5 +105,9 @@ def register(sub: Any) -> None:
     p.add_argument("--nonce", metavar="HEX", help="the nonce the evidence must be bound to")
     p.add_argument("--public-key", metavar="DER", help="SubjectPublicKeyInfo bound with the nonce")
     p.add_argument("--trust-sim", metavar="PEM", help="accept sim-TEE evidence under this sim chain (trust.pem)")
+    p.add_argument("--tcb-info", metavar="FILE", help="TDX: Intel PCS TCB info JSON for the platform's FMSPC")
+    p.add_argument("--qe-identity", metavar="FILE", help="TDX: Intel PCS QE identity JSON")
+    p.add_argument("--collateral-chain", metavar="PEM",
+                   help="TDX: the TCB-Info-Issuer-Chain (TCB signing cert, Intel SGX Root CA)")
     p.add_argument("--json", action="store_true", help="EAR-style JSON result")
     p.set_defaults(handler=run)

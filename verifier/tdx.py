@@ -5,8 +5,9 @@ Quoting Enclave's report; the QE report's REPORTDATA binds the attestation
 key (SHA-256(attestation key || QE auth data), zero-padded to 64 bytes); the
 attestation key signs the quote header and TD report body. Then the TD's own
 fields: MRTD, RTMRs, MRCONFIGID (initdata digest), attributes (no debug),
-REPORTDATA (nonce). Collateral (TCB info, QE identity) is not checked: it
-needs Intel PCS data that cannot be fetched here; the result says so.
+REPORTDATA (nonce). Collateral (TCB info, QE identity) is checked when the
+relying party gives it as files (verifier/collateral.py; nothing is fetched);
+without it the result says it was skipped.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _verify(key: Any, sig_der: bytes, data: bytes) -> bool:
         return False
 
 
-def _pck_chain(pem: bytes, trusted_root: bytes) -> Any:
+def _pck_chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: int = 2) -> Any:
     """Leaf key of a PEM chain (leaf first) that ends in ``trusted_root``; ReportError otherwise."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -56,23 +57,23 @@ def _pck_chain(pem: bytes, trusted_root: bytes) -> Any:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
         root = x509.load_pem_x509_certificate(trusted_root)
     except ValueError as exc:
-        raise ReportError(f"PCK chain is not PEM certificates: {exc}") from None
-    if len(certs) < 2:
-        raise ReportError(f"PCK chain has {len(certs)} certificate(s); expected leaf, intermediate, root")
+        raise ReportError(f"{what} is not PEM certificates: {exc}") from None
+    if len(certs) < minimum:
+        raise ReportError(f"{what} has {len(certs)} certificate(s); expected at least {minimum}, ending in the root")
     der = serialization.Encoding.DER
     if certs[-1].public_bytes(der) != root.public_bytes(der):
-        raise ReportError("PCK chain does not end in the trusted Intel SGX Root CA")
+        raise ReportError(f"{what} does not end in the trusted Intel SGX Root CA")
     for cert, issuer in itertools.pairwise(certs):
         try:
             cert.verify_directly_issued_by(issuer)
         except Exception as exc:  # InvalidSignature, ValueError, TypeError
-            raise ReportError(f"PCK chain: {cert.subject.rfc4514_string()} is not signed by "
+            raise ReportError(f"{what}: {cert.subject.rfc4514_string()} is not signed by "
                               f"{issuer.subject.rfc4514_string()} ({type(exc).__name__})") from None
     return certs[0].public_key()
 
 
 def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: dict[str, Any],
-               mrconfigid: bytes | None, report_data: bytes | None) -> None:
+               mrconfigid: bytes | None, report_data: bytes | None, collateral: Any = None) -> None:
     try:
         q = tdx_report.parse_quote(quote_bytes)
     except ReportError as exc:
@@ -105,8 +106,16 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
     if not result.add("tdx.quote.signature", _verify(att_key, _ecdsa_p256(q.signature), q.signed_bytes),
                       "header + TD report signed by the attestation key"):
         return
-    result.skip("tdx.collateral", "TCB info / QE identity not checked (no Intel PCS collateral given)")
     body = q.body
+    if collateral is None:
+        result.skip("tdx.collateral", "TCB info / QE identity not checked (no Intel PCS collateral given)")
+    else:
+        from cryptography import x509
+
+        from verifier.collateral import check
+
+        leaf = x509.load_pem_x509_certificates(qe.pck_cert_data.rstrip(b"\0"))[0]
+        check(result, collateral, trusted_root, leaf, qe.qe_report, body.tee_tcb_svn)
     result.add("tdx.attributes.debug", not body.td_attributes & TD_ATTR_DEBUG, "TD not debuggable", 0,
                body.td_attributes & TD_ATTR_DEBUG)
     mrtds = {v for v in (refs.get("mrtd") or {}).values() if v}
