@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     finalize_tree(root)
     root_hash, hash_offset = make_root_image(root, out, epoch, build / "stage")
     cmdline = (f"console=ttyS0 quiet panic=-1 cocoon.roothash={root_hash.hex()} cocoon.hashoffset={hash_offset} "
+               f"cocoon.verity.salt={derive('verity-salt').hex()} "
                "cocoon.listen=serial:///dev/virtio-ports/cocoon.agent")
     (out / "roothash").write_text(root_hash.hex() + "\n")
     (out / "cmdline").write_text(cmdline + "\n")

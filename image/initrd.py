@@ -3,7 +3,7 @@
 Deterministic by construction: a newc cpio written here (sorted entries,
 inode numbers in order, owner root, mtime SOURCE_DATE_EPOCH), gzip with
 mtime 0. Contents come from the image's own root tree (busybox-static,
-veritysetup and the libraries it needs, the kernel's modules), so the
+dmsetup and the libraries it needs, the kernel's modules), so the
 initrd changes only when the tree does. The init script fails closed: on
 any error it prints why on the console and powers the VM off; there is no
 shell to fall into.
@@ -30,18 +30,24 @@ fail() { echo "cocoon initrd: $*" >/dev/console; sleep 2; poweroff -f; }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "no /proc /sys /dev"
 mount -t tmpfs -o mode=0755 tmpfs /run || fail "no /run"
 for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "module $m did not load"; done
-roothash=; offset=; disk=/dev/vda
+roothash=; offset=; salt=; disk=/dev/vda
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     cocoon.roothash=*) roothash="${arg#*=}" ;;
     cocoon.hashoffset=*) offset="${arg#*=}" ;;
+    cocoon.verity.salt=*) salt="${arg#*=}" ;;
     cocoon.rootdisk=*) disk="${arg#*=}" ;;
   esac
 done
-[ -n "$roothash" ] && [ -n "$offset" ] || fail "cocoon.roothash= and cocoon.hashoffset= are required"
+[ -n "$roothash" ] && [ -n "$offset" ] && [ -n "$salt" ] || \
+  fail "cocoon.roothash=, cocoon.hashoffset= and cocoon.verity.salt= are required"
 i=0; while [ ! -b "$disk" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 [ -b "$disk" ] || fail "root disk $disk did not appear"
-veritysetup open "$disk" root "$disk" "$roothash" --hash-offset="$offset" || fail "dm-verity refused the root disk"
+# The data area is the first $offset bytes; the hash area (a veritysetup superblock, then the tree) follows.
+blocks=$((offset / 4096))
+dmsetup create root --readonly --table \
+  "0 $((blocks * 8)) verity 1 $disk $disk 4096 4096 $blocks $((blocks + 1)) sha256 $roothash $salt" \
+  || fail "dm-verity refused the root disk"
 mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "root filesystem does not mount"
 mount --move /dev /sysroot/dev; mount --move /run /sysroot/run
 umount /proc /sys
@@ -158,8 +164,10 @@ def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
     for applet in APPLETS:
         cpio.symlink(f"bin/{applet}", "busybox")
-    cpio.file("usr/sbin/veritysetup", (tree / "usr/sbin/veritysetup").read_bytes(), 0o755)
-    for lib in _libs(tree, "/usr/sbin/veritysetup"):
+    # dmsetup with the table rather than veritysetup: the same kernel target, without loading
+    # libcryptsetup and libcrypto (seconds of dynamic linking under emulation).
+    cpio.file("usr/sbin/dmsetup", (tree / "usr/sbin/dmsetup").read_bytes(), 0o755)
+    for lib in _libs(tree, "/usr/sbin/dmsetup"):
         cpio.file(lib.lstrip("/"), _resolve_in(tree, lib).read_bytes(), 0o755)
     names = []
     for name, rel in _module_order(tree, kver):

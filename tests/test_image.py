@@ -62,6 +62,14 @@ def test_cmdline_root_hash_verifies_the_root_image(image: Path, tmp_path: Path) 
     offset = re.search(r"cocoon.hashoffset=(\d+)", cmdline).group(1)  # type: ignore[union-attr]
     assert root_hash == (image / "roothash").read_text().strip()
     img = image / "root.img"
+    # The initrd builds the dm table from the command line: its salt must be the superblock's.
+    salt = re.search(r"cocoon.verity.salt=([0-9a-f]+)", cmdline).group(1)  # type: ignore[union-attr]
+    from agent.verity import parse_superblock
+
+    with img.open("rb") as f:
+        f.seek(int(offset))
+        sb = parse_superblock(f.read(512))
+    assert sb.salt.hex() == salt and sb.data_blocks * 4096 == int(offset)
     ok = subprocess.run(["veritysetup", "verify", str(img), str(img), root_hash, f"--hash-offset={offset}"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
@@ -91,9 +99,10 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
 
     archive = gzip.decompress((image / "initrd.img").read_bytes())
     names = set(re.findall(rb"070701[0-9a-f]{104}([^\0]+)\0", archive))
-    assert {b"init", b"bin/busybox", b"usr/sbin/veritysetup", b"lib/modules/dm_verity.ko",
+    assert {b"init", b"bin/busybox", b"usr/sbin/dmsetup", b"lib/modules/dm_verity.ko",
             b"lib/modules/erofs.ko", b"etc/modules.order"} <= names
-    assert b"veritysetup open" in archive and b"poweroff -f" in archive
+    assert b"dmsetup create root --readonly" in archive and b"poweroff -f" in archive
+    assert b"usr/sbin/veritysetup" not in names  # dmsetup with a table: no libcryptsetup/libcrypto to load
 
 
 @pytest.mark.skipif(os.environ.get("COCOON_REPRO") != "1", reason="set COCOON_REPRO=1 for a second clean build")
