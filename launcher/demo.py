@@ -27,6 +27,14 @@ from launcher.vm import Vm
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
+STEPS = ("measure", "boot", "attest", "run", "exec", "deny", "tamper")
+
+
+def held(steps: list[Step]) -> bool:
+    """Every step ran (a failure stops the demo early) and held."""
+    return [s.name for s in steps] == list(STEPS) and all(s.ok for s in steps)
+
+
 class Transcript:
     def __init__(self, quiet: bool) -> None:
         self.steps: list[Step] = []
@@ -149,8 +157,10 @@ def run_demo(image: Image, work: Path, quiet: bool = False, accel: str = "tcg") 
             {"reason": reason, "message": err.message}
 
     try:
-        for name, action in (("measure", measure), ("boot", boot), ("attest", attest), ("run", run),
-                             ("exec", exec_allowed), ("deny", deny), ("tamper", tamper)):
+        actions = {"measure": measure, "boot": boot, "attest": attest, "run": run, "exec": exec_allowed,
+                   "deny": deny, "tamper": tamper}
+        for name in STEPS:
+            action = actions[name]
             if not t.step(name, action):
                 if vm is not None:
                     t.say(f"  console log: {vm.console_log}")
@@ -158,8 +168,7 @@ def run_demo(image: Image, work: Path, quiet: bool = False, accel: str = "tcg") 
     finally:
         if vm is not None:
             vm.stop()
-    ok = len(t.steps) == 7 and all(step.ok for step in t.steps)
-    t.say("cocoon demo: every step held" if ok else "cocoon demo: FAILED")
+    t.say("cocoon demo: every step held" if held(t.steps) else "cocoon demo: FAILED")
     return t.steps
 
 
@@ -169,4 +178,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     steps = run_demo(image, work, quiet=args.json, accel=args.accel)
     if args.json:
         print(json.dumps([s.to_json() for s in steps], indent=1))
-    return 0 if len(steps) == 7 and all(s.ok for s in steps) else 1
+    return 0 if held(steps) else 1

@@ -12,7 +12,6 @@ initrd, verity root, systemd, agent, crun, dm-verity layers) is the real one.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import time
@@ -155,7 +154,3 @@ def denied(call: Any) -> RpcError:
             raise
         return exc
     raise LaunchError("a request that must be denied was allowed")
-
-
-def dump(steps: list[Step]) -> str:
-    return json.dumps([s.to_json() for s in steps], indent=1)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from built import guest_kernel
 
 from image import firmware
 
@@ -139,12 +140,11 @@ def test_firmware_refuses_a_kernel_no_hashes_table_vouches_for(built: Path, tmp_
     (BlobVerifierLibSevHashes), while Debian's OVMF boots the very same kernel."""
     image = tmp_path / "img"
     image.mkdir()
-    # The guest kernel: from the image test's build (this module runs after tests/test_image.py) or a saved tree.
-    found = [*(ROOT / "build").glob("*/out/vmlinuz"), *Path(os.path.expanduser("~/.cache/cocoon")).glob(
-        "tree-*/root/boot/vmlinuz-*")]
-    if not found:
+    # The guest kernel from the image test's build (this module runs after tests/test_image.py).
+    kernel = guest_kernel()
+    if kernel is None:
         pytest.skip("no guest kernel built yet (run tests/test_image.py or make image first)")
-    shutil.copy(found[0], image / "vmlinuz")
+    shutil.copy(kernel, image / "vmlinuz")
     (image / "initrd.img").write_bytes(b"")
     assert boots("/usr/share/ovmf/OVMF.fd", image, tmp_path / "debian.log", 240), "control: Debian's OVMF must boot"
     assert not boots(str(built / firmware.OUTPUT), image, tmp_path / "amdsev.log", 120)

@@ -4,11 +4,11 @@ ones firmware logs; Authenticode agrees with LIEF on the guest kernel; parsers f
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from pathlib import Path
 
 import pytest
+from built import guest_kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,12 +62,6 @@ def test_our_fixed_rtmr1_events_are_the_ones_firmware_logs() -> None:
 def _fixed_rtmr1() -> list[bytes]:
     return [hashlib.sha384(x).digest() for x in (rtmr.CALLING_EFI_APPLICATION, rtmr.SEPARATOR,
                                                  rtmr.EXIT_BOOT_SERVICES, rtmr.EXIT_BOOT_SERVICES_OK)]
-
-
-def guest_kernel() -> Path | None:
-    found = [*(ROOT / "build").glob("*/out/vmlinuz"), *(ROOT / "out").glob("vmlinuz"),
-             *Path(os.path.expanduser("~/.cache/cocoon")).glob("tree-*/root/boot/vmlinuz-*")]
-    return found[0] if found else None
 
 
 def test_authenticode_agrees_with_lief_on_the_guest_kernel() -> None:

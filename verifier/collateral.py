@@ -189,7 +189,7 @@ def check(result: Result, c: Collateral, trusted_root: bytes, pck_cert: Any, qe_
 
     now = now or datetime.datetime.now(datetime.UTC)
     try:
-        signer = _pck_chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2)
+        signer = _pck_chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2).public_key()
     except ReportError as exc:
         result.add("tdx.collateral.chain", False, str(exc))
         return

@@ -49,7 +49,7 @@ def _verify(key: Any, sig_der: bytes, data: bytes) -> bool:
 
 
 def _pck_chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: int = 2) -> Any:
-    """Leaf key of a PEM chain (leaf first) that ends in ``trusted_root``; ReportError otherwise."""
+    """Leaf certificate of a PEM chain (leaf first) that ends in ``trusted_root``; ReportError otherwise."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
@@ -69,7 +69,7 @@ def _pck_chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum
         except Exception as exc:  # InvalidSignature, ValueError, TypeError
             raise ReportError(f"{what}: {cert.subject.rfc4514_string()} is not signed by "
                               f"{issuer.subject.rfc4514_string()} ({type(exc).__name__})") from None
-    return certs[0].public_key()
+    return certs[0]
 
 
 def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: dict[str, Any],
@@ -85,7 +85,8 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
         result.add("tdx.pck_chain", False, "quote carries no QE report with a PCK certificate chain")
         return
     try:
-        pck_key = _pck_chain(qe.pck_cert_data, trusted_root)
+        pck_cert = _pck_chain(qe.pck_cert_data, trusted_root)
+        pck_key = pck_cert.public_key()
         result.add("tdx.pck_chain", True, "PCK <- intermediate <- Intel SGX Root CA")
     except ReportError as exc:
         result.add("tdx.pck_chain", False, str(exc))
@@ -110,12 +111,9 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
     if collateral is None:
         result.skip("tdx.collateral", "TCB info / QE identity not checked (no Intel PCS collateral given)")
     else:
-        from cryptography import x509
-
         from verifier.collateral import check
 
-        leaf = x509.load_pem_x509_certificates(qe.pck_cert_data.rstrip(b"\0"))[0]
-        check(result, collateral, trusted_root, leaf, qe.qe_report, body.tee_tcb_svn)
+        check(result, collateral, trusted_root, pck_cert, qe.qe_report, body.tee_tcb_svn)
     result.add("tdx.attributes.debug", not body.td_attributes & TD_ATTR_DEBUG, "TD not debuggable", 0,
                body.td_attributes & TD_ATTR_DEBUG)
     mrtds = {v for v in (refs.get("mrtd") or {}).values() if v}
