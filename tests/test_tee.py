@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,6 +18,7 @@ from agent.tee.configfs import TsmReport
 from agent.tee.snp import SnpProvider
 from agent.tee.tdx import TdxProvider
 
+DATA = Path(__file__).parent / "data"
 KEY = ec.generate_private_key(ec.SECP384R1())
 HOST = bytes(range(32))
 RD = bytes(range(64, 128))
@@ -308,3 +310,47 @@ def test_auto_never_picks_sim(monkeypatch) -> None:  # type: ignore[no-untyped-d
         open_provider("auto", configfs_root="/none")
     with pytest.raises(TeeError, match="unknown TEE"):
         open_provider("sev")
+
+
+def test_vcek_extension_encoding_round_trips_and_matches_kds() -> None:
+    from agent.tee import vcek
+    from agent.tee.snp_chain import load_certificate
+
+    cert = load_certificate((DATA / "snp-genoa-azure.vcek.pem").read_bytes(), "VCEK")
+    genoa = vcek.extensions(cert)
+    assert genoa.product == "Genoa" and genoa.tcb == {"bootloader": 10, "tee": 0, "snp": 23, "microcode": 84}
+    assert genoa.hwid == bytes.fromhex((DATA / "snp-genoa-azure.report.hex").read_text())[0x1A0:0x1E0]
+    # what we write for a sim VCEK is KDS's encoding: the Genoa certificate's own bytes for the same values
+    ours = dict(vcek.extension_values(genoa.tcb, genoa.hwid, "Genoa"))
+    theirs = {e.oid.dotted_string: e.value.value for e in cert.extensions if e.oid.dotted_string in ours}
+    assert ours == theirs and len(ours) == 6
+    assert vcek._der_int(bytes([2, 2, 0, 0xD5]), "x") == 0xD5  # microcode SPLs above 127 take a zero byte
+
+
+def test_turin_vcek_extensions_and_tcb_layout() -> None:
+    from agent.tee import vcek
+    from agent.tee.snp_chain import load_certificate
+
+    turin = vcek.extensions(load_certificate((DATA / "snp-turin-virtee.vcek.der").read_bytes(), "VCEK"))
+    assert turin.product == "Turin" and turin.tcb == {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 9, "fmc": 0}
+    assert turin.hwid == bytes.fromhex("1e550a8ee5cf9f4d")
+    assert vcek.chip_matches(turin.hwid, turin.hwid + bytes(56)) and not vcek.chip_matches(turin.hwid, bytes(64))
+    # Turin packs fmc, bootloader, tee, snp first; Milan/Genoa put snp in byte 6
+    raw = int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 5]), "little")
+    t = snp_report.TcbVersion.from_u64(raw, "turin")
+    assert t.as_dict() == {"fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 5} and t.to_u64() == raw
+    m = snp_report.TcbVersion.from_u64(raw)
+    assert (m.bootloader, m.tee, m.snp, m.microcode, m.fmc) == (1, 2, 0, 5, None)
+
+
+@given(st.binary(max_size=80))
+def test_vcek_extension_parsers_only_raise_report_error(data: bytes) -> None:
+    from agent.tee import vcek
+
+    for parse in (lambda d: vcek._der_int(d, "x"), lambda d: vcek._der_ia5(d, "x"), vcek._hwid):
+        try:
+            value = parse(data)
+        except ReportError as exc:
+            assert "VCEK" in str(exc)
+        else:
+            assert isinstance(value, int | str) or len(value) in (8, 64)

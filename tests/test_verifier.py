@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 from agentproc import start_agent
@@ -13,11 +14,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tdxgen import make_pck_chain, make_quote
 
+from agent.errors import ReportError
 from agent.tee import certtable, open_provider
 from agent.tee.simca import make_chain, make_config
 from cocoon.cli import main
 from verifier.api import verify
-from verifier.trust import AMD_PRODUCTS, HERE, INTEL_ROOT_SHA256
+from verifier.claims import Result
+from verifier.trust import AMD_PRODUCTS, AMD_SHA256, HERE, INTEL_ROOT_SHA256, amd_anchors
 
 MEASUREMENT = b"\x42" * 48
 DOC_DIGEST = hashlib.sha256(b"initdata document").digest()
@@ -26,14 +29,19 @@ SNP_REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": 
 
 
 def test_shipped_trust_anchors_are_intact() -> None:
-    from agent.tee.snp_chain import _load, _pss_signed_by
+    from agent.tee.snp_chain import _pss_signed_by, load_certificate
 
+    assert AMD_PRODUCTS == ("milan", "genoa", "turin")
     for product in AMD_PRODUCTS:
-        ark = _load((HERE / f"amd-{product}-ark.pem").read_bytes(), "ARK")
-        ask = _load((HERE / f"amd-{product}-ask.pem").read_bytes(), "ASK")
+        ark = load_certificate((HERE / f"amd-{product}-ark.pem").read_bytes(), "ARK")
+        ask = load_certificate((HERE / f"amd-{product}-ask.pem").read_bytes(), "ASK")
         _pss_signed_by(ark, ark, "ARK")
         _pss_signed_by(ask, ark, "ASK")
         assert ark.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"ARK-{product.title()}"
+        assert ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"SEV-{product.title()}"
+        for name, cert in (("ark", ark), ("ask", ask)):
+            digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+            assert digest == AMD_SHA256[f"{product}-{name}"], (product, name)
     intel = x509.load_pem_x509_certificate((HERE / "intel-sgx-root-ca.pem").read_bytes())
     intel.verify_directly_issued_by(intel)
     assert hashlib.sha256(intel.public_bytes(serialization.Encoding.DER)).hexdigest() == INTEL_ROOT_SHA256
@@ -41,9 +49,9 @@ def test_shipped_trust_anchors_are_intact() -> None:
 
 @pytest.fixture
 def snp_evidence(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
-    def make(policy: int = 0x30000, host_data: bytes = DOC_DIGEST, chain=sim_chain):  # type: ignore[no-untyped-def]
-        cfg = tmp_path / f"sim-{policy:x}-{host_data.hex()[:6]}.json"
-        cfg.write_text(make_config(chain, MEASUREMENT, host_data, policy=policy).to_json())
+    def make(policy: int = 0x30000, host_data: bytes = DOC_DIGEST, chain=sim_chain, **more):  # type: ignore[no-untyped-def]
+        cfg = tmp_path / f"sim-{os.urandom(4).hex()}.json"
+        cfg.write_text(make_config(chain, MEASUREMENT, host_data, policy=policy, **more).to_json())
         ev = open_provider("sim", sim_config=str(cfg)).report(NONCE + bytes(32))
         return ev.report, ev.aux
     trust = tmp_path / "trust.pem"
@@ -64,8 +72,9 @@ def test_good_sim_evidence_verifies_and_says_simulated(snp_evidence) -> None:  #
     make, trust = snp_evidence
     r = snp(*make(), trust)
     assert r.ok and r.simulated, r.table()
-    assert {c.name for c in r.claims} >= {"snp.chain", "snp.signature", "snp.measurement", "snp.host_data",
-                                          "snp.report_data", "snp.policy.debug", "snp.vmpl", "tee.simulated"}
+    assert {c.name for c in r.claims if c.status == "pass"} >= {
+        "snp.chain", "snp.signature", "snp.vcek.tcb", "snp.vcek.chip_id", "snp.measurement", "snp.host_data",
+        "snp.report_data", "snp.policy.debug", "snp.vmpl", "tee.simulated"}
     assert "SIMULATED" in r.table()
     assert r.to_json()["submods"]["snp"]["ear.status"] == "affirming"
 
@@ -89,6 +98,87 @@ def test_each_snp_claim_fails_alone(snp_evidence, tmp_path) -> None:  # type: ig
     tcb_refs = {"snp": {**SNP_REFS["snp"], "minimum_tcb": {"snp": 99}}}
     assert failed(snp(report, aux, trust, refs=tcb_refs)) == {"snp.tcb.reported", "snp.tcb.committed",
                                                                "snp.tcb.launch"}
+    # a report claiming a newer TCB than its VCEK was issued for; a VCEK of another chip
+    newer = int.from_bytes(bytes([3, 0, 0, 0, 0, 0, 9, 115]), "little")
+    r = snp(*make(tcb=newer), trust)
+    assert failed(r) == {"snp.vcek.tcb"} and r.failed[0].actual["snp"] == 8 and r.failed[0].expected["snp"] == 9
+    assert failed(snp(*make(chip_id=os.urandom(64)), trust)) == {"snp.vcek.chip_id"}
+
+
+def test_vcek_without_amd_extensions_fails_unless_sim(sim_chain) -> None:  # type: ignore[no-untyped-def]
+    from agent.tee import snp_report
+    from verifier.claims import Result
+    from verifier.snp import _key_identity
+
+    bare = sim_chain.ark_pem  # a certificate with no AMD extensions
+    rep = snp_report.parse(GENOA_REPORT)
+    for simulated, status in ((False, "fail"), (True, "skip")):
+        result = Result("snp")
+        _key_identity(result, rep, bare, "vcek", simulated)
+        assert [(c.name, c.status) for c in result.claims] == [("snp.vcek.tcb", status), ("snp.vcek.chip_id", status)]
+
+
+# A genuine Genoa report and its VCEK (tests/data/README.md says where they come from).
+DATA = Path(__file__).parent / "data"
+GENOA_REPORT = bytes.fromhex((DATA / "snp-genoa-azure.report.hex").read_text())
+GENOA_VCEK = (DATA / "snp-genoa-azure.vcek.pem").read_bytes()
+GENOA_REFS = {"snp": {"guest_policy": "0x30000", "minimum_tcb": {"bootloader": 10, "snp": 23, "microcode": 84},
+                      "measurements": [{"measurement": GENOA_REPORT[0x90:0xC0].hex()}]}}
+
+
+def test_genuine_genoa_report_verifies_under_amds_chain() -> None:
+    r = verify("snp", GENOA_REPORT, b"", GENOA_REFS, vcek_pem=GENOA_VCEK)
+    assert r.ok and not r.simulated, r.table()
+    passed = {c.name for c in r.claims if c.status == "pass"}
+    assert {"snp.chain", "snp.signature", "snp.vcek.tcb", "snp.vcek.chip_id", "snp.measurement", "snp.vmpl",
+            "snp.tcb.reported", "snp.policy.debug"} <= passed
+    assert "(genoa)" in next(c.detail for c in r.claims if c.name == "snp.chain")
+    # the same report without its VCEK cannot verify; one flipped byte breaks the signature alone
+    assert failed(verify("snp", GENOA_REPORT, b"", GENOA_REFS)) == {"snp.chain"}
+    bad = bytearray(GENOA_REPORT)
+    bad[0x90] ^= 0x80
+    assert failed(verify("snp", bytes(bad), b"", GENOA_REFS, vcek_pem=GENOA_VCEK)) == {"snp.signature"}
+    # Milan's ARK/ASK do not vouch for it: drop Genoa and it fails the chain
+    from verifier.snp import verify_snp
+
+    result = Result("snp")
+    verify_snp(result, GENOA_REPORT, b"", [a for a in amd_anchors() if a.name == "milan"], GENOA_REFS["snp"],
+               None, None, vcek_pem=GENOA_VCEK)
+    assert failed(result) == {"snp.chain"}
+
+
+def test_genuine_milan_report_from_a_debug_guest_is_rejected_for_that_alone() -> None:
+    report = bytes.fromhex((DATA / "snp-milan-gsg.report.hex").read_text())
+    vcek_der = (DATA / "snp-milan-gsg.vcek.der").read_bytes()
+    refs = {"snp": {"measurements": [{"measurement": report[0x90:0xC0].hex()}]}}
+    r = verify("snp", report, b"", refs, vcek_pem=vcek_der)
+    assert failed(r) == {"snp.policy.debug"}, r.table()
+    assert {"snp.chain", "snp.signature", "snp.vcek.tcb", "snp.vcek.chip_id"} <= {
+        c.name for c in r.claims if c.status == "pass"}
+    assert "(milan)" in next(c.detail for c in r.claims if c.name == "snp.chain")
+
+
+def test_genuine_turin_vcek_chains_to_the_shipped_turin_anchor() -> None:
+    from agent.tee.snp_chain import verify_chain
+
+    turin = next(a for a in amd_anchors() if a.name == "turin")
+    vcek_der = (DATA / "snp-turin-virtee.vcek.der").read_bytes()
+    assert verify_chain(turin.ark_pem, turin.ark_pem, turin.ask_pem, vcek_der).curve.name == "secp384r1"
+    genoa = next(a for a in amd_anchors() if a.name == "genoa")
+    with pytest.raises(ReportError, match="VCEK: issuer name"):
+        verify_chain(genoa.ark_pem, genoa.ark_pem, genoa.ask_pem, vcek_der)
+
+
+def test_cli_verifies_a_raw_report_with_a_vcek_file(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "report.bin").write_bytes(GENOA_REPORT)
+    (tmp_path / "vcek.pem").write_bytes(GENOA_VCEK)
+    (tmp_path / "refs.json").write_text(json.dumps(GENOA_REFS))
+    args = ["verify", "--report", str(tmp_path / "report.bin"), "--reference-values", str(tmp_path / "refs.json")]
+    assert main([*args, "--vcek", str(tmp_path / "vcek.pem"), "--json"]) == 0
+    ear = json.loads(capsys.readouterr().out)["submods"]["snp"]
+    assert ear["ear.status"] == "affirming" and ear["claims"]["snp.vcek.chip_id"]["status"] == "pass"
+    assert main(args) == 1
+    assert "no VCEK" in capsys.readouterr().out
 
 
 def test_sim_evidence_needs_explicit_trust(snp_evidence) -> None:  # type: ignore[no-untyped-def]

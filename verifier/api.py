@@ -14,8 +14,12 @@ from verifier.trust import SnpAnchor, amd_anchors, intel_root, sim_anchor
 def verify(kind: str, report: bytes, aux: bytes, reference_values: dict[str, Any], *,
            initdata_digest: bytes | None = None, nonce: bytes | None = None, public_key: bytes | None = None,
            trust_sim: str | None = None, tdx_root_pem: bytes | None = None, tee: str = "",
-           collateral: Any = None) -> Result:
-    """Check one piece of evidence; ``initdata_digest`` is the raw digest (padded/truncated per TEE here)."""
+           collateral: Any = None, vcek_pem: bytes | None = None) -> Result:
+    """Check one piece of evidence; ``initdata_digest`` is the raw digest (padded/truncated per TEE here).
+
+    ``vcek_pem`` is the SNP signing key's certificate (PEM or DER, as AMD's KDS serves it) for evidence
+    whose auxblob carries none; without an ASK in the evidence the shipped one for the product is used.
+    """
     report_data = expected_report_data(nonce, public_key) if nonce is not None else None
     if kind == "snp":
         anchors: list[SnpAnchor] = [sim_anchor(trust_sim)] if trust_sim else amd_anchors()
@@ -26,7 +30,8 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: dict[str, Any
         host = None
         if initdata_digest is not None:
             host = (initdata_digest + bytes(32))[:32]
-        verify_snp(result, report, aux, anchors, reference_values.get("snp") or {}, host, report_data)
+        verify_snp(result, report, aux, anchors, reference_values.get("snp") or {}, host, report_data,
+                   vcek_pem=vcek_pem)
         if result.simulated:
             result.add("tee.simulated", True, "evidence from the sim TEE, trusted because --trust-sim was given")
         return result

@@ -3,10 +3,13 @@
     cocoon verify --address unix:///run/agent.sock --reference-values out/reference-values.json \\
                   --initdata out/initdata.img [--trust-sim sim-chain/trust.pem] [--json]
     cocoon verify --evidence evidence.json --nonce HEX --reference-values ... --initdata ...
+    cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX]
 
 With ``--address`` a fresh random nonce is sent and checked; with
 ``--evidence`` (the JSON ``cocoon ctl GetEvidence`` prints) pass the nonce
-you sent. Exit status: 0 verified, 1 rejected, 2 bad input.
+you sent. ``--report`` takes a raw SNP ATTESTATION_REPORT (1184 bytes, as
+``snpguest report`` writes it) or a raw TDX quote; give the VCEK that KDS
+serves for it with ``--vcek``. Exit status: 0 verified, 1 rejected, 2 bad input.
 """
 
 from __future__ import annotations
@@ -29,19 +32,22 @@ def _read_json(path: str, what: str) -> Any:
         raise AgentError(f"cannot read {what} {path}: {exc}") from None
 
 
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise AgentError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from agent import initdata
     from verifier.api import verify
 
     refs = _read_json(args.reference_values, "reference values")
     digest = initdata.read_path(args.initdata).digest if args.initdata else None
-    public_key = None
-    if args.public_key:
-        try:
-            with open(args.public_key, "rb") as f:
-                public_key = f.read()
-        except OSError as exc:
-            raise AgentError(f"cannot read {args.public_key}: {exc.strerror}") from None
+    public_key = _read_bytes(args.public_key) if args.public_key else None
+    vcek_pem = _read_bytes(args.vcek) if args.vcek else None
     try:
         nonce = bytes.fromhex(args.nonce) if args.nonce else None
     except ValueError:
@@ -61,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"cocoon verify: cannot get evidence from {args.address}: {exc}", file=sys.stderr)
             return 2
         kind, report, aux, tee = ev.kind, ev.report, ev.aux, ev.tee
+    elif args.report:
+        report, aux, tee = _read_bytes(args.report), b"", ""
+        kind = "snp" if len(report) == 0x4A0 else "tdx-quote"
     else:
         doc = _read_json(args.evidence, "evidence")
         try:
@@ -76,16 +85,9 @@ def run(args: argparse.Namespace) -> int:
             raise AgentError("TDX collateral needs all three: --tcb-info, --qe-identity, --collateral-chain")
         from verifier.collateral import load
 
-        blobs = []
-        for path in given:
-            try:
-                with open(path, "rb") as f:
-                    blobs.append(f.read())
-            except OSError as exc:
-                raise AgentError(f"cannot read {path}: {exc.strerror}") from None
-        collateral = load(*blobs)
+        collateral = load(*(_read_bytes(path) for path in given))
     result = verify(kind, report, aux, refs, initdata_digest=digest, nonce=nonce, public_key=public_key,
-                    trust_sim=args.trust_sim, tee=tee, collateral=collateral)
+                    trust_sim=args.trust_sim, tee=tee, collateral=collateral, vcek_pem=vcek_pem)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
@@ -100,10 +102,13 @@ def register(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--evidence", metavar="FILE", help="GetEvidence JSON (as `cocoon ctl GetEvidence` prints)")
     src.add_argument("--address", metavar="ADDR", help="ask a running agent (fresh nonce)")
+    src.add_argument("--report", metavar="FILE", help="a raw SNP report (1184 bytes) or TDX quote")
     p.add_argument("--reference-values", required=True, metavar="FILE")
     p.add_argument("--initdata", metavar="FILE", help="initdata image/TOML whose digest HOSTDATA/MRCONFIGID must be")
     p.add_argument("--nonce", metavar="HEX", help="the nonce the evidence must be bound to")
     p.add_argument("--public-key", metavar="DER", help="SubjectPublicKeyInfo bound with the nonce")
+    p.add_argument("--vcek", metavar="FILE", help="SNP: the VCEK/VLEK certificate (PEM or DER) when the "
+                   "evidence carries none")
     p.add_argument("--trust-sim", metavar="PEM", help="accept sim-TEE evidence under this sim chain (trust.pem)")
     p.add_argument("--tcb-info", metavar="FILE", help="TDX: Intel PCS TCB info JSON for the platform's FMSPC")
     p.add_argument("--qe-identity", metavar="FILE", help="TDX: Intel PCS QE identity JSON")

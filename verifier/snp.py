@@ -6,19 +6,19 @@ import hashlib
 from typing import Any
 
 from agent.errors import ReportError
-from agent.tee import certtable, snp_report
-from agent.tee.snp_chain import verify_chain
+from agent.tee import certtable, snp_report, vcek
+from agent.tee.snp_chain import load_certificate, verify_chain
 from verifier.claims import Result
 from verifier.trust import SnpAnchor
 
 POLICY_SMT = 1 << 16
 POLICY_MIGRATE_MA = 1 << 18
 POLICY_DEBUG = 1 << 19
+SIGNER_MASK_CHIP_ID = 1 << 1  # SIGNER_INFO bit 1 (SNP ABI "ATTESTATION_REPORT" 0x48)
 
 
-def _tcb(value: int) -> dict[str, int]:
-    t = snp_report.TcbVersion.from_u64(value)
-    return {"bootloader": t.bootloader, "tee": t.tee, "snp": t.snp, "microcode": t.microcode}
+def _tcb(value: int, product: str) -> dict[str, int]:
+    return snp_report.TcbVersion.from_u64(value, product).as_dict()
 
 
 def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAnchor], refs: dict[str, Any],
@@ -39,11 +39,17 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     signer = "vlek" if rep.signing_key == "vlek" else "vcek"
     leaf = certs.get(signer) or vcek_pem
     key = None
+    product = "milan"
     errors = []
+    if not leaf:
+        result.add("snp.chain", False, f"no {signer.upper()}: the evidence carries none and none was given")
+        return
     for anchor in anchors:
         try:
-            key = verify_chain(anchor.ark_pem, certs.get("ark", anchor.ark_pem), certs.get("ask", b""), leaf or b"")
+            ask = certs.get("ask", anchor.ask_pem)
+            key = verify_chain(anchor.ark_pem, certs.get("ark", anchor.ark_pem), ask, leaf)
             result.simulated = anchor.simulated
+            product = anchor.name  # the chain that vouched says which TCB layout the report uses
             result.add("snp.chain", True, f"{signer.upper()} <- ASK <- ARK ({anchor.name})")
             break
         except ReportError as exc:
@@ -57,12 +63,13 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     except ReportError as exc:
         result.add("snp.signature", False, str(exc))
         return
+    _key_identity(result, rep, leaf, signer, result.simulated, product)
 
     minimum = refs.get("minimum_tcb")
     if minimum:
         for name, value in (("reported", rep.reported_tcb), ("committed", rep.committed_tcb),
                             ("launch", rep.launch_tcb)):
-            actual = _tcb(value)
+            actual = _tcb(value, product)
             low = {k: actual[k] for k in minimum if actual.get(k, 0) < int(minimum[k])}
             result.add(f"snp.tcb.{name}", not low, "at least the minimum TCB" if not low else f"below: {low}",
                        minimum, actual)
@@ -100,6 +107,38 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     if id_keys:
         result.add("snp.id_key", rep.id_key_digest.hex() in id_keys, "ID key digest allowed", id_keys,
                    rep.id_key_digest.hex())
+
+
+def _key_identity(result: Result, rep: snp_report.SnpReport, leaf: bytes, signer: str, simulated: bool,
+                  product: str = "milan") -> None:
+    """The signing key's certificate must be for this report's TCB (and, for a VCEK, this chip)."""
+    try:
+        ext = vcek.extensions(load_certificate(leaf, signer.upper()))
+    except ReportError as exc:
+        result.add("snp.vcek.tcb", False, str(exc))
+        return
+    reported = _tcb(rep.reported_tcb, product)
+    if ext.tcb is None:
+        # AMD's KDS always writes them; only the sim chain (trusted explicitly) may lack them.
+        if simulated:
+            result.skip("snp.vcek.tcb", f"sim {signer.upper()} carries no TCB extensions")
+        else:
+            result.add("snp.vcek.tcb", False, f"{signer.upper()} carries no TCB extensions", reported, None)
+    else:
+        result.add("snp.vcek.tcb", ext.tcb == reported, f"{signer.upper()} issued for the REPORTED_TCB",
+                   reported, ext.tcb)
+    if signer != "vcek":
+        return  # a VLEK is issued per cloud provider, not per chip
+    if rep.signer_info & SIGNER_MASK_CHIP_ID:
+        result.skip("snp.vcek.chip_id", "the report masks CHIP_ID (MASK_CHIP_ID set)")
+    elif ext.hwid is None:
+        if simulated:
+            result.skip("snp.vcek.chip_id", "sim VCEK carries no hwID extension")
+        else:
+            result.add("snp.vcek.chip_id", False, "VCEK carries no hwID extension", rep.chip_id.hex(), None)
+    else:
+        result.add("snp.vcek.chip_id", vcek.chip_matches(ext.hwid, rep.chip_id), "VCEK issued for the report's CHIP_ID",
+                   rep.chip_id.hex(), ext.hwid.hex())
 
 
 def expected_report_data(nonce: bytes, public_key_der: bytes | None) -> bytes:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from agent.errors import TeeError
 from agent.tee.sim import SimConfig
+from agent.tee.snp_report import TcbVersion
+from agent.tee.vcek import extension_values
 
 DEFAULT_POLICY = 0x30000  # SMT allowed, reserved bit 17 set; debug and migration off
 # Milan-like TCB: bootloader 3, TEE 0, SNP 8, microcode 115 (byte layout of kds.DecomposeTCBVersion).
@@ -27,6 +29,14 @@ class SimChain:
     vcek_key_pem: bytes
 
     @property
+    def chip_id(self) -> bytes | None:
+        """The hwID the sim VCEK was issued for (None for chains made before it carried one)."""
+        from agent.tee.snp_chain import load_certificate
+        from agent.tee.vcek import extensions
+
+        return extensions(load_certificate(self.vcek_pem, "sim VCEK")).hwid
+
+    @property
     def trust_pem(self) -> bytes:
         """What a verifier is told to trust with --trust-sim: ARK then ASK."""
         return self.ark_pem + self.ask_pem
@@ -39,7 +49,8 @@ def _pss():  # type: ignore[no-untyped-def]
     return padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
 
-def make_chain(rsa_bits: int = 4096) -> SimChain:
+def make_chain(rsa_bits: int = 4096, tcb: int = DEFAULT_TCB, chip_id: bytes | None = None) -> SimChain:
+    """A fresh chain whose VCEK, like KDS's, names the TCB and chip (random unless given) it is for."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -53,7 +64,7 @@ def make_chain(rsa_bits: int = 4096) -> SimChain:
             x509.NameAttribute(NameOID.COMMON_NAME, cn),
         ])
 
-    def cert(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:  # type: ignore[no-untyped-def]
+    def cert(subject: str, key, issuer: str, issuer_key, ca: bool, amd=()) -> x509.Certificate:  # type: ignore[no-untyped-def]
         builder = (
             x509.CertificateBuilder()
             .subject_name(name(subject))
@@ -64,6 +75,8 @@ def make_chain(rsa_bits: int = 4096) -> SimChain:
             .not_valid_after(now + datetime.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
+        for oid, value in amd:
+            builder = builder.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), False)
         return builder.sign(issuer_key, hashes.SHA384(), rsa_padding=_pss())
 
     ark_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
@@ -71,7 +84,9 @@ def make_chain(rsa_bits: int = 4096) -> SimChain:
     vcek_key = ec.generate_private_key(ec.SECP384R1())
     ark = cert("SIM-ARK-Milan", ark_key, "SIM-ARK-Milan", ark_key, True)
     ask = cert("SIM-SEV-Milan", ask_key, "SIM-ARK-Milan", ark_key, True)
-    vcek = cert("SIM-SEV-VCEK", vcek_key, "SIM-SEV-Milan", ask_key, False)
+    amd = extension_values(TcbVersion.from_u64(tcb).as_dict(), chip_id if chip_id is not None else os.urandom(64),
+                           "Milan")
+    vcek = cert("SIM-SEV-VCEK", vcek_key, "SIM-SEV-Milan", ask_key, False, amd)
     pem = serialization.Encoding.PEM
     return SimChain(
         ark_pem=ark.public_bytes(pem),
@@ -93,14 +108,17 @@ def _scalar(key_pem: bytes) -> bytes:
 
 def make_config(chain: SimChain, measurement: bytes, host_data: bytes, policy: int = DEFAULT_POLICY,
                 chip_id: bytes | None = None, tcb: int = DEFAULT_TCB) -> SimConfig:
-    """The document the launcher hands the guest: what the sim PSP will put in every report."""
+    """The document the launcher hands the guest: what the sim PSP will put in every report.
+
+    CHIP_ID defaults to the hwID the chain's VCEK was issued for, as on a real chip; ``tcb`` must
+    match the VCEK's TCB for the evidence to verify (a different one models a stale VCEK)."""
     if len(measurement) != 48 or len(host_data) != 32:
         raise TeeError("sim TEE: measurement must be 48 bytes and host_data 32 bytes")
     return SimConfig(
         measurement=measurement,
         host_data=host_data,
         policy=policy,
-        chip_id=chip_id if chip_id is not None else os.urandom(64),
+        chip_id=chip_id if chip_id is not None else (chain.chip_id or os.urandom(64)),
         tcb=tcb,
         vcek_private_key=_scalar(chain.vcek_key_pem),
         certificates={"vcek": chain.vcek_pem, "ask": chain.ask_pem, "ark": chain.ark_pem},

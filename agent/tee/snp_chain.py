@@ -17,13 +17,19 @@ from agent.errors import ReportError
 from agent.tee import certtable, snp_report
 
 
-def _load(der_or_pem: bytes, what: str) -> Any:
+def load_certificate(der_or_pem: bytes, what: str) -> Any:
+    """PEM or DER. AMD's KDS issues VCEKs with serial number 0, which RFC 5280 forbids and
+    ``cryptography`` warns about; that is AMD's practice, so the warning is silenced here."""
+    import warnings
+
     from cryptography import x509
 
     try:
-        if der_or_pem.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(der_or_pem)
-        return x509.load_der_x509_certificate(der_or_pem)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*serial number.*")
+            if der_or_pem.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_certificate(der_or_pem)
+            return x509.load_der_x509_certificate(der_or_pem)
     except ValueError as exc:
         raise ReportError(f"{what} is not an X.509 certificate: {exc}") from None
 
@@ -48,7 +54,7 @@ def _pss_signed_by(cert: Any, issuer: Any, what: str) -> None:
 
 def verify_chain(trusted_ark: bytes, ark: bytes, ask: bytes, vcek: bytes) -> Any:
     """Check ARK == trusted, ARK self-signed, ARK -> ASK -> VCEK; return the VCEK public key."""
-    anchor, ark_c, ask_c, vcek_c = (_load(b, w) for b, w in
+    anchor, ark_c, ask_c, vcek_c = (load_certificate(b, w) for b, w in
                                     ((trusted_ark, "trusted ARK"), (ark, "ARK"), (ask, "ASK"), (vcek, "VCEK")))
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec

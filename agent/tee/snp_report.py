@@ -74,20 +74,36 @@ POLICY_SINGLE_SOCKET = 1 << 20
 
 @dataclass(frozen=True)
 class TcbVersion:
-    """TCB_VERSION for Milan/Genoa (go-sev-guest kds.DecomposeTCBVersion): SPLs by byte."""
+    """TCB_VERSION: security patch levels by byte; the layout depends on the product line.
+
+    Milan/Genoa: bootloader, tee, 4 reserved, snp, microcode. Turin adds an FMC SPL and packs
+    them as fmc, bootloader, tee, snp, 3 reserved, microcode (go-sev-guest kds.DecomposeTCBVersion
+    and the Turin layout of AMD's SNP ABI 1.58 "TCB_VERSION")."""
 
     bootloader: int
     tee: int
     snp: int
     microcode: int
+    fmc: int | None = None  # Turin and later
 
     @classmethod
-    def from_u64(cls, value: int) -> TcbVersion:
+    def from_u64(cls, value: int, product: str = "milan") -> TcbVersion:
         b = value.to_bytes(8, "little")
+        if product.lower() == "turin":
+            return cls(bootloader=b[1], tee=b[2], snp=b[3], microcode=b[7], fmc=b[0])
         return cls(bootloader=b[0], tee=b[1], snp=b[6], microcode=b[7])
 
     def to_u64(self) -> int:
+        if self.fmc is not None:
+            return int.from_bytes(bytes([self.fmc, self.bootloader, self.tee, self.snp, 0, 0, 0, self.microcode]),
+                                  "little")
         return int.from_bytes(bytes([self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode]), "little")
+
+    def as_dict(self) -> dict[str, int]:
+        out = {"bootloader": self.bootloader, "tee": self.tee, "snp": self.snp, "microcode": self.microcode}
+        if self.fmc is not None:
+            out["fmc"] = self.fmc
+        return out
 
 
 @dataclass(frozen=True)
