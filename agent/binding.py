@@ -64,8 +64,11 @@ def _deny(reason: str, **kw: object) -> Binding:
 def _compile_ahead(text: str | None) -> tuple[threading.Thread, list[object]]:
     """Compile the policy on a helper thread while the TEE is asked for a report.
 
-    regorus releases the GIL while it compiles, so this overlaps ~70 ms of
-    compilation with the TEE round trip and imports. The result is used only
+    The compile overlaps the TEE round trip (a hardware report is a wait, not
+    work). regorus holds the GIL for most of ``add_policy`` (measured: a
+    spinning thread gets ~40% of a CPU meanwhile), so against Python work the
+    overlap is small; start-up time is bounded by the sum of GIL-held work,
+    which is why the container backend loads after READY (agent.lazybackend). The result is used only
     if the digest comparison succeeds; until then it is just parsed text
     (regorus is memory-safe and the size is bounded), never consulted.
     """

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from agent import cmdline, initdata
 from agent.binding import Binding, bind_safely
+from agent.lazybackend import LazyBackend
 from agent.systemd import notify, setup_logging, start_watchdog
 from agent.tee import NAMES, open_provider
 from agent.transport import DEFAULT_ADDRESS, AddressError, parse
@@ -144,7 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: list[Binding] = []
     binder = threading.Thread(target=lambda: result.append(startup(args, kernel)), name="bind")
     binder.start()
-    from agent.containers import Backend
     from agent.service import Agent
     from agent.ttrpc import TtrpcServer
 
@@ -153,11 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     backend = None
     if binding.ready:
-        import shutil
+        runtime = args.runtime or (kernel.get("runtime") or [None])[-1]
 
-        runtime = args.runtime or (kernel.get("runtime") or [None])[-1] or (
-            "crun" if shutil.which("crun") else "runc")
-        backend = Backend(runtime, args.state_dir, args.shared_dir, args.sandbox_dir)
+        def load_backend():  # type: ignore[no-untyped-def]
+            import shutil
+
+            from agent.containers import Backend
+
+            return Backend(runtime or ("crun" if shutil.which("crun") else "runc"),
+                           args.state_dir, args.shared_dir, args.sandbox_dir)
+
+        backend = LazyBackend(load_backend)
     agent = Agent(binding, backend)
     registry = agent.registry()
     server = TtrpcServer(registry)
@@ -185,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notify(f"READY=1\nSTATUS={binding.status_line()}\nCOCOON_STATE={state}")
     print(f"cocoon-agent: {state}: {binding.reason}", file=sys.stderr, flush=True)
     print(f"cocoon-agent: startup: {startup_timings(binding, t0)}", file=sys.stderr, flush=True)
+    if backend is not None:
+        backend.start()  # after READY: nothing container-related is needed to answer until a request comes
     if args.exit_after_ready:
         server.stop()
         return 0

@@ -103,7 +103,10 @@ class Agent:
         return handle
 
     def _act(self, rpc: str, req: Any, ctx: Context) -> Any:
-        act = getattr(self.backend, rpc, None) if self.backend is not None else None
+        try:
+            act = getattr(self.backend, rpc, None) if self.backend is not None else None
+        except AgentError as exc:  # the backend failed to load (agent.lazybackend)
+            raise RpcError(Code.UNAVAILABLE, f"{rpc}: {exc}") from None
         if act is None:
             raise RpcError(Code.UNIMPLEMENTED, f"{rpc} is not implemented by this agent")
         try:

@@ -6,6 +6,9 @@ import hashlib
 import json
 import tomllib
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agent import initdata
 from agent.cli import render_document
 from agent.tee import open_provider, snp_report
@@ -28,6 +31,22 @@ def test_pack_digest_round_trip(tmp_path, capsys) -> None:  # type: ignore[no-un
     assert main(["initdata", "digest", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["digest"] == info["digest"]
     assert render_document({"policy.rego": text}) == raw  # deterministic: same input, same bytes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=200), max_size=3))
+def test_rendered_initdata_round_trips_any_text(data: dict[str, str]) -> None:
+    doc = render_document(data)
+    assert tomllib.loads(doc.decode())["data"] == data
+
+
+def test_policies_are_written_as_literal_strings_unless_they_cannot_be() -> None:
+    q3 = "'" * 3
+    policy = "package agent_policy\ndefault X := true\n"
+    assert q3 + "\n" + policy + q3 in render_document({"policy.rego": policy}).decode()
+    for awkward in ("ends with a quote'", f"has {q3} inside", "bare\rcarriage"):
+        doc = render_document({"policy.rego": awkward}).decode()
+        assert q3 + "\n" not in doc and tomllib.loads(doc)["data"]["policy.rego"] == awkward
 
 
 def test_sim_tee_config_binds_the_initdata(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
