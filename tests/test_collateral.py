@@ -23,6 +23,7 @@ from agent.tee import tdx_report
 from verifier import collateral as col
 from verifier.claims import Result
 from verifier.tdx import verify_tdx
+from verifier.trust import intel_root
 
 SGX = col.SGX_EXTENSION
 FMSPC = bytes.fromhex("00806f050000")
@@ -98,7 +99,15 @@ class World:
                 {"tcb": {"sgxtcbcomponents": comps(3), "pcesvn": 11, "tdxtcbcomponents": comps(0)},
                  "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"},
                 {"tcb": {"sgxtcbcomponents": comps(2), "pcesvn": 10, "tdxtcbcomponents": comps(0)},
-                 "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}]}
+                 "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}],
+            # SEAM module identities (Intel's real documents list MRSIGNER 0 for Intel-signed modules)
+            "tdxModule": {"mrsigner": "00" * 48, "attributes": "0000000000000000",
+                          "attributesMask": "FFFFFFFFFFFFFFFF"},
+            "tdxModuleIdentities": [
+                {"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "0000000000000000",
+                 "attributesMask": "FFFFFFFFFFFFFFFF",
+                 "tcbLevels": [{"tcb": {"isvsvn": 4}, "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"},
+                               {"tcb": {"isvsvn": 2}, "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}]}]}
         self.qe_identity: dict[str, Any] = {
             "id": "TD_QE", "version": 2, "issueDate": "2026-11-01T00:00:00Z", "nextUpdate": later,
             "miscselect": "00000000", "miscselectMask": "FFFFFFFF", "attributes": "00" * 16,
@@ -116,9 +125,9 @@ class World:
         return col.load(self.signed("tcbInfo", self.tcb_info, flip_tcb), self.signed("enclaveIdentity",
                         self.qe_identity), chain or self.chain_pem)
 
-    def verify(self, c: col.Collateral | None = None) -> Result:
+    def verify(self, c: col.Collateral | None = None, **body: object) -> Result:
         r = Result("tdx")
-        verify_tdx(r, make_quote(self.pck), self.root_pem, {}, None, None, c or self.collateral())
+        verify_tdx(r, make_quote(self.pck, **body), self.root_pem, {}, None, None, c or self.collateral())
         return r
 
 
@@ -135,7 +144,8 @@ def test_consistent_collateral_passes_every_check() -> None:
     assert claims(r) == {"tdx.collateral.chain": "pass", "tdx.collateral.tcb_info.signature": "pass",
                          "tdx.collateral.qe_identity.signature": "pass", "tdx.collateral.tcb_info.fresh": "pass",
                          "tdx.collateral.qe_identity.fresh": "pass", "tdx.tcb.fmspc": "pass",
-                         "tdx.tcb.status": "pass", "tdx.qe_identity": "pass", "tdx.qe_identity.tcb": "pass"}
+                         "tdx.tcb.status": "pass", "tdx.tcb.module": "pass", "tdx.qe_identity": "pass",
+                         "tdx.qe_identity.tcb": "pass"}
 
 
 def test_each_check_fails_alone() -> None:
@@ -165,6 +175,64 @@ def test_each_check_fails_alone() -> None:
     w = World()
     w.tcb_info["tcbLevels"][0]["tcbStatus"] = "SWHardeningNeeded"
     assert failed(w.verify()) == []  # acceptable, and the detail says advisories apply
+
+
+def test_tdx_module_identity_checks() -> None:
+    w = World()
+    # a major-version-1 module: its identity TDX_01 and, by SVN, its TCB level
+    svn = lambda svn, major: bytes([svn, major]) + bytes(14)  # noqa: E731
+    r = w.verify(tee_tcb_svn=svn(5, 1))
+    assert failed(r) == [] and claims(r)["tdx.tcb.module.status"] == "pass"
+    r = w.verify(tee_tcb_svn=svn(3, 1))
+    assert failed(r) == ["tdx.tcb.module.status"] and "OutOfDate" in str([c.detail for c in r.claims])
+    assert failed(w.verify(tee_tcb_svn=svn(1, 1))) == ["tdx.tcb.module.status"]  # below every level
+    r = w.verify(tee_tcb_svn=svn(5, 2))
+    assert failed(r) == ["tdx.tcb.module"] and "TDX_02" in str([c.detail for c in r.claims])
+    assert failed(w.verify(mrsignerseam=b"\x01" * 48)) == ["tdx.tcb.module"]
+    assert failed(w.verify(seam_attributes=1)) == ["tdx.tcb.module"]
+    w.tcb_info["tdxModule"]["attributesMask"] = "FEFFFFFFFFFFFFFF"  # a masked-out bit may differ
+    assert failed(w.verify(seam_attributes=1)) == []
+    del w.tcb_info["tdxModule"]
+    r = w.verify()
+    assert failed(r) == ["tdx.tcb.module"] and "unreadable" in str([c.detail for c in r.claims])
+
+
+def genuine() -> col.Collateral:
+    return col.load((DATA / "intel-tdx-tcb-info-00a06d080000.json").read_bytes(),
+                    (DATA / "intel-td-qe-identity.json").read_bytes(),
+                    (DATA / "intel-tcb-signing-chain.pem").read_bytes())
+
+
+def test_genuine_intel_collateral_verifies_under_the_shipped_root() -> None:
+    when = datetime.datetime(2025, 8, 10, tzinfo=datetime.UTC)  # inside both documents' validity
+    r = Result("tdx")
+    assert col.check_documents(r, genuine(), intel_root(), when)
+    assert {c.name: c.status for c in r.claims} == {
+        "tdx.collateral.chain": "pass", "tdx.collateral.tcb_info.signature": "pass",
+        "tdx.collateral.qe_identity.signature": "pass", "tdx.collateral.tcb_info.fresh": "pass",
+        "tdx.collateral.qe_identity.fresh": "pass"}
+    r = Result("tdx")
+    col.check_documents(r, genuine(), intel_root())  # today: both are long past nextUpdate
+    assert {c.name for c in r.failed} == {"tdx.collateral.tcb_info.fresh", "tdx.collateral.qe_identity.fresh"}
+    # one changed character of the signed text breaks Intel's signature
+    raw = (DATA / "intel-tdx-tcb-info-00a06d080000.json").read_bytes().replace(b'"isvsvn":4', b'"isvsvn":3', 1)
+    tampered = col.load(raw, (DATA / "intel-td-qe-identity.json").read_bytes(),
+                        (DATA / "intel-tcb-signing-chain.pem").read_bytes())
+    r = Result("tdx")
+    assert not col.check_documents(r, tampered, intel_root(), when)
+    assert {c.name for c in r.failed} == {"tdx.collateral.tcb_info.signature"}
+
+
+def test_genuine_tdx_module_identities() -> None:
+    from types import SimpleNamespace
+
+    tcb_info = genuine().tcb_info
+    for svn, major, outcome in ((5, 1, ("pass", "pass")), (3, 1, ("pass", "fail")), (3, 3, ("pass", "pass")),
+                                (0, 0, ("pass",)), (3, 2, ("fail",))):
+        body = SimpleNamespace(tee_tcb_svn=bytes([svn, major]) + bytes(14), mrsignerseam=bytes(48), seam_attributes=0)
+        r = Result("tdx")
+        col.tdx_module(r, tcb_info, body)
+        assert tuple(c.status for c in r.claims) == outcome, (svn, major, r.table())
 
 
 def test_without_collateral_the_result_says_it_was_skipped() -> None:

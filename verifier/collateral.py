@@ -183,28 +183,11 @@ def _tdx_level(levels: list[dict[str, Any]], pck: PckTcb, tee_tcb_svn: bytes) ->
 
 
 def check(result: Result, c: Collateral, trusted_root: bytes, pck_cert: Any, qe_report: bytes,
-          tee_tcb_svn: bytes, now: datetime.datetime | None = None) -> None:
-    """Claims tdx.collateral.* and tdx.tcb / tdx.qe_identity for one quote."""
-    from verifier.tdx import _ecdsa_p256, _pck_chain, _verify
-
-    now = now or datetime.datetime.now(datetime.UTC)
-    try:
-        signer = _pck_chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2).public_key()
-    except ReportError as exc:
-        result.add("tdx.collateral.chain", False, str(exc))
-        return
-    result.add("tdx.collateral.chain", True, "TCB signing certificate <- Intel SGX Root CA")
-    ok_t = result.add("tdx.collateral.tcb_info.signature", _verify(signer, _ecdsa_p256(c.tcb_info_sig),
-                                                                   c.tcb_info_text), "TCB info signed")
-    ok_q = result.add("tdx.collateral.qe_identity.signature", _verify(signer, _ecdsa_p256(c.qe_identity_sig),
-                                                                      c.qe_identity_text), "QE identity signed")
-    if not (ok_t and ok_q):
+          body: Any, now: datetime.datetime | None = None) -> None:
+    """Claims tdx.collateral.* and tdx.tcb / tdx.qe_identity for one quote (``body``: its TD report)."""
+    if not check_documents(result, c, trusted_root, now):
         return
     try:
-        for name, doc in (("tcb_info", c.tcb_info), ("qe_identity", c.qe_identity)):
-            nxt = _when(doc.get("nextUpdate"), f"{name}.nextUpdate")
-            result.add(f"tdx.collateral.{name}.fresh", now <= nxt, "not past its nextUpdate",
-                       f">= {now.isoformat()}", nxt.isoformat())
         pck = pck_tcb(pck_cert)
     except CollateralError as exc:
         result.add("tdx.collateral.format", False, str(exc))
@@ -214,7 +197,7 @@ def check(result: Result, c: Collateral, trusted_root: bytes, pck_cert: Any, qe_
                       pck.fmspc.hex(), fmspc):
         return
     try:
-        level = _tdx_level(list(c.tcb_info.get("tcbLevels") or []), pck, tee_tcb_svn)
+        level = _tdx_level(list(c.tcb_info.get("tcbLevels") or []), pck, body.tee_tcb_svn)
     except (CollateralError, TypeError, ValueError, AttributeError) as exc:
         result.add("tdx.tcb.status", False, f"TCB info unreadable: {exc}")
         return
@@ -223,7 +206,76 @@ def check(result: Result, c: Collateral, trusted_root: bytes, pck_cert: Any, qe_
     if status in ACCEPTABLE_WITH_NOTE:
         detail += " (acceptable; advisories apply)"
     result.add("tdx.tcb.status", status in ACCEPTABLE | ACCEPTABLE_WITH_NOTE, detail, "UpToDate", status)
+    tdx_module(result, c.tcb_info, body)
     _qe_identity(result, c.qe_identity, qe_report)
+
+
+def check_documents(result: Result, c: Collateral, trusted_root: bytes, now: datetime.datetime | None = None) -> bool:
+    """The collateral itself: signing chain to the trusted root, both signatures, freshness."""
+    from verifier.tdx import _ecdsa_p256, _pck_chain, _verify
+
+    now = now or datetime.datetime.now(datetime.UTC)
+    try:
+        signer = _pck_chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2).public_key()
+    except ReportError as exc:
+        result.add("tdx.collateral.chain", False, str(exc))
+        return False
+    result.add("tdx.collateral.chain", True, "TCB signing certificate <- Intel SGX Root CA")
+    ok_t = result.add("tdx.collateral.tcb_info.signature", _verify(signer, _ecdsa_p256(c.tcb_info_sig),
+                                                                   c.tcb_info_text), "TCB info signed")
+    ok_q = result.add("tdx.collateral.qe_identity.signature", _verify(signer, _ecdsa_p256(c.qe_identity_sig),
+                                                                      c.qe_identity_text), "QE identity signed")
+    if not (ok_t and ok_q):
+        return False
+    try:
+        for name, doc in (("tcb_info", c.tcb_info), ("qe_identity", c.qe_identity)):
+            nxt = _when(doc.get("nextUpdate"), f"{name}.nextUpdate")
+            result.add(f"tdx.collateral.{name}.fresh", now <= nxt, "not past its nextUpdate",
+                       f">= {now.isoformat()}", nxt.isoformat())
+    except CollateralError as exc:
+        result.add("tdx.collateral.format", False, str(exc))
+        return False
+    return True
+
+
+def tdx_module(result: Result, tcb_info: dict[str, Any], body: Any) -> None:
+    """The TDX module (SEAM) that produced the report, against the TCB info's module identities.
+
+    Intel's QVL (TdxModuleCheck.cpp): TEE_TCB_SVN[1] is the module's major version and [0] its SVN.
+    Version 0 is checked against ``tdxModule`` alone; otherwise the identity ``TDX_<major, 2 hex>``
+    gives MRSIGNER, attributes (under a mask) and, by the first level whose ``isvsvn`` the SVN
+    reaches, the module's TCB status.
+    """
+    svn, major = body.tee_tcb_svn[0], body.tee_tcb_svn[1]
+    try:
+        if major == 0:
+            ident, name, status = tcb_info["tdxModule"], "tdxModule", None
+        else:
+            name = f"TDX_{major:02X}"
+            ident = next((m for m in tcb_info.get("tdxModuleIdentities") or []
+                          if str(m.get("id", "")).upper() == name), None)
+            if ident is None:
+                result.add("tdx.tcb.module", False, f"TCB info has no TDX module identity {name}", name, None)
+                return
+            level = next((lv for lv in ident.get("tcbLevels") or [] if svn >= int((lv.get("tcb") or {})["isvsvn"])),
+                         None)
+            status = "no level matches" if level is None else str(level.get("tcbStatus"))
+        mrsigner = bytes.fromhex(str(ident["mrsigner"]))
+        attributes = bytes.fromhex(str(ident["attributes"]))
+        mask = bytes.fromhex(str(ident.get("attributesMask", "ff" * len(attributes))))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        result.add("tdx.tcb.module", False, f"TCB info's TDX module identity unreadable: {exc!r}")
+        return
+    seam_attrs = body.seam_attributes.to_bytes(8, "little")
+    same_attrs = len(attributes) == len(mask) == 8 and all(
+        a & m == e & m for a, e, m in zip(seam_attrs, attributes, mask, strict=True))
+    result.add("tdx.tcb.module", body.mrsignerseam == mrsigner and same_attrs,
+               f"TDX module {name} (SVN {svn}): MRSIGNERSEAM and SEAM attributes as Intel lists them",
+               {"mrsigner": mrsigner.hex(), "attributes": attributes.hex()},
+               {"mrsigner": body.mrsignerseam.hex(), "attributes": seam_attrs.hex()})
+    if status is not None:
+        result.add("tdx.tcb.module.status", status in ACCEPTABLE | ACCEPTABLE_WITH_NOTE,
+                   f"TDX module {name} SVN {svn}: {status}", "UpToDate", status)
 
 
 def _qe_identity(result: Result, ident: dict[str, Any], qe: bytes) -> None:

@@ -113,7 +113,7 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
     else:
         from verifier.collateral import check
 
-        check(result, collateral, trusted_root, pck_cert, qe.qe_report, body.tee_tcb_svn)
+        check(result, collateral, trusted_root, pck_cert, qe.qe_report, body)
     result.add("tdx.attributes.debug", not body.td_attributes & TD_ATTR_DEBUG, "TD not debuggable", 0,
                body.td_attributes & TD_ATTR_DEBUG)
     mrtds = {v for v in (refs.get("mrtd") or {}).values() if v}
