@@ -138,6 +138,15 @@ def test_genuine_genoa_report_verifies_under_amds_chain() -> None:
     bad = bytearray(GENOA_REPORT)
     bad[0x90] ^= 0x80
     assert failed(verify("snp", bytes(bad), b"", GENOA_REFS, vcek_pem=GENOA_VCEK)) == {"snp.signature"}
+    # the launch's ID key (Azure's) is checked when the reference values list ID/author keys
+    id_key = GENOA_REPORT[0xE0:0x110].hex()
+    with_keys = {"snp": {**GENOA_REFS["snp"], "id_key_digests": [id_key.upper()]}}
+    assert verify("snp", GENOA_REPORT, b"", with_keys, vcek_pem=GENOA_VCEK).ok
+    other = {"snp": {**GENOA_REFS["snp"], "id_key_digests": ["00" * 48]}}
+    assert failed(verify("snp", GENOA_REPORT, b"", other, vcek_pem=GENOA_VCEK)) == {"snp.id_key"}
+    author = {"snp": {**GENOA_REFS["snp"], "author_key_digests": [id_key]}}
+    r = verify("snp", GENOA_REPORT, b"", author, vcek_pem=GENOA_VCEK)
+    assert failed(r) == {"snp.author_key"} and "no author key" in r.failed[0].detail
     # Milan's ARK/ASK do not vouch for it: drop Genoa and it fails the chain
     from verifier.snp import verify_snp
 

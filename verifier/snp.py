@@ -14,6 +14,7 @@ from verifier.trust import SnpAnchor
 POLICY_SMT = 1 << 16
 POLICY_MIGRATE_MA = 1 << 18
 POLICY_DEBUG = 1 << 19
+SIGNER_AUTHOR_KEY_EN = 1 << 0  # SIGNER_INFO bit 0
 SIGNER_MASK_CHIP_ID = 1 << 1  # SIGNER_INFO bit 1 (SNP ABI "ATTESTATION_REPORT" 0x48)
 
 
@@ -103,10 +104,17 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     else:
         result.add("snp.report_data", rep.report_data == report_data, "bound to the nonce (and key)",
                    report_data.hex(), rep.report_data.hex())
-    id_keys = refs.get("id_key_digests")
+    # Optional: which ID key signed the launch's ID block, and which author key signed that key.
+    id_keys = [str(k).lower() for k in refs.get("id_key_digests") or []]
     if id_keys:
         result.add("snp.id_key", rep.id_key_digest.hex() in id_keys, "ID key digest allowed", id_keys,
                    rep.id_key_digest.hex())
+    author_keys = [str(k).lower() for k in refs.get("author_key_digests") or []]
+    if author_keys:
+        enabled = bool(rep.signer_info & SIGNER_AUTHOR_KEY_EN)
+        result.add("snp.author_key", enabled and rep.author_key_digest.hex() in author_keys,
+                   "author key digest allowed" if enabled else "the launch used no author key (AUTHOR_KEY_EN clear)",
+                   author_keys, rep.author_key_digest.hex() if enabled else None)
 
 
 def _key_identity(result: Result, rep: snp_report.SnpReport, leaf: bytes, signer: str, simulated: bool,
