@@ -101,3 +101,49 @@ def test_chain_and_signature_helpers(sim_tee, sim_chain) -> None:  # type: ignor
         snp_chain.verify_evidence(bytes(tampered), ev.aux, sim_chain.ark_pem)
     with pytest.raises(ReportError, match="lacks ark, ask"):
         snp_chain.verify_evidence(ev.report, certtable.build({"vcek": certs["vcek"]}), sim_chain.ark_pem)
+
+
+def test_libcrypto_signatures_verify_with_cryptography() -> None:
+    import hashlib
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from agent.tee import simsign
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    scalar = key.private_numbers().private_value.to_bytes(48, "big")
+    body = b"report body" * 40
+    sigs = {simsign.sign_digest(scalar, hashlib.sha384(body).digest()) for _ in range(3)}
+    assert len(sigs) == 3  # a fresh nonce each time
+    for r, s in sigs:
+        key.public_key().verify(encode_dss_signature(r, s), body, ec.ECDSA(hashes.SHA384()))
+        with pytest.raises(InvalidSignature):
+            key.public_key().verify(encode_dss_signature(r, s), body + b"x", ec.ECDSA(hashes.SHA384()))
+    for bad in (bytes(48), b"\xff" * 48, b"\x01" * 47):
+        with pytest.raises(TeeError, match="P-384 private scalar"):
+            simsign.sign_digest(bad, bytes(48))
+
+
+def test_sim_signs_without_loading_cryptography(sim_tee) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = ("import sys; from agent.tee import open_provider; "
+            f"e = open_provider('sim', sim_config={sim_tee(HOST)!r}).report(bytes(64)); "
+            "assert len(e.report) == 1184; print(sorted(m for m in sys.modules if m.startswith('cryptography')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_sim_falls_back_to_cryptography_without_libcrypto(sim_tee, sim_chain, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from agent.tee import simsign
+    from agent.tee.snp_chain import verify_evidence
+
+    def missing() -> None:
+        raise TeeError("libcrypto not found")
+
+    monkeypatch.setattr(simsign, "_libcrypto", missing)
+    ev = open_provider("sim", sim_config=sim_tee(HOST)).report(bytes(64))
+    verify_evidence(ev.report, ev.aux, sim_chain.ark_pem)  # raises if the signature is wrong

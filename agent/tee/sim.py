@@ -17,13 +17,14 @@ ark; handed on as DER in the certificate table, not parsed here).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import TeeError
-from agent.tee import certtable, snp_report
+from agent.tee import certtable, simsign, snp_report
 from agent.tee.base import Evidence, check_report_data
 
 SCHEMA = "cocoon.sim-tee/v1"
@@ -130,12 +131,9 @@ class SimProvider:
         except OSError as exc:
             raise TeeError(f"sim TEE config {config_path}: {exc.strerror or exc}") from None
         self.config = parse_config(raw)
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        try:
-            self._key = ec.derive_private_key(int.from_bytes(self.config.vcek_private_key, "big"), ec.SECP384R1())
-        except ValueError as exc:
-            raise TeeError(f"sim TEE config: bad vcek_private_key: {exc}") from None
+        scalar = int.from_bytes(self.config.vcek_private_key, "big")
+        if not 0 < scalar < simsign.P384_ORDER:
+            raise TeeError("sim TEE config: bad vcek_private_key: not a P-384 private scalar")
         der = {name: pem_to_der(pem, name) for name, pem in self.config.certificates.items()}
         self._aux = certtable.build(der)
 
@@ -165,8 +163,21 @@ class SimProvider:
             cpuid_mod_id=model,
             cpuid_step=step,
         )
-        report = snp_report.sign(body, self._key)
+        report = snp_report.assemble(body, *self._sign(body))
         return Evidence(tee=self.name, kind="snp", report=report, aux=self._aux, source=f"sim:{self.config_path}")
+
+    def _sign(self, body: bytes) -> tuple[int, int]:
+        """ECDSA P-384 over SHA-384 of the body: libcrypto via ctypes, else ``cryptography`` (simsign says why)."""
+        key = self.config.vcek_private_key
+        try:
+            return simsign.sign_digest(key, hashlib.sha384(body).digest())
+        except (TeeError, OSError, AttributeError):
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+            private = ec.derive_private_key(int.from_bytes(key, "big"), ec.SECP384R1())
+            return decode_dss_signature(private.sign(body, ec.ECDSA(hashes.SHA384())))  # type: ignore[no-any-return]
 
     def bound_value(self, evidence: Evidence) -> bytes:
         return snp_report.parse(evidence.report).host_data
