@@ -164,3 +164,26 @@ def test_cli_replays_a_log_and_refuses_junk(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "cocoon", "measure", "eventlog", str(log)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "EV_NO_ACTION" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_modern_tdvf_log_has_the_event_sequence_we_predict() -> None:
+    """A newer TDVF + EFI-stub log (no kernel or initrd published with it, so digests of those cannot be
+    compared): RTMR1 carries the kernel then exactly our fixed events of the no-separator variant, and
+    RTMR2 the stub's two tagged events in our order, load options then initrd (Linux efistub tag ids
+    0x8F3B22ED LOAD_OPTIONS and 0x8F3B22EC INITRD)."""
+    import base64
+    import json
+
+    doc = json.loads((Path(__file__).parent / "data" / "tdx-ovmf-modern-rtmr-events.json").read_text())
+    rtmr1 = [bytes.fromhex(e["digest"]) for e in doc["events"] if e["index"] == 2]
+    rtmr2 = [e for e in doc["events"] if e["index"] == 3]
+    no_separator = [hashlib.sha384(x).digest() for x in (rtmr.CALLING_EFI_APPLICATION, rtmr.EXIT_BOOT_SERVICES,
+                                                         rtmr.EXIT_BOOT_SERVICES_OK)]
+    assert rtmr1[1:] == no_separator
+    tags = []
+    for e in rtmr2:
+        raw = base64.b64decode(e["event"])
+        tag, size = struct.unpack_from("<II", raw)
+        tags.append((tag, raw[8 : 8 + size].rstrip(b"\0").decode()))
+    assert tags == [(0x8F3B22ED, "LOADED_IMAGE::LoadOptions"), (0x8F3B22EC, "Linux initrd")]
+    assert len(rtmr.rtmr2_events("console=ttyS0", b"initrd")) == len(rtmr2)
