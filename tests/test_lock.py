@@ -70,3 +70,20 @@ def test_a_package_no_index_lists_is_refused(tmp_path: Path, monkeypatch: pytest
     manifest, lockfile = write(tmp_path, ROWS)
     with pytest.raises(lock.LockError, match="in no index"):
         lock.check(manifest, tmp_path, lock=lockfile)
+
+
+def test_report_mode_builds_through_an_update_but_never_through_other_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = {(r["name"], r["version"], r["architecture"]): r["sha256"] for r in ROWS}
+    served[("crun", "9", "amd64")] = "ff" * 32
+    monkeypatch.setattr(lock, "index", lambda cache: served)
+    manifest, lockfile = write(tmp_path, [ROWS[0], {**ROWS[1], "version": "9"}])
+    warning = lock.check(manifest, tmp_path, lock=lockfile, mode="report")
+    assert warning.startswith("WARNING: 1 packages differ") and "crun: locked 1.8.1-1+deb12u1" in warning
+    assert json.loads(lockfile.read_text())["packages"] == ROWS  # a warning never rewrites the lock
+    manifest, _ = write(tmp_path, ROWS)
+    served[("crun", "1.8.1-1+deb12u1", "amd64")] = "ee" * 32  # same version, other bytes: tampering
+    with pytest.raises(lock.LockError, match=r"(?s)other bytes for a locked version.*crun: locked 1\.8\.1-1\+deb12u1"):
+        lock.check(manifest, tmp_path, lock=lockfile, mode="report")
+    with pytest.raises(lock.LockError, match="lock mode 'lax'"):
+        lock.check(manifest, tmp_path, lock=lockfile, mode="lax")
