@@ -9,13 +9,26 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from cocoon import __version__
 
+#: which module registers each subcommand, so one invocation imports only its own subsystem
+#: (``cocoon measure`` need not load the agent, the policy engine or the verifier)
+SUBSYSTEMS: dict[str, tuple[str, ...]] = {
+    "igvm.cli": ("measure", "igvm", "reference-values"),
+    "agent.cli": ("initdata", "sim-tee"),
+    "agent.policy.cli": ("policy",),
+    "agent.ctl": ("ctl",),
+    "verifier.cli": ("verify",),
+    "launcher.cli": ("launch", "demo"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` a known subcommand, only its subsystem is imported and registered."""
     parser = argparse.ArgumentParser(
         prog="cocoon",
         description="Guest side of confidential containers: measure, pack and verify confidential VMs.",
@@ -23,26 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cocoon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    from igvm import cli as igvm_cli
-
-    igvm_cli.register(sub)
-    from agent import cli as agent_cli
-    from agent import ctl
-    from agent.policy import cli as policy_cli
-    from launcher import cli as launcher_cli
-    from verifier import cli as verifier_cli
-
-    agent_cli.register(sub)
-    policy_cli.register(sub)
-    ctl.register(sub)
-    verifier_cli.register(sub)
-    launcher_cli.register(sub)
+    modules = [m for m, commands in SUBSYSTEMS.items() if command in commands] or list(SUBSYSTEMS)
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list[0] if args_list else None)
+    args = parser.parse_args(args_list)
     from agent.errors import AgentError
     from igvm.errors import MeasureError
 

@@ -90,3 +90,25 @@ def test_help_lists_commands() -> None:
     assert res.returncode == 0
     for word in ("measure", "igvm", "reference-values"):
         assert word in res.stdout
+
+
+def test_subcommand_table_matches_what_the_subsystems_register() -> None:
+    """`cocoon X` imports only X's subsystem, so the table naming them must list every command exactly."""
+    import argparse
+
+    from cocoon import cli as top
+
+    actions = [a for a in top.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    registered = set(actions[0].choices)
+    assert registered == {c for commands in top.SUBSYSTEMS.values() for c in commands}
+    for module, commands in top.SUBSYSTEMS.items():
+        only = [a for a in top.build_parser(commands[0])._actions if isinstance(a, argparse._SubParsersAction)]
+        assert set(only[0].choices) == set(commands), module
+
+
+def test_measure_does_not_import_the_agent() -> None:
+    code = ("import sys; from cocoon.cli import main\n"
+            "try:\n    main(['measure', 'snp', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('agent', 'verifier', 'launcher', 'grpc')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,45 @@ def test_tdx_igvm_semantics() -> None:
     expected = hashlib.sha384(add(0x1000) + ext(0x1000, page) + add(0x2000) + ext(0x2000, bytes(4096))
                               + add(0x3000) + add(0x8000) + add(0x9000)).digest()
     assert tdx_measure(parsed) == expected
+
+
+def test_long_runs_hash_in_forked_workers_with_the_same_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from igvm.snp import forkhash, igvm_measure
+
+    npages = igvm_measure.FORK_MIN_BATCHES * igvm_measure.BATCH_PAGES + 37  # a ragged last batch
+    pages = [(i * 2654435761 % 2**32).to_bytes(4, "little") * 1024 for i in range(npages)]
+    headers = [*_platform(), *[make("PAGE_DATA", data=p, gpa=0x4000000 + i * 4096, compatibility_mask=1)
+                               for i, p in enumerate(pages)]]
+    parsed = igf.read(igf.to_bytes(headers))
+    g = GCTX()
+    g.update_normal_pages(0x4000000, b"".join(pages))
+    forked = []
+    real = forkhash.hash_batches
+    monkeypatch.setattr(forkhash, "hash_batches", lambda *a: forked.append(a[2]) or real(*a))
+    monkeypatch.setattr(forkhash, "usable", lambda: True)
+    assert measure(parsed) == g.ld()
+    assert forked and forked[0] >= 1
+    monkeypatch.setattr(forkhash, "usable", lambda: False)
+    forked.clear()
+    assert measure(parsed) == g.ld() and not forked
+
+
+def test_a_failing_worker_surfaces_the_parents_own_error() -> None:
+    from igvm.snp import forkhash
+
+    batches = [[i] for i in range(6)]
+    parent = os.getpid()
+
+    def read(batch: list[int]) -> bytes:
+        if batch == [3] and os.getpid() != parent:
+            os._exit(9)  # the child dies mid-way; the parent must not hang or trust a short answer
+        if batch == [4]:
+            raise IgvmError(0x4000, "file data truncated")
+        return bytes([batch[0]]) * 4096
+
+    got = forkhash.hash_batches(read, batches, 2)
+    for i in range(4):
+        assert next(got) == [hashlib.sha384(bytes([i]) * 4096).digest()]
+    with pytest.raises(IgvmError, match="truncated"):
+        next(got)
+    got.close()

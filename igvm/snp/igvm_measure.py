@@ -23,10 +23,13 @@ from collections.abc import Iterator
 
 from ..defs import PAGE_SIZE, PAGE_SIZE_2M, PageDataFlags, PageDataType, PlatformType
 from ..file import Header, IgvmFile
+from . import forkhash
 from .pageinfo import ZERO_PAGE_SHA384, LaunchDigest, PageType, ParallelPageHasher
 
-#: pages per batch handed to a hashing thread (1 MiB)
+#: pages per batch handed to a hashing thread or process (1 MiB)
 BATCH_PAGES = 256
+#: runs of at least this many batches are hashed in forked processes when that is safe (forkhash.py)
+FORK_MIN_BATCHES = 16
 
 
 class ZeroPages(enum.Enum):
@@ -100,10 +103,14 @@ def _page_data(ld: LaunchDigest, igvm: IgvmFile, h: Header, zero_pages: ZeroPage
 
 def _hash_run(igvm: IgvmFile, run: list[tuple[int, int]], hasher: ParallelPageHasher
               ) -> Iterator[tuple[list[tuple[int, int]], list[bytes]]]:
-    """Read ``run``'s pages in coalesced batches and hash them on the pool, in order."""
+    """Read ``run``'s pages in coalesced batches and hash them in worker processes or on the pool, in order."""
+    batches = [run[start:start + BATCH_PAGES] for start in range(0, len(run), BATCH_PAGES)]
+    if len(batches) >= FORK_MIN_BATCHES and forkhash.usable():
+        yield from zip(batches, forkhash.hash_batches(lambda b: _read_batch(igvm, b), batches, forkhash.workers()),
+                       strict=True)
+        return
     queued: deque[list[tuple[int, int]]] = deque()
-    for start in range(0, len(run), BATCH_PAGES):
-        batch = run[start:start + BATCH_PAGES]
+    for batch in batches:
         queued.append(batch)
         for digests in hasher.submit(_read_batch(igvm, batch)):
             yield queued.popleft(), digests
