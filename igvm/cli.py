@@ -135,12 +135,20 @@ def _measure_eventlog(args: argparse.Namespace) -> int:
 
 
 def _measure_snp(args: argparse.Namespace) -> int:
-    from . import ovmf
-    from .snp.launch import SnpLaunch, snp_digest
-    from .snp.vmsa import Vmm
+    # Hashing kernel and initrd (hundreds of MiB; hashlib drops the GIL) overlaps the imports and the
+    # firmware parse instead of following them.
+    from concurrent.futures import ThreadPoolExecutor
 
-    fw = ovmf.load(args.ovmf)
-    launch = SnpLaunch(args.vcpus, _signature(args), args.guest_features, Vmm(args.vmm_type), _kernel_hashes(args))
+    with ThreadPoolExecutor(1) as pool:
+        hashes = pool.submit(_kernel_hashes, args)
+        from . import ovmf
+        from .snp.launch import SnpLaunch, snp_digest
+        from .snp.vmsa import Vmm
+
+        fw = ovmf.load(args.ovmf)
+        signature = _signature(args)
+        kernel_hashes = hashes.result()
+    launch = SnpLaunch(args.vcpus, signature, args.guest_features, Vmm(args.vmm_type), kernel_hashes)
     digest = snp_digest(fw, launch, ovmf_hash=args.ovmf_hash)
     _emit(args, digest, {"platform": "snp", "vcpus": args.vcpus, "vcpu_signature": f"{launch.vcpu_signature:#x}",
                          "guest_features": f"{args.guest_features:#x}", "vmm_type": args.vmm_type})

@@ -156,43 +156,45 @@ def test_tdx_igvm_semantics() -> None:
     assert tdx_measure(parsed) == expected
 
 
-def test_long_runs_hash_in_forked_workers_with_the_same_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_files_hash_in_forked_workers_with_the_same_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     from igvm.snp import forkhash, igvm_measure
 
-    npages = igvm_measure.FORK_MIN_BATCHES * igvm_measure.BATCH_PAGES + 37  # a ragged last batch
+    npages = igvm_measure.FORK_MIN_BYTES // 4096 + 37  # a ragged last batch
     pages = [(i * 2654435761 % 2**32).to_bytes(4, "little") * 1024 for i in range(npages)]
     headers = [*_platform(), *[make("PAGE_DATA", data=p, gpa=0x4000000 + i * 4096, compatibility_mask=1)
-                               for i, p in enumerate(pages)]]
+                               for i, p in enumerate(pages)],
+               make("PAGE_DATA", gpa=0x100000, compatibility_mask=1)]  # a page after the run waits for it
     parsed = igf.read(igf.to_bytes(headers))
     g = GCTX()
     g.update_normal_pages(0x4000000, b"".join(pages))
-    forked = []
-    real = forkhash.hash_batches
-    monkeypatch.setattr(forkhash, "hash_batches", lambda *a: forked.append(a[2]) or real(*a))
+    g.update_normal_pages(0x100000, bytes(4096))
+    made = []
+    real = forkhash.ForkedPageHasher
+    monkeypatch.setattr(forkhash, "ForkedPageHasher", lambda *a: made.append(1) or real(*a))
     monkeypatch.setattr(forkhash, "usable", lambda: True)
     assert measure(parsed) == g.ld()
-    assert forked and forked[0] >= 1
+    assert made == [1]
+    assert measure(parsed, workers=1) == g.ld() and made == [1]  # one worker: no fork, same digest
     monkeypatch.setattr(forkhash, "usable", lambda: False)
-    forked.clear()
-    assert measure(parsed) == g.ld() and not forked
+    assert measure(parsed) == g.ld() and made == [1]
 
 
 def test_a_failing_worker_surfaces_the_parents_own_error() -> None:
     from igvm.snp import forkhash
 
-    batches = [[i] for i in range(6)]
     parent = os.getpid()
 
-    def read(batch: list[int]) -> bytes:
-        if batch == [3] and os.getpid() != parent:
-            os._exit(9)  # the child dies mid-way; the parent must not hang or trust a short answer
-        if batch == [4]:
+    def read(offsets: list[int]) -> bytes:
+        if offsets[0] == 3 and os.getpid() != parent:
+            os._exit(9)  # the worker dies mid-way; the parent must not hang or trust a short answer
+        if offsets[0] == 4:
             raise IgvmError(0x4000, "file data truncated")
-        return bytes([batch[0]]) * 4096
+        return bytes([offsets[0]]) * 4096 * len(offsets)
 
-    got = forkhash.hash_batches(read, batches, 2)
-    for i in range(4):
-        assert next(got) == [hashlib.sha384(bytes([i]) * 4096).digest()]
-    with pytest.raises(IgvmError, match="truncated"):
-        next(got)
-    got.close()
+    got = []
+    with pytest.raises(IgvmError, match="truncated"), forkhash.ForkedPageHasher(read, 2) as hasher:
+        for i in range(8):
+            got += list(hasher.submit([i]))
+        for digests in hasher.drain():
+            got.append(digests)
+    assert got == [[hashlib.sha384(bytes([i]) * 4096).digest()] for i in range(4)]

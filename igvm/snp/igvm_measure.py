@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from ..defs import PAGE_SIZE, PAGE_SIZE_2M, PageDataFlags, PageDataType, PlatformType
 from ..file import Header, IgvmFile
@@ -28,8 +28,8 @@ from .pageinfo import ZERO_PAGE_SHA384, LaunchDigest, PageType, ParallelPageHash
 
 #: pages per batch handed to a hashing thread or process (1 MiB)
 BATCH_PAGES = 256
-#: runs of at least this many batches are hashed in forked processes when that is safe (forkhash.py)
-FORK_MIN_BATCHES = 16
+#: files at least this large are hashed in forked worker processes when that is safe (forkhash.py)
+FORK_MIN_BYTES = 16 << 20
 
 
 class ZeroPages(enum.Enum):
@@ -38,17 +38,32 @@ class ZeroPages(enum.Enum):
 
 
 def measure(igvm: IgvmFile, *, zero_pages: ZeroPages = ZeroPages.NORMAL, workers: int | None = None) -> bytes:
-    """The SNP MEASUREMENT of launching ``igvm``."""
+    """The SNP MEASUREMENT of launching ``igvm``.
+
+    NORMAL pages with file data go to a hasher in batches of ``BATCH_PAGES``
+    file offsets (worker processes for large files, else threads) and their
+    digests come back in order into the serial chain; any other header first
+    waits for every batch before it.
+    """
     mask = igvm.mask_for(PlatformType.SEV_SNP)
     ld = LaunchDigest()
     areas: dict[int, int] = {}
-    run: list[tuple[int, int]] = []  # (gpa, file_offset) of consecutive NORMAL data pages awaiting hashing
-    with ParallelPageHasher(workers) as hasher:
+    batch_gpas: list[int] = []
+    batch_offsets: list[int] = []
+    queued: deque[list[int]] = deque()  # GPAs of the batches in the hasher, in order
+    with _hasher(igvm, workers) as hasher:
+        def submit() -> None:
+            if batch_offsets:
+                for digests in hasher.submit(batch_offsets.copy()):
+                    ld.add_pages(queued.popleft(), digests)
+                queued.append(batch_gpas.copy())
+                batch_gpas.clear()
+                batch_offsets.clear()
+
         def flush() -> None:
-            if run:
-                for pages, digests in _hash_run(igvm, run, hasher):
-                    ld.add_pages([gpa for gpa, _ in pages], digests)
-                run.clear()
+            submit()
+            for digests in hasher.drain():
+                ld.add_pages(queued.popleft(), digests)
 
         for h in igvm.headers:
             code = h.code & 0x7FFFFFFF
@@ -57,9 +72,10 @@ def measure(igvm: IgvmFile, *, zero_pages: ZeroPages = ZeroPages.NORMAL, workers
                 if not hmask & mask or flags & _SHARED:
                     continue
                 if dtype == 0 and not flags & (_UNMEASURED | _LARGE) and file_offset:
-                    run.append((gpa, file_offset))  # type: ignore[arg-type]
-                    if len(run) >= BATCH_PAGES * 64:
-                        flush()
+                    batch_gpas.append(gpa)  # type: ignore[arg-type]
+                    batch_offsets.append(file_offset)  # type: ignore[arg-type]
+                    if len(batch_offsets) >= BATCH_PAGES:
+                        submit()
                     continue
                 flush()
                 _page_data(ld, igvm, h, zero_pages)
@@ -74,6 +90,16 @@ def measure(igvm: IgvmFile, *, zero_pages: ZeroPages = ZeroPages.NORMAL, workers
                 ld.add_vmsa(vmsa + bytes(PAGE_SIZE - len(vmsa)), h.int("gpa"))
         flush()
     return ld.ld
+
+
+def _hasher(igvm: IgvmFile, workers: int | None) -> ParallelPageHasher | forkhash.ForkedPageHasher:
+    """Worker processes for files large enough to repay the forks (when forking is safe here), else threads."""
+    def read(offsets: Sequence[int]) -> bytes:
+        return _read_pages(igvm, offsets)
+
+    if igvm.total_size >= FORK_MIN_BYTES and (workers is None or workers > 1) and forkhash.usable():
+        return forkhash.ForkedPageHasher(read, workers)
+    return ParallelPageHasher(read, workers)
 
 
 _SHARED = int(PageDataFlags.SHARED)
@@ -101,29 +127,12 @@ def _page_data(ld: LaunchDigest, igvm: IgvmFile, h: Header, zero_pages: ZeroPage
             ld.add_normal(gpa, data)
 
 
-def _hash_run(igvm: IgvmFile, run: list[tuple[int, int]], hasher: ParallelPageHasher
-              ) -> Iterator[tuple[list[tuple[int, int]], list[bytes]]]:
-    """Read ``run``'s pages in coalesced batches and hash them in worker processes or on the pool, in order."""
-    batches = [run[start:start + BATCH_PAGES] for start in range(0, len(run), BATCH_PAGES)]
-    if len(batches) >= FORK_MIN_BATCHES and forkhash.usable():
-        yield from zip(batches, forkhash.hash_batches(lambda b: _read_batch(igvm, b), batches, forkhash.workers()),
-                       strict=True)
-        return
-    queued: deque[list[tuple[int, int]]] = deque()
-    for batch in batches:
-        queued.append(batch)
-        for digests in hasher.submit(_read_batch(igvm, batch)):
-            yield queued.popleft(), digests
-    for digests in hasher.drain():
-        yield queued.popleft(), digests
-
-
-def _read_batch(igvm: IgvmFile, batch: list[tuple[int, int]]) -> bytes:
-    """The batch's page data, one read per contiguous stretch of the file."""
+def _read_pages(igvm: IgvmFile, offsets: Sequence[int]) -> bytes:
+    """The pages at these file offsets, one read per contiguous stretch of the file."""
     read = igvm.pread
     parts: list[bytes] = []
-    first = prev = batch[0][1]
-    for _, off in batch[1:]:
+    first = prev = offsets[0]
+    for off in offsets[1:]:
         if off != prev + PAGE_SIZE:
             parts.append(read(first, prev + PAGE_SIZE - first))
             first = off

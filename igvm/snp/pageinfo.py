@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 PAGE = 4096
 ZEROS48 = bytes(48)
@@ -31,6 +33,26 @@ ZERO_PAGE_SHA384 = hashlib.sha384(bytes(PAGE)).digest()
 VMSA_GPA = 0xFFFFFFFFF000
 
 _TAIL = struct.Struct("<HBB4sQ")
+
+
+def _small_sha384() -> Callable[[bytes], Any]:
+    """SHA-384 for the 112-byte PAGE_INFO: CPython's own implementation when present.
+
+    Each chain step hashes two blocks, where OpenSSL 3's per-call set-up
+    (provider fetch, context copy in digest()) costs more than the hashing;
+    the built-in module (``_sha2`` from 3.12, ``_sha512`` before) has none of
+    it and is ~30% faster per call here. Page contents (4 KiB) keep OpenSSL's
+    assembly. Any implementation gives the same digest.
+    """
+    for name in ("_sha2", "_sha512"):
+        try:
+            return importlib.import_module(name).sha384  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha384
+
+
+_chain_sha384 = _small_sha384()
 
 
 class PageType(enum.IntEnum):
@@ -56,11 +78,11 @@ class LaunchDigest:
 
     def update(self, page_type: int, gpa: int, contents: bytes = ZEROS48) -> None:
         """Extend with one PAGE_INFO; ``contents`` is the page's SHA-384 or zeros."""
-        self.ld = hashlib.sha384(self.ld + contents + _TAIL.pack(0x70, page_type, 0, b"\0\0\0\0", gpa)).digest()
+        self.ld = _chain_sha384(self.ld + contents + _TAIL.pack(0x70, page_type, 0, b"\0\0\0\0", gpa)).digest()
 
     def add_hashed(self, gpa: int, digests: Iterable[bytes], page_type: int = PageType.NORMAL) -> None:
         """Extend with consecutive pages whose content hashes are already known."""
-        sha384 = hashlib.sha384
+        sha384 = _chain_sha384
         pack = _TAIL.pack
         ld = self.ld
         for digest in digests:
@@ -70,7 +92,7 @@ class LaunchDigest:
 
     def add_pages(self, gpas: list[int], digests: list[bytes]) -> None:
         """Extend with NORMAL pages at arbitrary GPAs whose content hashes are known."""
-        sha384 = hashlib.sha384
+        sha384 = _chain_sha384
         pack = _TAIL.pack
         ld = self.ld
         for gpa, digest in zip(gpas, digests, strict=True):
@@ -107,18 +129,22 @@ def hash_pages(data: bytes | memoryview) -> list[bytes]:
 class ParallelPageHasher:
     """Hash batches of pages on worker threads, in order, a few batches ahead.
 
-    ``submit`` returns immediately; ``results`` yields digests batch by batch
-    in submission order. Bounded look-ahead keeps memory flat.
+    ``submit`` takes the file offsets of a batch's pages (``read`` fetches
+    them) and returns immediately; it yields digests of earlier batches in
+    submission order when the bounded look-ahead is full, which keeps memory
+    flat. The same interface as ``forkhash.ForkedPageHasher``.
     """
 
-    def __init__(self, workers: int | None = None, depth: int = 8) -> None:
+    def __init__(self, read: Callable[[Sequence[int]], bytes], workers: int | None = None, depth: int = 8) -> None:
+        self.read = read
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.depth = depth
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         self._pending: deque[Future[list[bytes]] | list[bytes]] = deque()
 
-    def submit(self, data: bytes | memoryview) -> Iterator[list[bytes]]:
-        """Queue ``data``; yield any batches that had to complete to make room."""
+    def submit(self, offsets: Sequence[int]) -> Iterator[list[bytes]]:
+        """Queue a batch; yield any batches that had to complete to make room."""
+        data = self.read(offsets)
         if self._pool is None:
             self._pending.append(hash_pages(data))
         else:
