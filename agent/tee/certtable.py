@@ -4,24 +4,45 @@ GHCB specification, "SNP Extended Guest Request": entries of {GUID 16 bytes,
 u32 offset, u32 length} terminated by an all-zero entry, offsets relative to
 the start of the table, certificates DER. GUIDs as go-sev-guest ``abi`` names
 them; on the wire the GUID bytes are in the order the text is written (what
-``uuid_parse`` / Go's ``uuid.Parse`` give), i.e. Python's ``UUID.bytes``.
+``uuid_parse`` / Go's ``uuid.Parse`` give), i.e. Python's ``UUID.bytes``. Kept as
+bytes and hex text here rather than ``uuid.UUID``: the sim TEE builds a table on
+every agent start, and importing ``uuid`` (and ``platform`` with it) was a few
+milliseconds of that start, seconds under emulation.
 """
 
 from __future__ import annotations
 
 import struct
-import uuid
 
 from agent.errors import ReportError
 
 ENTRY_SIZE = 24
 MAX_TABLE = 1 << 20  # the kernel caps certificate buffers far below this
-GUIDS: dict[uuid.UUID, str] = {
-    uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"): "vcek",
-    uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1"): "vlek",
-    uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"): "ask",
-    uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"): "ark",
-    uuid.UUID("92f81bc3-5811-4d3d-97ff-d19f88dc67ea"): "crl",
+
+
+def guid_bytes(text: str) -> bytes:
+    """The 16 wire bytes of a GUID written 8-4-4-4-12 (the order the text is written)."""
+    parts = text.split("-")
+    try:
+        raw = bytes.fromhex("".join(parts))
+    except ValueError:
+        raw = b""
+    if [len(x) for x in parts] != [8, 4, 4, 4, 12] or len(raw) != 16:
+        raise ReportError(f"{text!r} is neither a certificate name nor a GUID")
+    return raw
+
+
+def guid_text(raw: bytes) -> str:
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+GUIDS: dict[bytes, str] = {
+    guid_bytes("63da758d-e664-4564-adc5-f4b93be8accd"): "vcek",
+    guid_bytes("a8074bc2-a25a-483e-aae6-39c045a0b8a1"): "vlek",
+    guid_bytes("4ab7b379-bbac-4fe4-a02f-05aef327c782"): "ask",
+    guid_bytes("c0b406a4-a803-4952-9743-3fb6014cd0ae"): "ark",
+    guid_bytes("92f81bc3-5811-4d3d-97ff-d19f88dc67ea"): "crl",
 }
 _BY_NAME = {name: guid for guid, name in GUIDS.items()}
 
@@ -43,13 +64,13 @@ def parse(table: bytes) -> dict[str, bytes]:
     while True:
         if pos + ENTRY_SIZE > len(table):
             raise ReportError(f"SNP certificate table: entry at offset {pos} runs past the end (no terminator)")
-        guid = uuid.UUID(bytes=table[pos : pos + 16])
+        guid = table[pos : pos + 16]
         offset, length = struct.unpack_from("<II", table, pos + 16)
-        if guid.int == 0:
+        if not any(guid):
             if offset or length:
                 raise ReportError(f"SNP certificate table: terminator at offset {pos} is not all zero")
             return out
-        name = GUIDS.get(guid, str(guid))
+        name = GUIDS.get(guid) or guid_text(guid)
         if name in out:
             raise ReportError(f"SNP certificate table: {name} appears twice")
         if length == 0 or offset + length > len(table) or offset < pos + ENTRY_SIZE:
@@ -67,7 +88,7 @@ def build(certs: dict[str, bytes]) -> bytes:
     blobs = bytearray()
     start = ENTRY_SIZE * (len(certs) + 1)
     for name, der in certs.items():
-        guid = _BY_NAME.get(name) or uuid.UUID(name)
-        index += guid.bytes + struct.pack("<II", start + len(blobs), len(der))
+        guid = _BY_NAME.get(name) or guid_bytes(name)
+        index += guid + struct.pack("<II", start + len(blobs), len(der))
         blobs += der
     return bytes(index + bytes(ENTRY_SIZE) + blobs)
