@@ -24,6 +24,7 @@ error the caller sees is the one the read raises in the parent.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import struct
@@ -76,6 +77,7 @@ class ForkedPageHasher:
         if pid == 0:  # the worker: serve until the request pipe closes, never run the parent's clean-up
             status = 1
             try:
+                gc.disable()  # a collection would write to every object's header and copy the shared heap
                 os.close(req_w)
                 os.close(rep_r)
                 for _, w, r in self._workers:
