@@ -316,8 +316,13 @@ def _reference_values(args: argparse.Namespace) -> int:
 
     if args.kernel is None and (args.initrd or args.append):
         raise InputError("--initrd and --append are measured only together with --kernel")
+    rtmr0 = [v.hex() for v in args.rtmr0]
+    for path in args.rtmr0_eventlog:
+        from .tdx.eventlog import parse_log, replay
+
+        rtmr0.append(replay(parse_log(_read(path)))[0].hex())
     inputs = Inputs(args.ovmf, args.kernel, args.initrd, args.append, args.tdx_ovmf, args.policy,
-                    args.vcpus, args.vcpu_types.split(","), args.guest_features)
+                    args.vcpus, args.vcpu_types.split(","), args.guest_features, rtmr0)
     try:
         doc = generate(inputs)
     except OSError as exc:
@@ -437,5 +442,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rv.add_argument("--vcpu-types", default="EPYC-Milan,EPYC-Genoa", help="comma-separated vCPU types")
     rv.add_argument("--guest-features", type=_int_list, default=[0x1], help="comma-separated SEV_FEATURES")
     rv.add_argument("--policy", type=_int, default=0x30000, help="SNP guest policy to require")
+    rv.add_argument("--rtmr0", type=_hex_bytes(48), action="append", default=[], metavar="HEX",
+                    help="a TDX RTMR0 recorded from a trusted launch of the same VM shape (RAM, devices, "
+                         "firmware, variables); repeatable. RTMR0 is not predicted from the inputs")
+    rv.add_argument("--rtmr0-eventlog", action="append", default=[], metavar="CCEL",
+                    help="as --rtmr0, replayed from such a launch's CC event log "
+                         "(/sys/firmware/acpi/tables/data/CCEL); repeatable")
     rv.add_argument("-o", "--output", help="output file (default: stdout)")
     rv.set_defaults(handler=_reference_values)

@@ -35,6 +35,8 @@ class Inputs:
     vcpus: list[int] = field(default_factory=lambda: list(DEFAULT_VCPUS))
     vcpu_types: list[str] = field(default_factory=lambda: list(DEFAULT_VCPU_TYPES))
     guest_features: list[int] = field(default_factory=lambda: list(DEFAULT_GUEST_FEATURES))
+    #: RTMR0 values (hex) recorded from trusted launches of the same VM shape (see _rtmrs)
+    rtmr0: list[str] = field(default_factory=list)
 
 
 def _file_ref(path: str | None) -> dict[str, Any] | None:
@@ -48,10 +50,17 @@ def _file_ref(path: str | None) -> dict[str, Any] | None:
 
 
 def _rtmrs(inputs: Inputs) -> dict[str, Any] | None:
-    """RTMR1/RTMR2 for a direct kernel boot (QEMU >= 10.1, Linux >= 6.9); each a list of the candidates
-    the firmware's generation allows (with and without the RTMR1 separator). RTMR0 is not predicted."""
+    """RTMR0-2 for a direct kernel boot (QEMU >= 10.1, Linux >= 6.9), each a list of candidates.
+
+    RTMR1/RTMR2 are predicted from the kernel, initrd and command line (with and without the RTMR1
+    separator, which depends on the firmware's generation). RTMR0 covers the TD HOB (RAM size), the
+    ACPI tables QEMU generates for the device topology and the EFI variables: no input here
+    determines it, so it is a list of values recorded from trusted launches of the same VM shape
+    (``--rtmr0``, or ``--rtmr0-eventlog`` with the CCEL of such a launch), empty when none was given.
+    """
+    rtmr0 = sorted(set(inputs.rtmr0))
     if inputs.kernel is None:
-        return None
+        return {"rtmr0": rtmr0} if rtmr0 else None
     from .tdx.rtmr import PeError, predict
 
     with open(inputs.kernel, "rb") as fh:
@@ -65,8 +74,10 @@ def _rtmrs(inputs: Inputs) -> dict[str, Any] | None:
     except PeError as exc:  # SNP binds any kernel blob; TDVF only starts (and measures) PE images
         return {"unavailable": f"kernel is not a PE/COFF image TDVF could start: {exc}"}
     without = predict(kernel, initrd, inputs.cmdline or "", separator=False)
-    return {"rtmr1": [with_sep["rtmr1"], without["rtmr1"]], "rtmr2": [with_sep["rtmr2"]],
-            "boot": "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 not predicted"}
+    return {"rtmr0": rtmr0, "rtmr1": [with_sep["rtmr1"], without["rtmr1"]], "rtmr2": [with_sep["rtmr2"]],
+            "boot": "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 as recorded from "
+                    f"{len(rtmr0)} trusted launch(es)" if rtmr0 else
+                    "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 not recorded"}
 
 
 def generate(inputs: Inputs) -> dict[str, Any]:

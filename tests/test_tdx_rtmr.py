@@ -187,3 +187,27 @@ def test_a_modern_tdvf_log_has_the_event_sequence_we_predict() -> None:
         tags.append((tag, raw[8 : 8 + size].rstrip(b"\0").decode()))
     assert tags == [(0x8F3B22ED, "LOADED_IMAGE::LoadOptions"), (0x8F3B22EC, "Linux initrd")]
     assert len(rtmr.rtmr2_events("console=ttyS0", b"initrd")) == len(rtmr2)
+
+
+def test_reference_values_carry_recorded_rtmr0_candidates(tmp_path: Path) -> None:
+    """RTMR0 is not predicted; reference values list it as recorded from trusted launches, here replayed
+    from the real log (its RTMR0 is the published one) and given as hex."""
+    import json
+    import subprocess
+    import sys
+
+    log = tmp_path / "CCEL"
+    log.write_bytes(real_log())
+    other = "ab" * 48
+    out = subprocess.run([sys.executable, "-m", "cocoon", "reference-values", "--ovmf", "/usr/share/ovmf/OVMF.fd",
+                          "--vcpus", "1", "--vcpu-types", "EPYC-Milan", "--rtmr0-eventlog", str(log),
+                          "--rtmr0", other], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["tdx"]["rtmr"] == {"rtmr0": sorted([PUBLISHED_RTMR0, other])}
+    bad = subprocess.run([sys.executable, "-m", "cocoon", "reference-values", "--ovmf", "/usr/share/ovmf/OVMF.fd",
+                          "--rtmr0", "abc"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--rtmr0" in bad.stderr and "Traceback" not in bad.stderr
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\0" * 64)
+    bad = subprocess.run([sys.executable, "-m", "cocoon", "reference-values", "--ovmf", "/usr/share/ovmf/OVMF.fd",
+                          "--rtmr0-eventlog", str(junk)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "EV_NO_ACTION" in bad.stderr and "Traceback" not in bad.stderr

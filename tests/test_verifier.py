@@ -241,6 +241,19 @@ def test_each_tdx_claim_fails_alone(pck) -> None:  # type: ignore[no-untyped-def
         "tdx.pck_chain"}  # the real Intel root does not anchor a test chain
 
 
+def test_tdx_rtmrs_against_candidates_and_rtmr0_only_when_recorded(pck) -> None:  # type: ignore[no-untyped-def]
+    q = good_quote(pck, rtmr0=b"\x30" * 48, rtmr1=b"\x31" * 48, rtmr2=b"\x32" * 48)
+    rtmr = {"rtmr0": [("30" * 48)], "rtmr1": ["ff" * 48, "31" * 48], "rtmr2": ["32" * 48]}
+    r = tdx(q, pck, refs={"tdx": {**TDX_REFS["tdx"], "rtmr": rtmr}})
+    assert r.ok and {"tdx.rtmr0", "tdx.rtmr1", "tdx.rtmr2"} <= {c.name for c in r.claims if c.status == "pass"}
+    assert failed(tdx(q, pck, refs={"tdx": {**TDX_REFS["tdx"], "rtmr": {**rtmr, "rtmr0": ["00" * 48]}}})) == {
+        "tdx.rtmr0"}
+    assert failed(tdx(q, pck, refs={"tdx": {**TDX_REFS["tdx"], "rtmr": {**rtmr, "rtmr2": ["00" * 48]}}})) == {
+        "tdx.rtmr2"}
+    unrecorded = tdx(q, pck, refs={"tdx": {**TDX_REFS["tdx"], "rtmr": {**rtmr, "rtmr0": []}}})
+    assert unrecorded.ok and [c.status for c in unrecorded.claims if c.name == "tdx.rtmr0"] == ["skip"]
+
+
 def test_cli_with_a_running_agent_and_with_a_file(tmp_path, sim_chain, capsys) -> None:  # type: ignore[no-untyped-def]
     """End to end: agent (sim) -> `cocoon verify --address`, and the JSON `cocoon ctl GetEvidence` prints."""
     (tmp_path / "trust.pem").write_bytes(sim_chain.trust_pem)

@@ -129,6 +129,9 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
                 result.add(f"tdx.rtmr{i}", got in wants, f"RTMR{i} as built" + (
                     f" (one of {len(wants)} candidates)" if len(wants) > 1 else ""), wants if len(wants) > 1 else want,
                     got)
+            elif i == 0:
+                result.skip("tdx.rtmr0", "no RTMR0 recorded in the reference values (it depends on RAM, ACPI "
+                                         "tables and variables: record it with reference-values --rtmr0-eventlog)")
     else:
         result.skip("tdx.rtmr", "reference values carry no RTMRs")
     if refs.get("xfam") is not None:
