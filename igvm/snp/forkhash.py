@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import os
 import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
-PAGE = 4096
+from .pageinfo import hash_pages
+
 DIGEST = 48
 #: batches in flight per worker: requests (8 B/page) and replies (48 B/page) for 256-page batches stay
 #: far below a pipe's 64 KiB, so the parent never blocks writing while a worker blocks replying
@@ -45,13 +45,6 @@ Reader = Callable[[Sequence[int]], bytes]  # file offsets of pages -> their data
 def usable() -> bool:
     """Whether forking hashing workers is possible and safe in this process now."""
     return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
-
-
-def hash_pages(data: bytes | memoryview) -> bytes:
-    """The SHA-384 of each 4 KiB page of ``data``, concatenated."""
-    view = memoryview(data)
-    sha384 = hashlib.sha384
-    return b"".join([sha384(view[off:off + PAGE]).digest() for off in range(0, len(view), PAGE)])
 
 
 class ForkedPageHasher:
@@ -112,7 +105,7 @@ class ForkedPageHasher:
         k, offsets = self._pending.popleft()
         blob = _read_exact(self._workers[k][2], DIGEST * len(offsets))
         if blob is None:
-            blob = hash_pages(self.read(offsets))
+            return hash_pages(self.read(offsets))
         return [blob[off:off + DIGEST] for off in range(0, len(blob), DIGEST)]
 
     def close(self) -> None:
@@ -138,7 +131,7 @@ def _serve(read: Reader, requests: int, replies: int) -> None:
         body = _read_exact(requests, 8 * count)
         if body is None:
             return
-        _write_all(replies, hash_pages(read(struct.unpack(f"<{count}Q", body))))
+        _write_all(replies, b"".join(hash_pages(read(struct.unpack(f"<{count}Q", body)))))
 
 
 def _write_all(fd: int, data: bytes) -> None:
