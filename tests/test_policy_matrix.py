@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from podreq import POLICY_TEXT, web_request
 
 from agent.binding import READY, Binding
-from agent.policy import Policy
+from agent.policy import Policy, literal
 from agent.protocols import agent_pb2
 from agent.rpc import Code, Context, RpcError
 from agent.service import Agent
@@ -49,8 +49,14 @@ def policy() -> Policy:
     return Policy(POLICY_TEXT)
 
 
-@pytest.fixture
-def agent(policy):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["policy_data via json.unmarshal", "policy_data as written"])
+def agent(policy, request, monkeypatch):  # type: ignore[no-untyped-def]
+    # Every decision below is taken twice: with the start-up rewrite of genpolicy's data literal
+    # (agent/policy/literal.py) and with the text compiled exactly as written, as Kata's agent does.
+    if request.param == "policy_data as written":
+        monkeypatch.setattr(literal, "rewrite", lambda text: None)
+    else:
+        assert literal.rewrite(POLICY_TEXT) is not None
     policy_fresh = Policy(POLICY_TEXT)
     a = Agent(Binding(READY, "test", policy=policy_fresh), Recorder())
     yield a
@@ -97,6 +103,7 @@ def test_matching_container_is_allowed_and_recorded(agent) -> None:  # type: ign
     ({"container_id": "UPPER-case-id"}, ""),
 ])
 def test_container_deviations_are_denied(agent, edits, why) -> None:  # type: ignore[no-untyped-def]
+    edits = dict(edits)  # the parameter is shared by every run of this test
     cid = edits.pop("container_id", "c0ffee00c0ffee01")
     denied(agent, "CreateContainer", web_request(cid, **edits), why)
     assert agent.backend.calls == []

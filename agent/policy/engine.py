@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import PolicyError
-from agent.policy import jsonpatch
+from agent.policy import jsonpatch, literal
 
 PACKAGE = "agent_policy"
 MAX_COL = 64 * 1024
@@ -122,19 +122,32 @@ class Policy:
     def _engine(self) -> Any:
         return self._owner.engine
 
+    @staticmethod
+    def _new_engine(regorus: Any) -> Any:
+        engine = regorus.Engine()
+        engine.set_rego_v0(True)
+        engine.set_policy_length_config(max_col=MAX_COL, max_file_bytes=MAX_FILE_BYTES, max_lines=MAX_LINES)
+        engine.set_gather_prints(True)
+        return engine
+
     def _load(self, text: str, name: str) -> None:
         try:
             import regorus
         except ImportError as exc:  # the image must carry it; say so instead of a traceback
             raise PolicyError(f"the Rego engine (regorus) is not installed: {exc}") from None
-        engine = regorus.Engine()
-        engine.set_rego_v0(True)
-        engine.set_policy_length_config(max_col=MAX_COL, max_file_bytes=MAX_FILE_BYTES, max_lines=MAX_LINES)
-        engine.set_gather_prints(True)
-        try:
-            package = engine.add_policy(name, text)
-        except Exception as exc:  # regorus raises RuntimeError/ValueError with a located message
-            raise PolicyError(f"policy does not compile: {_clean(exc)}") from None
+        engine = self._new_engine(regorus)
+        package = None
+        fast = literal.rewrite(text)
+        if fast is not None:
+            try:
+                package = engine.add_policy(name, fast)
+            except Exception:  # the original's own error is the one to report: compile it as written
+                engine = self._new_engine(regorus)
+        if package is None:
+            try:
+                package = engine.add_policy(name, text)
+            except Exception as exc:  # regorus raises RuntimeError/ValueError with a located message
+                raise PolicyError(f"policy does not compile: {_clean(exc)}") from None
         if package != f"data.{PACKAGE}":
             raise PolicyError(f"policy package is {package!r}, expected 'package {PACKAGE}'")
         self._owner.engine = engine
