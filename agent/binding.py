@@ -15,11 +15,11 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 
 from agent.errors import AgentError
 from agent.initdata import Initdata
 from agent.policy import Decision, Policy
+from agent.record import factory, record
 from agent.tee import TeeProvider
 
 log = logging.getLogger("cocoon.agent")
@@ -28,7 +28,7 @@ READY = "ready"
 DENY_ALL = "deny-all"
 
 
-@dataclass
+@record
 class Binding:
     """What startup established; ``state`` is READY only with a verified policy loaded."""
 
@@ -37,7 +37,7 @@ class Binding:
     tee: TeeProvider | None = None
     initdata: Initdata | None = None
     policy: Policy | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = factory(dict)
 
     @property
     def ready(self) -> bool:

@@ -21,9 +21,9 @@ import os
 import stat
 import tomllib
 import zlib
-from dataclasses import dataclass
 
 from agent.errors import InitdataError
+from agent.record import record
 
 MAGIC = b"initdata"
 HEADER_SIZE = 16
@@ -39,7 +39,7 @@ DEVICE_BY_ID = "/dev/disk/by-id/virtio-initdata"
 POLICY_KEY = "policy.rego"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Initdata:
     """A parsed document and the raw bytes its digest covers."""
 

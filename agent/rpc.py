@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from agent.record import factory, record
 
 
 class Code(enum.IntEnum):
@@ -48,20 +49,20 @@ class RpcError(Exception):
         return f"{self.code.name}: {self.message}"
 
 
-@dataclass
+@record
 class Context:
     """Per-call facts a handler may use: which transport, the peer, the deadline."""
 
     transport: str
     peer: str = ""
     timeout: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = factory(dict)
 
 
 Handler = Callable[[Any, Context], Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Method:
     name: str
     request: type
@@ -70,10 +71,10 @@ class Method:
     long_running: bool = False  # blocks for a long time (long polls): gets its own thread
 
 
-@dataclass
+@record
 class Service:
     name: str  # fully qualified, e.g. "grpc.AgentService"
-    methods: dict[str, Method] = field(default_factory=dict)
+    methods: dict[str, Method] = factory(dict)
 
     def add(self, method: Method) -> None:
         self.methods[method.name] = method

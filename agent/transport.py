@@ -17,10 +17,10 @@ import stat
 import termios
 import time
 import tty
-from dataclasses import dataclass
 from typing import Protocol
 
 from agent.errors import AgentError
+from agent.record import record
 
 VMADDR_CID_ANY = 0xFFFFFFFF
 DEFAULT_ADDRESS = "vsock://-1:1024"
@@ -36,7 +36,7 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Address:
     scheme: str
     host: str = ""

@@ -23,11 +23,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import PolicyError
 from agent.policy import jsonpatch, literal
+from agent.record import factory, record
 
 PACKAGE = "agent_policy"
 MAX_COL = 64 * 1024
@@ -35,11 +35,11 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_LINES = 200_000
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Decision:
     allowed: bool
-    prints: list[str] = field(default_factory=list)
-    ops: list[Any] = field(default_factory=list)
+    prints: list[str] = factory(list)
+    ops: list[Any] = factory(list)
     forced: bool = False  # allowed only because AllowRequestsFailingPolicy is true
 
     def reason(self, endpoint: str) -> str:

@@ -8,13 +8,14 @@ fixed by whoever launched the VM. Providers expose exactly that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
+
+from agent.record import factory, record
 
 REPORT_DATA_SIZE = 64
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Evidence:
     """A report as the TEE produced it, plus what a verifier needs next to it.
 
@@ -29,7 +30,7 @@ class Evidence:
     report: bytes
     aux: bytes = b""
     source: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = factory(dict)
 
 
 class TeeProvider(Protocol):

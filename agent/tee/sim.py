@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import TeeError
+from agent.record import record
 from agent.tee import certtable, simsign, snp_report
 from agent.tee.base import Evidence, check_report_data
 
@@ -36,7 +36,7 @@ SIM_REPORT_VERSION = 3
 SIM_CPUID = (0x19, 0x01, 0x01)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SimConfig:
     measurement: bytes
     host_data: bytes

@@ -13,10 +13,10 @@ vectors at 0x1F8/0x200. Fields a version does not define must be zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 from agent.errors import ReportError
+from agent.record import fields, record
 
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0
@@ -72,7 +72,7 @@ POLICY_DEBUG = 1 << 19
 POLICY_SINGLE_SOCKET = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TcbVersion:
     """TCB_VERSION: security patch levels by byte; the layout depends on the product line.
 
@@ -106,7 +106,7 @@ class TcbVersion:
         return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SnpReport:
     """Every field of the report, plus the signature components and the signed bytes."""
 
@@ -154,11 +154,11 @@ class SnpReport:
     def to_json(self) -> dict[str, Any]:
         """Hex for byte strings, numbers as numbers: what `--json` outputs print."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "signed_bytes":
+        for name in fields(self):
+            if name == "signed_bytes":
                 continue
-            value = getattr(self, f.name)
-            out[f.name] = value.hex() if isinstance(value, bytes) else value
+            value = getattr(self, name)
+            out[name] = value.hex() if isinstance(value, bytes) else value
         return out
 
 
