@@ -193,8 +193,11 @@ def _pread_all(fd: int, size: int) -> bytes:
 
 def discover() -> str:
     """Where the initdata device is: the virtio serial name Contrast uses, else the first disk with the magic."""
-    if os.path.exists(DEVICE_BY_ID):
-        return DEVICE_BY_ID
+    from agent.devices import resolve
+
+    by_id = resolve(DEVICE_BY_ID)  # no udev in the image: the serial may only be in sysfs
+    if os.path.exists(by_id):
+        return by_id
     for dev in sorted(glob.glob("/dev/vd*") + glob.glob("/dev/sd*")):
         if dev[-1].isdigit():
             continue  # partitions never hold initdata

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 
 from agent import verity
+from agent.devices import resolve
 from agent.errors import AgentError
 from agent.reaper import Reaper
 
@@ -95,7 +96,7 @@ def layer_spec(driver_options: list[str], source: str, mount_point: str) -> Laye
         raise StorageError(f"layer {source}: needs {ROOTHASH}<hex> and {HASHOFFSET}<bytes>") from None
     if len(root) not in (32, 64) or offset <= 0 or offset % 4096:
         raise StorageError(f"layer {source}: bad verity root hash or hash offset")
-    return LayerSpec(source, root, offset, mount_point)
+    return LayerSpec(resolve(source), root, offset, mount_point)  # no udev in the image: by-id names via sysfs
 
 
 class Storage:

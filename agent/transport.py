@@ -138,8 +138,12 @@ class Listener:
         self.sock: socket.socket | None = None
         self._serial_busy = False
         self._serial_fd: int | None = None
+        self.serial_path = address.path
         if address.scheme == "serial":
-            if not os.path.exists(address.path):
+            from agent.devices import resolve
+
+            self.serial_path = resolve(address.path)  # no udev in the image: the name may only be in sysfs
+            if not os.path.exists(self.serial_path):
                 raise AddressError(f"serial port {address.path} does not exist")
             return
         if address.scheme == "unix":
@@ -175,7 +179,7 @@ class Listener:
             while self._serial_busy:
                 time.sleep(0.05)
             if self._serial_fd is None:
-                self._serial_fd = open_serial(self.address.path)
+                self._serial_fd = open_serial(self.serial_path)
             wait_for_host(self._serial_fd)
             self._serial_busy = True
             return SerialStream(self._serial_fd), self.address.path

@@ -49,7 +49,11 @@ MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service"
                 "systemd-repart.service", "systemd-sysext.service", "systemd-pstore.service",
                 "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "systemd-pcrphase.service",
                 "systemd-pcrphase-sysinit.service", "dpkg-db-backup.timer", "fstrim.timer",
-                "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path")
+                "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path",
+                # No udev, as in Kata's guests: udevd and its coldplug cost ~2.5 s of a TCG boot; the agent finds
+                # the two names it needs (virtio port names, disk serials) in sysfs itself (agent/devices.py).
+                "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+                "systemd-udev-trigger.service", "systemd-udev-settle.service")
 # Generators run (one exec each) before systemd loads a unit; only fstab's is needed (/var, /tmp tmpfs).
 # The rest look for things this image never has (GPT auto-partitions, crypttab, SysV scripts, gettys)
 # or take orders from the command line. Masked the way systemd documents: a /dev/null link in /etc.
