@@ -5,11 +5,12 @@ The agent runs with the sim TEE, a ~70 KB genpolicy-shaped policy
 (tests/policies/pod.rego) in block-layout initdata, and a unix listener,
 exactly the startup path of the image minus the kernel. It runs the way the
 image runs it: a copy of agent/ with hash-based .pyc files (as image/build.py
-compiles them) on PYTHONPATH next to the installed packages, and no site
-initialisation (the development venv's site runs setuptools' editable-install
-finder and whatever .pth files the machine has, ~15-30 ms the image does not
-carry; and with PYTHONDONTWRITEBYTECODE a source tree would be recompiled on
-every start). The baseline is the same interpreter with the same flags.
+compiles them) on PYTHONPATH next to the installed packages, started as
+``python3 -S -P .../agent/__main__.py`` like image/cocoon-agent.service (no
+site initialisation, no runpy; the development venv's site would also run
+setuptools' editable-install finder and the machine's .pth files, and with
+PYTHONDONTWRITEBYTECODE a source tree would be recompiled on every start).
+The baseline is the same interpreter with ``-S -c pass``.
 Goal: READY within 200 ms median. Both figures come from the same run; the
 ratio is what to compare across machines.
 """
@@ -55,7 +56,7 @@ def time_ready(cmd: list[str], tmp: str, env: dict[str, str]) -> float:
         notify.settimeout(60)
         env = {**env, "NOTIFY_SOCKET": path}
         start = time.perf_counter()
-        # cwd: `-m` puts the working directory first on sys.path, which must not be the source tree
+        # cwd outside the source tree, whatever the interpreter does with it
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=tmp)
         try:
             while b"READY=1" not in notify.recv(65536):
@@ -89,7 +90,8 @@ def main() -> int:
         with open(sim, "w") as f:
             f.write(make_config(make_chain(rsa_bits=2048), b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
         env = stage_agent(tmp)
-        agent = [sys.executable, "-S", "-m", "agent", "--tee", "sim", "--sim-config", sim, "--initdata", dev,
+        main_py = os.path.join(env["PYTHONPATH"].split(os.pathsep)[0], "agent", "__main__.py")
+        agent = [sys.executable, "-S", "-P", main_py, "--tee", "sim", "--sim-config", sim, "--initdata", dev,
                  "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null",
                  "--state-dir", f"{tmp}/state", "--shared-dir", f"{tmp}/shared", "--sandbox-dir", f"{tmp}/sandbox"]
         base = [sys.executable, "-S", "-c", "pass"]

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -160,6 +161,18 @@ def test_exit_after_ready_reports_startup_time(tmp_path, sim_tee) -> None:  # ty
 def test_bad_listen_address_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = subprocess.run([sys.executable, "-m", "agent", "--listen", "http://x", "--kernel-cmdline", "/dev/null"],
                          capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "unknown scheme 'http'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_image_invocation_runs_the_daemon(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """image/cocoon-agent.service runs the script with -P (no script directory on sys.path, where
+    agent/systemd.py would shadow the systemd package) from any working directory."""
+    root = Path(__file__).resolve().parent.parent
+    unit = (root / "image" / "cocoon-agent.service").read_text()
+    assert "ExecStart=/usr/bin/python3 -S -P /usr/lib/cocoon/agent/__main__.py" in unit
+    out = subprocess.run([sys.executable, "-P", str(root / "agent" / "__main__.py"), "--listen", "http://x",
+                          "--kernel-cmdline", "/dev/null"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 2 and "unknown scheme 'http'" in out.stderr and "Traceback" not in out.stderr
 
 
