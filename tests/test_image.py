@@ -94,6 +94,21 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
 
 
+def test_without_udev_every_shipped_module_is_loaded_by_name(image: Path) -> None:
+    """No udev loads drivers by modalias in this image: whatever the initrd does not load, modules-load.d must."""
+    from image import build, initrd
+
+    tree = image.parent / "mkosi" / "root"
+    units = tree / "etc/systemd/system"
+    assert os.readlink(units / "systemd-udevd.service") == "/dev/null"
+    listed = set((tree / "etc/modules-load.d/cocoon.conf").read_text().split())
+    # Drivers bound to a device by modalias; the rest (veth, bridge, tun, overlay, ...) the kernel
+    # requests itself when a feature is first used, and vsock/tsm come as dependencies.
+    by_modalias = {"qemu_fw_cfg", "sev_guest", "tdx_guest", "vmw_vsock_virtio_transport", "virtio_net"}
+    assert by_modalias <= listed
+    assert by_modalias <= set(build.MODULES) and not by_modalias & set(initrd.MODULES)
+
+
 def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     import gzip
 
