@@ -94,14 +94,18 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
 
     def wrap(cls: type[T]) -> type[T]:
         annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - inspect is what this avoids
-        names = tuple(n for n, a in annotations.items() if not str(a).startswith(("ClassVar", "typing.ClassVar")))
-        defaults: dict[str, Any] = {}
+        own = tuple(n for n, a in annotations.items() if not str(a).startswith(("ClassVar", "typing.ClassVar")))
+        # A record subclassing a record: the base's fields first, then new ones (as dataclasses order them).
+        inherited: tuple[str, ...] = getattr(cls, "__record_fields__", ())
+        names = inherited + tuple(n for n in own if n not in inherited)
+        defaults: dict[str, Any] = dict(getattr(cls, "__record_defaults__", {}))
         seen_default = False
         for name in names:
-            if name in cls.__dict__:
+            if name in own and name in cls.__dict__:
                 defaults[name] = cls.__dict__[name]
                 if isinstance(defaults[name], factory):
                     delattr(cls, name)  # the class attribute would otherwise shadow nothing useful
+            if name in defaults:
                 seen_default = True
             elif seen_default:
                 raise TypeError(f"{cls.__name__}: field {name!r} without a default follows one with a default")

@@ -83,3 +83,19 @@ def test_a_field_without_default_after_one_with_default_is_refused() -> None:
         class Bad:
             a: int = 0
             b: int
+
+
+def test_a_record_subclass_extends_the_base_fields_like_a_dataclass() -> None:
+    @record(frozen=True)
+    class Point3(Point):
+        z: int = 7
+
+    @dataclasses.dataclass(frozen=True)
+    class DPoint3(DPoint):
+        z: int = 7
+
+    assert fields(Point3) == ("x", "y", "tags", "z") == tuple(f.name for f in dataclasses.fields(DPoint3))
+    p = Point3(1, 2, ["t"], 3)
+    assert (p.x, p.y, p.tags, p.z) == (1, 2, ["t"], 3) and Point3(1).z == 7 and Point3(1).tags == []
+    assert repr(p) == repr(DPoint3(1, 2, ["t"], 3)).replace("DPoint3", "Point3")
+    assert fields(Point) == ("x", "y", "tags")  # the base is unchanged
