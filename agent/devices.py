@@ -46,6 +46,8 @@ def resolve(path: str, sys_root: str = "/sys", dev_root: str = "/dev") -> str:
     except OSError:
         return path
     for entry in entries:
-        if _read(os.path.join(table, entry, leaf)) == wanted:
+        value = _read(os.path.join(table, entry, leaf))
+        # udev's link name has each run of whitespace as one "_" (util_replace_whitespace)
+        if value is not None and wanted in (value, "_".join(value.split())):
             return os.path.join(dev_root, entry)
     return path

@@ -16,7 +16,7 @@ def fake_sys(tmp: Path) -> tuple[str, str]:
     for entry, name in (("vport1p1", "org.qemu.guest_agent.0"), ("vport2p1", "cocoon.agent")):
         (sysfs / "class" / "virtio-ports" / entry).mkdir(parents=True)
         (sysfs / "class" / "virtio-ports" / entry / "name").write_text(name + "\n")
-    for entry, serial in (("vda", ""), ("vdb", "initdata"), ("vdc", "layer0")):
+    for entry, serial in (("vda", ""), ("vdb", "initdata"), ("vdc", "layer0"), ("vdd", " my  disk ")):
         (sysfs / "block" / entry).mkdir(parents=True)
         (sysfs / "block" / entry / "serial").write_text(serial)
     (sysfs / "block" / "loop0").mkdir()  # no serial file at all
@@ -29,6 +29,7 @@ def test_names_resolve_to_the_kernel_nodes(tmp_path: Path) -> None:
     assert resolve("/dev/virtio-ports/cocoon.agent", sysfs, dev) == f"{dev}/vport2p1"
     assert resolve("/dev/disk/by-id/virtio-initdata", sysfs, dev) == f"{dev}/vdb"
     assert resolve("/dev/disk/by-id/virtio-layer0", sysfs, dev) == f"{dev}/vdc"
+    assert resolve("/dev/disk/by-id/virtio-my_disk", sysfs, dev) == f"{dev}/vdd"  # udev's whitespace rule
 
 
 def test_unknown_names_and_other_paths_are_returned_unchanged(tmp_path: Path) -> None:
@@ -47,9 +48,14 @@ def test_an_existing_path_wins_over_sysfs(tmp_path: Path) -> None:
 
 
 _SYS, _DEV = fake_sys(Path(tempfile.mkdtemp(prefix="cocoon-devices-")))
-KNOWN = {"/dev/virtio-ports/cocoon.agent": f"{_DEV}/vport2p1", "/dev/virtio-ports/org.qemu.guest_agent.0":
-         f"{_DEV}/vport1p1", "/dev/disk/by-id/virtio-initdata": f"{_DEV}/vdb", "/dev/disk/by-id/virtio-layer0":
-         f"{_DEV}/vdc"}
+KNOWN = {
+    "/dev/virtio-ports/cocoon.agent": f"{_DEV}/vport2p1",
+    "/dev/virtio-ports/org.qemu.guest_agent.0": f"{_DEV}/vport1p1",
+    "/dev/disk/by-id/virtio-initdata": f"{_DEV}/vdb",
+    "/dev/disk/by-id/virtio-layer0": f"{_DEV}/vdc",
+    "/dev/disk/by-id/virtio-my_disk": f"{_DEV}/vdd",
+    "/dev/disk/by-id/virtio-my  disk": f"{_DEV}/vdd",
+}
 
 
 @given(st.sampled_from(["/dev/virtio-ports/", "/dev/disk/by-id/virtio-"]),
