@@ -22,6 +22,7 @@ import stat
 import tomllib
 import zlib
 
+from agent.devices import resolve
 from agent.errors import InitdataError
 from agent.record import record
 
@@ -193,8 +194,6 @@ def _pread_all(fd: int, size: int) -> bytes:
 
 def discover() -> str:
     """Where the initdata device is: the virtio serial name Contrast uses, else the first disk with the magic."""
-    from agent.devices import resolve
-
     by_id = resolve(DEVICE_BY_ID)  # no udev in the image: the serial may only be in sysfs
     if os.path.exists(by_id):
         return by_id

@@ -46,7 +46,7 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
         raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments but {len(args)} were given")
     values = dict(zip(names, args, strict=False))
     for key, value in kwargs.items():
-        if key not in cls.__record_defaults__ and key not in names:
+        if key not in names:
             raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r}")
         if key in values:
             raise TypeError(f"{cls.__name__}() got multiple values for argument {key!r}")

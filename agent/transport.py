@@ -19,6 +19,7 @@ import time
 import tty
 from typing import Protocol
 
+from agent.devices import resolve
 from agent.errors import AgentError
 from agent.record import record
 
@@ -138,11 +139,9 @@ class Listener:
         self.sock: socket.socket | None = None
         self._serial_busy = False
         self._serial_fd: int | None = None
-        self.serial_path = address.path
+        # no udev in the image: a port's name may only be in sysfs
+        self.serial_path = resolve(address.path) if address.scheme == "serial" else address.path
         if address.scheme == "serial":
-            from agent.devices import resolve
-
-            self.serial_path = resolve(address.path)  # no udev in the image: the name may only be in sysfs
             if not os.path.exists(self.serial_path):
                 raise AddressError(f"serial port {address.path} does not exist")
             return

@@ -317,10 +317,10 @@ def _reference_values(args: argparse.Namespace) -> int:
     if args.kernel is None and (args.initrd or args.append):
         raise InputError("--initrd and --append are measured only together with --kernel")
     rtmr0 = [v.hex() for v in args.rtmr0]
-    for path in args.rtmr0_eventlog:
+    if args.rtmr0_eventlog:
         from .tdx.eventlog import parse_log, replay
 
-        rtmr0.append(replay(parse_log(_read(path)))[0].hex())
+        rtmr0 += [replay(parse_log(_read(path)))[0].hex() for path in args.rtmr0_eventlog]
     inputs = Inputs(args.ovmf, args.kernel, args.initrd, args.append, args.tdx_ovmf, args.policy,
                     args.vcpus, args.vcpu_types.split(","), args.guest_features, rtmr0)
     try:

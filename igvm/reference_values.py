@@ -74,10 +74,9 @@ def _rtmrs(inputs: Inputs) -> dict[str, Any] | None:
     except PeError as exc:  # SNP binds any kernel blob; TDVF only starts (and measures) PE images
         return {"unavailable": f"kernel is not a PE/COFF image TDVF could start: {exc}"}
     without = predict(kernel, initrd, inputs.cmdline or "", separator=False)
+    recorded = f"rtmr0 as recorded from {len(rtmr0)} trusted launch(es)" if rtmr0 else "rtmr0 not recorded"
     return {"rtmr0": rtmr0, "rtmr1": [with_sep["rtmr1"], without["rtmr1"]], "rtmr2": [with_sep["rtmr2"]],
-            "boot": "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 as recorded from "
-                    f"{len(rtmr0)} trusted launch(es)" if rtmr0 else
-                    "qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; rtmr0 not recorded"}
+            "boot": f"qemu>=10.1 direct kernel boot, linux>=6.9 efi stub; {recorded}"}
 
 
 def generate(inputs: Inputs) -> dict[str, Any]:
