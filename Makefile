@@ -11,8 +11,9 @@ CACHE ?= $(HOME)/.cache/cocoon
 # runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers);
 # gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin: the SNP firmware (edk2 AmdSev)
 # swtpm swtpm-tools: measured-boot test of the RTMR prediction (tests/test_tpm_measured_boot.py)
+# zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
 APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
-	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools
+	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -37,6 +37,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
                 sim_config=Path(args.sim_config) if args.sim_config else None, initdata_digest=digest,
                 memory_mib=args.memory, vcpus=args.vcpus, vcpu_type=args.vcpu_type, accel=args.accel,
                 firmware=Path(args.firmware) if args.firmware else None)
+    if args.platform == "sim" and args.kernel_boot == "pvh":
+        from launcher.pvh import sim_kernel
+
+        m.pvh_kernel, how = sim_kernel(image.kernel)
+        if m.pvh_kernel is None:
+            print(f"cocoon launch: kernel boot: {how}", file=sys.stderr)
     argv = m.argv()
     if args.print:
         print(render(argv))
@@ -63,6 +69,9 @@ def register(sub: Any) -> None:
     p.add_argument("--vcpu-type", default="EPYC-Milan", help="SNP vCPU model (default EPYC-Milan)")
     p.add_argument("--memory", type=int, default=1024, help="MiB (default 1024)")
     p.add_argument("--accel", choices=("tcg", "kvm"), default="tcg", help="sim only (SNP/TDX always use KVM)")
+    p.add_argument("--kernel-boot", choices=("pvh", "bzimage"), default="pvh",
+                   help="sim only: boot the kernel's ELF through its PVH entry with qboot (default; ~2 s faster "
+                        "under TCG, decompressed once into ~/.cache/cocoon/kernels) or the bzImage through SeaBIOS")
     p.add_argument("--print", action="store_true", help="print the QEMU command line instead of running it")
     p.set_defaults(handler=cmd_launch)
 

@@ -90,6 +90,7 @@ def run_demo(image: Image, work: Path, quiet: bool = False, accel: str = "tcg") 
         t.say(f"  launch measurement (reference-values.json, {2} x EPYC-Milan): {facts['measurement']}")
         t.say(f"  HOSTDATA = {facts['initdata_algorithm']}(initdata):          {facts['host_data']}")
         t.say(f"  container layer dm-verity root hash (pinned by the policy): {facts['layer_root_hash']}")
+        t.say(f"  kernel boot path (sim only): {facts['kernel_boot']}")
         return "the sim PSP will report exactly the reference measurement and the initdata digest", facts
 
     vm: Vm | None = None

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from agent.errors import AgentError
 from agent.tee.sim import FW_CFG_NAME
+from launcher.pvh import QBOOT
 
 PLATFORMS = ("sim", "snp", "tdx")
 AGENT_PORT = "cocoon.agent"  # the virtio-serial port name the image's cmdline listens on
@@ -128,6 +129,7 @@ class Machine:
     accel: str = "tcg"
     firmware: Path | None = None  # SNP: AmdSev OVMF; TDX: TDVF (OVMF with TDX support)
     root_image: Path | None = None  # override (the tests flip a byte in a copy)
+    pvh_kernel: Path | None = None  # sim only: the kernel's ELF (launcher/pvh.py), booted without firmware detours
     extra_cmdline: str = ""
 
     def cmdline(self) -> str:
@@ -151,7 +153,12 @@ class Machine:
         else:
             argv.append("-nographic")
         argv += self._platform_args()
-        argv += ["-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd), "-append", self.cmdline()]
+        kernel = self.image.kernel
+        if self.platform == "sim" and self.pvh_kernel is not None:
+            kernel = self.pvh_kernel
+            if QBOOT.is_file():
+                argv += ["-bios", str(QBOOT)]
+        argv += ["-kernel", str(kernel), "-initrd", str(self.image.initrd), "-append", self.cmdline()]
         argv += disk(self.root_image or self.image.root, "root")
         if self.initdata is not None:
             argv += disk(self.initdata, "initdata")

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import initdata as initdata_mod
 from agent.rpc import Code, RpcError
-from launcher import pod
+from launcher import pod, pvh
 from launcher.qemu import Image, LaunchError, Machine
 from launcher.vm import Vm
 
@@ -52,6 +52,8 @@ class Session:
         self.accel = accel
         self.work.mkdir(parents=True, exist_ok=True)
         self.prepared = False
+        self.pvh_kernel: Path | None = None
+        self.boot_path = "bzImage through SeaBIOS"
 
     # --- what the launcher prepares -------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
@@ -71,17 +73,18 @@ class Session:
         self.sim_config = self.work / "sim.json"
         self.sim_config.write_text(make_config(chain, self.measurement, parsed.bound(32)).to_json())
         self.references = self.image.reference_values(sim=True)
+        self.pvh_kernel, self.boot_path = pvh.sim_kernel(self.image.kernel)
         self.prepared = True
         return {"measurement": self.measurement.hex(), "host_data": parsed.bound(32).hex(),
                 "initdata_algorithm": parsed.algorithm, "layer_root_hash": self.layer.root_hash,
-                "cmdline": self.image.cmdline}
+                "cmdline": self.image.cmdline, "kernel_boot": self.boot_path}
 
     def machine(self, name: str, initdata: Path | None = None, root_image: Path | None = None,
                 tee: str = "sim") -> Machine:
         m = Machine(self.image, platform="sim", initdata=initdata or self.initdata, layers=[self.layer.path],
                     agent_socket=self.work / f"{name}.sock", console_log=self.work / f"{name}.console.log",
                     sim_config=self.sim_config, vcpus=VCPUS, vcpu_type=VCPU_TYPE, accel=self.accel,
-                    root_image=root_image)
+                    root_image=root_image, pvh_kernel=self.pvh_kernel)
         if tee != "sim":  # e.g. "auto": the agent must never fall back to sim by itself
             m.extra_cmdline = f"cocoon.tee={tee}"  # the last cocoon.tee= wins
         return m

@@ -41,7 +41,9 @@ def timed(timings: list, name: str, t0: float) -> float:  # type: ignore[type-ar
 
 def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
     s = Session(image, tmp_path, chaos=True)
-    s.prepare()
+    facts = s.prepare()
+    print(f"kernel boot: {facts['kernel_boot']}")
+    assert facts["kernel_boot"].startswith("PVH entry"), facts["kernel_boot"]  # else ~2 s slower, silently
     bad_layer = tmp_path / "layer-flipped.img"
     blob = bytearray(s.layer.path.read_bytes())
     blob[s.layer.hash_offset // 2] ^= 0x01  # one data bit: the policy still names the right root hash
