@@ -216,9 +216,7 @@ def test_requests_are_logged_with_journal_fields(caplog) -> None:  # type: ignor
 def test_journald_handler_under_systemd(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    from systemd.journal import JournalHandler
-
-    from agent.systemd import setup_logging
+    from agent.systemd import JournalHandler, setup_logging
 
     root = logging.getLogger()
     saved, level = list(root.handlers), root.level
@@ -233,3 +231,86 @@ def test_journald_handler_under_systemd(monkeypatch) -> None:  # type: ignore[no
     finally:
         root.handlers[:] = saved
         root.setLevel(level)
+
+
+def parse_journal_entry(data: bytes) -> dict[str, str]:
+    """systemd's native journal protocol, read independently of agent/systemd.py."""
+    fields: dict[str, str] = {}
+    at = 0
+    while at < len(data):
+        nl = data.index(b"\n", at)
+        line = data[at:nl]
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            at = nl + 1
+        else:
+            key = line
+            size = int.from_bytes(data[nl + 1:nl + 9], "little")
+            value = data[nl + 9:nl + 9 + size]
+            assert data[nl + 9 + size:nl + 10 + size] == b"\n"
+            at = nl + 10 + size
+        fields[key.decode()] = value.decode()
+    return fields
+
+
+def test_journal_entries_follow_the_native_protocol(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import array
+    import logging
+
+    from agent.systemd import JournalHandler
+
+    path = str(tmp_path / "journal")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.settimeout(10)
+    handler = JournalHandler("cocoon-agent", path)
+    log = logging.getLogger("cocoon.test-journal")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.warning("two\nlines %s", "here", extra={"REQUEST": "ExecProcessRequest", "VERDICT": "deny",
+                                                       "lower": "not a field", "_TRUSTED": "refused"})
+        fields = parse_journal_entry(sink.recv(1 << 16))
+        assert fields["MESSAGE"] == "two\nlines here"
+        assert fields["PRIORITY"] == "4" and fields["SYSLOG_IDENTIFIER"] == "cocoon-agent"
+        assert fields["REQUEST"] == "ExecProcessRequest" and fields["VERDICT"] == "deny"
+        assert fields["LOGGER"] == "cocoon.test-journal" and fields["CODE_FUNC"].startswith("test_journal")
+        assert "lower" not in fields and "_TRUSTED" not in fields
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        fields = parse_journal_entry(sink.recv(1 << 16))
+        assert fields["PRIORITY"] == "3" and fields["MESSAGE"].startswith("failed\nTraceback")
+        assert "ValueError: boom" in fields["MESSAGE"]
+        # Larger than any datagram: a sealed memfd passed with SCM_RIGHTS.
+        log.info("x" * (4 << 20))
+        msg, anc, _, _ = sink.recvmsg(1 << 16, socket.CMSG_SPACE(4))
+        assert msg == b"" and anc and anc[0][:2] == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+        fd = array.array("i", anc[0][2][:4])[0]
+        with os.fdopen(fd, "rb") as f:
+            fields = parse_journal_entry(f.read())
+        assert fields["MESSAGE"] == "x" * (4 << 20) and fields["PRIORITY"] == "6"
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        sink.close()
+
+
+def test_journal_unreachable_falls_back_to_stderr(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from agent.systemd import JournalHandler, _Plain
+
+    handler = JournalHandler("cocoon-agent", str(tmp_path / "no-journal"))
+    handler.setFormatter(_Plain())
+    log = logging.getLogger("cocoon.test-nojournal")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.error("still %s", "seen")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert capsys.readouterr().err == "cocoon-agent: error: still seen\n"
