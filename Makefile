@@ -7,12 +7,12 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
-# ovmf: firmware to measure; libsystemd-dev + pkg-config: systemd-python builds against them;
+# ovmf: firmware to measure;
 # runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers);
 # gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin: the SNP firmware (edk2 AmdSev)
 # swtpm swtpm-tools: measured-boot test of the RTMR prediction (tests/test_tpm_measured_boot.py)
 # zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
-APT_PACKAGES := ovmf libsystemd-dev pkg-config runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
+APT_PACKAGES := ovmf runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
 	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

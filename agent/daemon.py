@@ -178,6 +178,11 @@ def startup_timings(binding: Binding, t0: float) -> str:
     parts = [f"serving {age * 1000:.0f} ms after exec" if age is not None else "serving",
              f"main() {(time.perf_counter() - t0) * 1000:.0f} ms"]
     parts += [f"{k} +{v * 1000:.0f}" for k, v in binding.timings.items()]
+    # The protobuf backend: pure Python (a missing C++ runtime makes upb fail to load silently) is
+    # correct but several times slower, and shows here first.
+    impl = sys.modules.get("google.protobuf.internal.api_implementation")
+    if impl is not None:
+        parts.append(f"protobuf {impl.Type()}")
     return ", ".join(parts)
 
 

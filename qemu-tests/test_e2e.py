@@ -61,6 +61,7 @@ def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Pat
         timings.append(("sim boot to READY", boot))
         startup = vm.wait_console(r"cocoon-agent: startup: ([^\r\n]*)", 30).group(1)
         print(f"agent start-up in the guest: {startup}")
+        assert startup.endswith("protobuf upb"), startup  # not the pure-Python fallback
 
         t0 = time.monotonic()
         result, _ = s.attest(vm)

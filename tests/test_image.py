@@ -109,6 +109,25 @@ def test_without_udev_every_shipped_module_is_loaded_by_name(image: Path) -> Non
     assert by_modalias <= set(build.MODULES) and not by_modalias & set(initrd.MODULES)
 
 
+def test_every_shared_object_the_agent_loads_finds_its_libraries(image: Path) -> None:
+    """Each extension module under /usr/lib/cocoon resolves its DT_NEEDED libraries inside the image.
+
+    A wheel's C++ extension without libstdc++ in the image does not fail loudly: protobuf silently
+    falls back to pure Python (seconds slower under TCG) and gRPC does not load at all."""
+    tree = image.parent / "mkosi" / "root"
+    objects = sorted(p for p in (tree / "usr/lib/cocoon").rglob("*.so") if p.is_file())
+    assert any(p.name.startswith("_message") for p in objects) and any("regorus" in p.name for p in objects)
+    for path in objects:
+        inside = "/" + str(path.relative_to(tree))
+        out = subprocess.run(["chroot", str(tree), "/usr/bin/ldd", inside], capture_output=True, text=True)
+        assert out.returncode == 0 and "not found" not in out.stdout, f"{inside}:\n{out.stdout}{out.stderr}"
+    probe = ("import sys; sys.path[:0] = ['/usr/lib/cocoon/site']; "
+             "from google.protobuf.internal import api_implementation; print(api_implementation.Type())")
+    out = subprocess.run(["chroot", str(tree), "/usr/bin/python3", "-S", "-c", probe], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "upb"
+
+
 def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     import gzip
 
