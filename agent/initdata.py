@@ -15,12 +15,10 @@ it; a policy is only as trustworthy as the parser that found it.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import stat
 import tomllib
-import zlib
 
 from agent.devices import resolve
 from agent.errors import InitdataError
@@ -104,6 +102,8 @@ def parse_document(raw: bytes, source: str = "<bytes>") -> Initdata:
 
 def _gunzip(blob: bytes, source: str) -> bytes:
     """Exactly one gzip member, bounded output: a bomb or trailing bytes are errors."""
+    import zlib  # only compressed initdata needs it (a shared library to load at start otherwise)
+
     d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = d.decompress(blob, MAX_DOCUMENT + 1)
@@ -197,7 +197,7 @@ def discover() -> str:
     by_id = resolve(DEVICE_BY_ID)  # no udev in the image: the serial may only be in sysfs
     if os.path.exists(by_id):
         return by_id
-    for dev in sorted(glob.glob("/dev/vd*") + glob.glob("/dev/sd*")):
+    for dev in sorted(f"/dev/{name}" for name in os.listdir("/dev") if name.startswith(("vd", "sd"))):
         if dev[-1].isdigit():
             continue  # partitions never hold initdata
         try:

@@ -84,6 +84,14 @@ def test_json_patch_rfc6902_examples() -> None:
     with pytest.raises(PolicyError):
         jsonpatch.apply(doc, [{"op": "remove", "path": "/nope"}])
     assert doc == {"foo": ["bar", "baz"], "x": {"y": 1}}  # the input is never modified
+    # Copies are deep: the copy, the added value and the result share no container with their sources.
+    value = {"k": [1]}
+    out = jsonpatch.apply(doc, [{"op": "copy", "from": "/x", "path": "/w"}, {"op": "add", "path": "/v",
+                                                                           "value": value}])
+    out["w"]["y"] = 9
+    out["v"]["k"].append(2)
+    out["foo"].append("q")
+    assert out["x"] == {"y": 1} and value == {"k": [1]} and doc == {"foo": ["bar", "baz"], "x": {"y": 1}}
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),

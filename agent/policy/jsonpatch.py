@@ -8,7 +8,6 @@ the state as it was (RFC 6902 section 5: the whole patch fails).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from agent.errors import PolicyError
@@ -80,11 +79,21 @@ def _remove(doc: Any, tokens: list[str]) -> tuple[Any, Any]:
     raise PolicyError(f"JSON patch: cannot remove missing {last!r}")
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts and lists copied, scalars shared): what copy.deepcopy would
+    give for JSON, without importing copy on the agent's start-up path."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
 def apply(doc: Any, ops: Any) -> Any:
     """The patched copy of ``doc``; PolicyError (and ``doc`` untouched) if any op fails."""
     if not isinstance(ops, list):
         raise PolicyError("JSON patch: ops must be an array")
-    out = copy.deepcopy(doc)
+    out = _clone(doc)
     for op in ops:
         if not isinstance(op, dict) or not isinstance(op.get("op"), str):
             raise PolicyError(f"JSON patch: malformed operation {op!r}")
@@ -93,13 +102,13 @@ def apply(doc: Any, ops: Any) -> Any:
         if kind in ("add", "replace", "test") and "value" not in op:
             raise PolicyError(f"JSON patch: {kind} needs a value")
         if kind == "add":
-            out = _add(out, path, copy.deepcopy(op["value"]))
+            out = _add(out, path, _clone(op["value"]))
         elif kind == "remove":
             out, _ = _remove(out, path)
         elif kind == "replace":
             _get(out, path)
             out, _ = _remove(out, path) if path else (out, None)
-            out = _add(out, path, copy.deepcopy(op["value"]))
+            out = _add(out, path, _clone(op["value"]))
         elif kind in ("move", "copy"):
             source = _tokens(op.get("from"))
             if kind == "move" and path[: len(source)] == source and path != source:
@@ -107,7 +116,7 @@ def apply(doc: Any, ops: Any) -> Any:
             if kind == "move":
                 out, value = _remove(out, source)
             else:
-                value = copy.deepcopy(_get(out, source))
+                value = _clone(_get(out, source))
             out = _add(out, path, value)
         elif kind == "test":
             if _get(out, path) != op["value"]:

@@ -7,17 +7,43 @@ Importing this package first defers protobuf's pure-Python message module.
 ``well_known_types`` (with calendar, datetime and locale): ~20 ms of the
 agent's ~170 ms start, most of a second under emulation. With the upb backend
 (what the image and the venv run) nothing calls into it: upb builds the
-message classes itself. So, only when upb is the implementation, the module
-is registered with ``importlib.util.LazyLoader`` and runs on first attribute
-access, if ever. Anything that does use it (the pure-Python backend, a
-tool that asks for it) gets the real module, just later.
+message classes itself. So, only when upb is the implementation, a stand-in
+module takes its name: the first attribute anyone reads from it imports the
+real module and answers from it, and the real one then replaces it
+everywhere it is looked up by name. (``importlib.util.LazyLoader`` does the
+same but costs ``importlib.util`` itself, ~0.15 s of a TCG boot.) Anything
+that does use it (the pure-Python backend, a tool that asks for it) gets the
+real module, just later.
 """
 
 from __future__ import annotations
 
 import sys
+import types
+from typing import Any
 
 _PYTHON_MESSAGE = "google.protobuf.internal.python_message"
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for python_message until something reads an attribute of it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_load_python_message(), name)
+
+
+def _load_python_message() -> types.ModuleType:
+    from google.protobuf import internal
+
+    current = sys.modules.get(_PYTHON_MESSAGE)
+    if current is not None and not isinstance(current, _Deferred):
+        return current
+    import importlib
+
+    sys.modules.pop(_PYTHON_MESSAGE, None)
+    real = importlib.import_module(_PYTHON_MESSAGE)
+    internal.python_message = real  # type: ignore[attr-defined]
+    return real
 
 
 def _defer_python_message() -> None:
@@ -27,21 +53,13 @@ def _defer_python_message() -> None:
 
     if api_implementation.Type() != "upb":
         return
-    import importlib.util
-
-    spec = importlib.util.find_spec(_PYTHON_MESSAGE)
-    if spec is None or spec.loader is None:
-        return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_PYTHON_MESSAGE] = module
-    spec.loader.exec_module(module)
+    stand_in = _Deferred(_PYTHON_MESSAGE, "protobuf's pure-Python message module, imported on first use")
+    sys.modules[_PYTHON_MESSAGE] = stand_in
     # Bound on its package too: protobuf imports it as ``from google.protobuf.internal import
-    # python_message``, which then reads the package attribute instead of re-importing the name (a
-    # re-import looks at the module's __spec__, and on 3.11 any attribute access runs a lazy module).
+    # python_message``, which reads the package attribute once the name is in sys.modules.
     from google.protobuf import internal
 
-    internal.python_message = module  # type: ignore[attr-defined]
+    internal.python_message = stand_in  # type: ignore[attr-defined]
 
 
 _defer_python_message()
