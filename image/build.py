@@ -34,16 +34,15 @@ SEED = "6b6f636f-6f6e-4000-8000-000000000000"  # same as mkosi.conf's Seed=
 MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verity", "dm_mod", "erofs",
            "overlay", "loop", "vsock", "vmw_vsock_virtio_transport", "sev_guest", "tdx_guest", "tsm",
            "veth", "bridge", "tun", "crc32c_generic", "qemu_fw_cfg")
-# Loaded before the agent starts (it runs After=systemd-modules-load.service). The image runs no udev, so
-# no driver is loaded for a device by its modalias: those are named here. fw_cfg carries the sim TEE's PSP
-# document under QEMU; the TEE guest drivers make /dev/sev-guest, /dev/tdx_guest and the configfs-tsm
-# provider (on other hardware they fail with ENODEV, which systemd-modules-load reports as a notice, not a
-# failure); the virtio vsock transport carries Kata's default agent address; virtio_net binds the NICs the
-# runtime hot-plugs. Modules a feature asks for (overlay, loop, dm-verity targets, veth, bridge, tun) the
-# kernel loads itself on first use (request_module runs modprobe; no udev involved); overlay and loop are
-# loaded here anyway so a container's first mount does not pay for it. erofs and dm_verity come from the initrd.
-MODULES_LOAD = ("qemu_fw_cfg", "sev_guest", "tdx_guest", "vmw_vsock_virtio_transport", "virtio_net", "overlay",
-                "loop")
+# The image runs no udev, so no driver is loaded for a device by its modalias: those are loaded by name.
+# What the agent needs before it binds, the initrd loads (image/initrd.py: fw_cfg carries the sim TEE's PSP
+# document under QEMU, the TEE guest drivers make /dev/sev-guest, /dev/tdx_guest and the configfs-tsm
+# provider, the virtio vsock transport carries Kata's default agent address), so the agent need not wait
+# for systemd-modules-load. Listed here, loaded by systemd-modules-load meanwhile: virtio_net binds the NICs
+# the runtime hot-plugs. Modules a feature asks for (overlay, loop, dm-verity targets, veth, bridge, tun)
+# the kernel loads itself on first use (request_module runs modprobe; no udev involved); overlay and loop
+# are loaded here anyway so a container's first mount does not pay for it.
+MODULES_LOAD = ("virtio_net", "overlay", "loop")
 # Units a single-purpose guest has no use for, masked: every unit start costs a fork+exec and library loads
 # (seconds in sum under TCG). networkd would also fight the agent, which configures interfaces itself as
 # Kata's runtime tells it; logind/utmp/getty serve logins there are none of; the root is read-only, so
@@ -57,6 +56,8 @@ MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service"
                 "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "systemd-pcrphase.service",
                 "systemd-pcrphase-sysinit.service", "dpkg-db-backup.timer", "fstrim.timer",
                 "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path",
+                # configfs is loaded by the initrd and FUSE is built in: nothing for these to load
+                "modprobe@configfs.service", "modprobe@fuse.service",
                 # No udev, as in Kata's guests: udevd and its coldplug cost ~2.5 s of a TCG boot; the agent finds
                 # the two names it needs (virtio port names, disk serials) in sysfs itself (agent/devices.py).
                 "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",

@@ -21,7 +21,13 @@ import subprocess
 from pathlib import Path
 
 # crc32c_generic first: libcrc32c (needed by erofs) only asks for "crc32c" at load time (a softdep).
-MODULES = ("crc32c_generic", "virtio_pci", "virtio_blk", "virtio_console", "dm_mod", "dm_verity", "erofs")
+# After the root's: what the agent needs before it can bind, so that it need not wait for
+# systemd-modules-load (~2 s later under TCG): fw_cfg (the sim PSP's document), configfs (configfs-tsm
+# reports) and the virtio vsock transport (Kata's default agent address).
+MODULES = ("crc32c_generic", "virtio_pci", "virtio_blk", "virtio_console", "dm_mod", "dm_verity", "erofs",
+           "qemu_fw_cfg", "configfs", "vmw_vsock_virtio_transport")
+# The TEE guest drivers, also before the agent; each fails with ENODEV on other hardware, which is fine.
+OPTIONAL_MODULES = ("sev_guest", "tdx_guest")
 APPLETS = ("sh", "mount", "umount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls")
 INIT = r"""#!/bin/sh
 # cocoon initrd: dm-verity root from cocoon.roothash= / cocoon.hashoffset=, then systemd.
@@ -30,6 +36,7 @@ fail() { echo "cocoon initrd: $*" >/dev/console; sleep 2; poweroff -f; }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "no /proc /sys /dev"
 mount -t tmpfs -o mode=0755 tmpfs /run || fail "no /run"
 for m in $(cat /etc/modules.order); do insmod "/lib/modules/$m.ko" || fail "module $m did not load"; done
+for m in $(cat /etc/modules.optional); do insmod "/lib/modules/$m.ko" 2>/dev/null; done
 roothash=; offset=; salt=; disk=/dev/vda
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -132,7 +139,8 @@ def _resolve_in(tree: Path, path: str) -> Path:
     return tree.joinpath(*current)
 
 
-def _module_order(tree: Path, kver: str) -> list[tuple[str, str]]:
+def _module_order(tree: Path, kver: str, wanted: tuple[str, ...] = MODULES,
+                  skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     mdir = tree / "usr/lib/modules" / kver
     deps: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
@@ -150,9 +158,9 @@ def _module_order(tree: Path, kver: str) -> list[tuple[str, str]]:
             visit(d)
         order.append(m)
 
-    for m in MODULES:
+    for m in wanted:
         visit(m)
-    return [(m, paths[m]) for m in order]
+    return [(m, paths[m]) for m in order if m not in skip]
 
 
 def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
@@ -169,12 +177,14 @@ def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     cpio.file("usr/sbin/dmsetup", (tree / "usr/sbin/dmsetup").read_bytes(), 0o755)
     for lib in _libs(tree, "/usr/sbin/dmsetup"):
         cpio.file(lib.lstrip("/"), _resolve_in(tree, lib).read_bytes(), 0o755)
-    names = []
-    for name, rel in _module_order(tree, kver):
-        raw = (tree / "usr/lib/modules" / kver / rel).read_bytes()
-        if rel.endswith(".xz"):
-            raw = lzma.decompress(raw)
-        cpio.file(f"lib/modules/{name}.ko", raw)
-        names.append(name)
-    cpio.file("etc/modules.order", ("\n".join(names) + "\n").encode())
+    required = _module_order(tree, kver)
+    # An optional module's dependencies (tsm for both) load as optional too, after what is required.
+    optional = _module_order(tree, kver, OPTIONAL_MODULES, skip=tuple(name for name, _ in required))
+    for listing, modules in (("etc/modules.order", required), ("etc/modules.optional", optional)):
+        for name, rel in modules:
+            raw = (tree / "usr/lib/modules" / kver / rel).read_bytes()
+            if rel.endswith(".xz"):
+                raw = lzma.decompress(raw)
+            cpio.file(f"lib/modules/{name}.ko", raw)
+        cpio.file(listing, ("\n".join(name for name, _ in modules) + "\n").encode())
     out.write_bytes(gzip.compress(cpio.bytes(), compresslevel=9, mtime=0))

@@ -105,8 +105,15 @@ def test_without_udev_every_shipped_module_is_loaded_by_name(image: Path) -> Non
     # Drivers bound to a device by modalias; the rest (veth, bridge, tun, overlay, ...) the kernel
     # requests itself when a feature is first used, and vsock/tsm come as dependencies.
     by_modalias = {"qemu_fw_cfg", "sev_guest", "tdx_guest", "vmw_vsock_virtio_transport", "virtio_net"}
-    assert by_modalias <= listed
-    assert by_modalias <= set(build.MODULES) and not by_modalias & set(initrd.MODULES)
+    # What the agent needs before it binds comes from the initrd (the agent does not wait for
+    # systemd-modules-load); the rest from modules-load.d; each module from exactly one of them.
+    early = set(initrd.MODULES) | set(initrd.OPTIONAL_MODULES)
+    assert by_modalias <= listed | early and not listed & early
+    assert {"qemu_fw_cfg", "sev_guest", "tdx_guest", "vmw_vsock_virtio_transport", "configfs"} <= early
+    assert by_modalias <= set(build.MODULES)
+    unit = (units / "cocoon-agent.service").read_text()
+    after = " ".join(line for line in unit.splitlines() if line.startswith("After="))
+    assert "sys-kernel-config.mount" in after and "systemd-modules-load" not in after
 
 
 def test_every_shared_object_the_agent_loads_finds_its_libraries(image: Path) -> None:
@@ -134,7 +141,9 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     archive = gzip.decompress((image / "initrd.img").read_bytes())
     names = set(re.findall(rb"070701[0-9a-f]{104}([^\0]+)\0", archive))
     assert {b"init", b"bin/busybox", b"usr/sbin/dmsetup", b"lib/modules/dm_verity.ko",
-            b"lib/modules/erofs.ko", b"etc/modules.order"} <= names
+            b"lib/modules/erofs.ko", b"etc/modules.order", b"lib/modules/qemu_fw_cfg.ko",
+            b"lib/modules/vmw_vsock_virtio_transport.ko", b"lib/modules/sev_guest.ko", b"lib/modules/tdx_guest.ko",
+            b"etc/modules.optional"} <= names
     assert b"dmsetup create root --readonly" in archive and b"poweroff -f" in archive
     assert b"usr/sbin/veritysetup" not in names  # dmsetup with a table: no libcryptsetup/libcrypto to load
 
