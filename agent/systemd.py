@@ -72,13 +72,15 @@ class _Plain(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
-    """journald with structured fields under systemd, plain stderr otherwise."""
+    """journald with structured fields under systemd when a journal runs, plain stderr otherwise
+    (the cocoon image runs no journald: its console is where the agent's lines go)."""
     root = logging.getLogger()
     root.setLevel(level.upper())
     for h in list(root.handlers):
         root.removeHandler(h)
     handler: logging.Handler
-    if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
+    under_systemd = os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID")
+    if under_systemd and os.path.exists(JOURNAL_SOCKET):
         handler = JournalHandler("cocoon-agent")
     else:
         handler = logging.StreamHandler(sys.stderr)

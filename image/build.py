@@ -58,6 +58,10 @@ MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service"
                 "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path",
                 # configfs is loaded by the initrd and FUSE is built in: nothing for these to load
                 "modprobe@configfs.service", "modprobe@fuse.service",
+                # No journald: nothing in the image could read it (no shell, no journalctl user); the agent
+                # writes to the console, the channel the host reads anyway (as Kata's agent forwards its log).
+                "systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
+                "systemd-journald-audit.socket", "systemd-journal-catalog-update.service",
                 # No udev, as in Kata's guests: udevd and its coldplug cost ~2.5 s of a TCG boot; the agent finds
                 # the two names it needs (virtio port names, disk serials) in sysfs itself (agent/devices.py).
                 "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",

@@ -226,8 +226,13 @@ def test_journald_handler_under_systemd(monkeypatch) -> None:  # type: ignore[no
     saved, level = list(root.handlers), root.level
     try:
         monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+        monkeypatch.setattr("os.path.exists", lambda p: p == "/run/systemd/journal/socket")
         setup_logging("info")
         assert any(isinstance(h, JournalHandler) for h in root.handlers)
+        # No journal socket (the cocoon image runs no journald): plain lines on stderr.
+        monkeypatch.setattr("os.path.exists", lambda p: False)
+        setup_logging("info")
+        assert not any(isinstance(h, JournalHandler) for h in root.handlers)
         monkeypatch.delenv("JOURNAL_STREAM")
         monkeypatch.delenv("INVOCATION_ID", raising=False)
         setup_logging("info")

@@ -89,6 +89,7 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     assert found == []
     units = tree / "etc/systemd/system"
     assert os.readlink(units / "getty.target") == "/dev/null"
+    assert os.readlink(units / "systemd-journald.service") == "/dev/null"  # the agent writes to the console
     assert (units / "multi-user.target.wants" / "cocoon-agent.service").is_symlink()
     assert (tree / "usr/lib/cocoon/agent/daemon.py").exists()
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
