@@ -58,6 +58,9 @@ MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service"
                 "systemd-tmpfiles-clean.timer", "systemd-ask-password-wall.path",
                 # configfs is loaded by the initrd and FUSE is built in: nothing for these to load
                 "modprobe@configfs.service", "modprobe@fuse.service",
+                # The root is erofs (read-only, nothing to remount); device nodes come from devtmpfs and the
+                # modules the initrd and modules-load.d load, not from kmod's static list.
+                "systemd-remount-fs.service", "kmod-static-nodes.service", "systemd-tmpfiles-setup-dev.service",
                 # No journald: nothing in the image could read it (no shell, no journalctl user); the agent
                 # writes to the console, the channel the host reads anyway (as Kata's agent forwards its log).
                 "systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
@@ -66,11 +69,12 @@ MASKED_UNITS = ("getty.target", "serial-getty@.service", "console-getty.service"
                 # the two names it needs (virtio port names, disk serials) in sysfs itself (agent/devices.py).
                 "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
                 "systemd-udev-trigger.service", "systemd-udev-settle.service")
-# Generators run (one exec each) before systemd loads a unit; only fstab's is needed (/var, /tmp tmpfs).
-# The rest look for things this image never has (GPT auto-partitions, crypttab, SysV scripts, gettys)
-# or take orders from the command line. Masked the way systemd documents: a /dev/null link in /etc.
-MASKED_GENERATORS = ("systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-getty-generator",
-                     "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator",
+# Generators run (one exec each) before systemd loads a unit; none is needed: /var and /tmp are mount
+# units (image tree), and the rest look for things this image never has (GPT auto-partitions, crypttab,
+# SysV scripts, gettys) or take orders from the command line. Masked the way systemd documents: a
+# /dev/null link in /etc.
+MASKED_GENERATORS = ("systemd-fstab-generator", "systemd-cryptsetup-generator", "systemd-debug-generator",
+                     "systemd-getty-generator", "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator",
                      "systemd-integritysetup-generator", "systemd-rc-local-generator", "systemd-run-generator",
                      "systemd-system-update-generator", "systemd-sysv-generator", "systemd-veritysetup-generator")
 PRUNE = ("boot", "usr/lib/firmware", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
@@ -260,9 +264,20 @@ def finalize_tree(root: Path) -> None:
                         "unchecked-hash", "-s", str(root), "-p", "/", str(tree)], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (root / "etc/machine-id").write_text("")  # systemd makes a transient one at boot (the root is read-only)
-    # The root is read-only; what systemd and the agent write lives in memory.
-    (root / "etc/fstab").write_text("tmpfs /var tmpfs mode=0755,nosuid,nodev 0 0\n"
-                                    "tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0\n")
+    # The root is read-only; what systemd and the agent write lives in memory. Mount units rather than
+    # fstab lines: no fstab generator to exec before systemd can load a unit.
+    (root / "etc/fstab").write_text("")
+    wants = root / "etc/systemd/system/local-fs.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    for where, mode in (("/var", "0755"), ("/tmp", "1777")):
+        name = f"{where.strip('/')}.mount"
+        (root / "etc/systemd/system" / name).write_text(
+            f"[Unit]\nDescription=memory for {where} (the root is read-only)\nDefaultDependencies=no\n"
+            f"Conflicts=umount.target\nBefore=local-fs.target umount.target\n\n"
+            f"[Mount]\nWhat=tmpfs\nWhere={where}\nType=tmpfs\nOptions=mode={mode},nosuid,nodev\n")
+        link = wants / name
+        if not link.is_symlink():
+            link.symlink_to(f"../{name}")
 
 
 def staged_copy(src: Path, dst: Path) -> None:

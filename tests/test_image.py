@@ -90,6 +90,10 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     units = tree / "etc/systemd/system"
     assert os.readlink(units / "getty.target") == "/dev/null"
     assert os.readlink(units / "systemd-journald.service") == "/dev/null"  # the agent writes to the console
+    # /var and /tmp are memory, from mount units (no fstab generator to run before systemd loads units).
+    for name in ("var.mount", "tmp.mount"):
+        assert "Type=tmpfs" in (units / name).read_text() and (units / "local-fs.target.wants" / name).is_symlink()
+    assert os.readlink(tree / "etc/systemd/system-generators/systemd-fstab-generator") == "/dev/null"
     assert (units / "multi-user.target.wants" / "cocoon-agent.service").is_symlink()
     assert (tree / "usr/lib/cocoon/agent/daemon.py").exists()
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
