@@ -16,6 +16,7 @@ import io
 import lzma
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -56,6 +57,9 @@ dmsetup create root --readonly --table \
   "0 $((blocks * 8)) verity 1 $disk $disk 4096 4096 $blocks $((blocks + 1)) sha256 $roothash $salt" \
   || fail "dm-verity refused the root disk"
 mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "root filesystem does not mount"
+# Read ahead, on the other vCPU, what systemd and the agent's interpreter will fault in page by page
+# (the list: image/initrd.py prefetch_list). Through dm-verity like any read; the output is discarded.
+(cd /sysroot && cat $(cat /etc/prefetch.list) >/dev/null 2>&1) &
 mount --move /dev /sysroot/dev; mount --move /run /sysroot/run
 umount /proc /sys
 exec switch_root /sysroot /sbin/init
@@ -163,11 +167,45 @@ def _module_order(tree: Path, kver: str, wanted: tuple[str, ...] = MODULES,
     return [(m, paths[m]) for m in order if m not in skip]
 
 
+#: What the agent imports before READY, asked of the image's own interpreter (nothing is written: no .pyc)
+_AGENT_IMPORTS = """
+import sys
+import agent.daemon, agent.service, agent.ttrpc
+for name in sorted(sys.modules):
+    path = getattr(sys.modules[name], "__cached__", None) or getattr(sys.modules[name], "__file__", None)
+    if path:
+        print(path)
+"""
+
+
+def prefetch_list(tree: Path) -> list[str]:
+    """Files to read ahead in the initrd, in the order they are needed: systemd and its libraries, the
+    interpreter and its libraries, then the standard-library modules the agent imports before READY
+    (the agent reads its own modules and packages ahead itself: agent/__main__.py)."""
+    wanted: dict[str, None] = {}
+    for binary in ("/usr/lib/systemd/systemd", "/usr/bin/python3"):
+        for path in (binary, *_libs(tree, binary)):
+            wanted[str(_resolve_in(tree, path).relative_to(tree))] = None
+    env = {"PATH": "/usr/bin", "PYTHONPATH": "/usr/lib/cocoon:/usr/lib/cocoon/site", "PYTHONDONTWRITEBYTECODE": "1"}
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    out = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "-c", _AGENT_IMPORTS], env=env,
+                         check=True, capture_output=True, text=True).stdout
+    modules = [p for p in sorted(out.split()) if p.startswith("/usr/lib/python3.") and p.endswith((".pyc", ".so"))]
+    for path in modules:  # (frozen modules name their .py, which is never read: left out)
+        wanted[path.lstrip("/")] = None
+    for path in modules:
+        if path.endswith(".so"):  # what the extension modules link (libcrypto for _hashlib, libffi for _ctypes)
+            for lib in _libs(tree, path):
+                wanted[str(_resolve_in(tree, lib).relative_to(tree))] = None
+    return list(wanted)
+
+
 def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     cpio = Cpio(mtime)
     for d in ("bin", "dev", "proc", "sys", "run", "sysroot", "etc", "lib/modules", "usr/sbin"):
         cpio.dir(d)
     cpio.file("init", INIT.encode(), 0o755)
+    cpio.file("etc/prefetch.list", ("\n".join(prefetch_list(tree)) + "\n").encode())
     busybox = tree / "usr/bin/busybox"
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
     for applet in APPLETS:

@@ -140,6 +140,21 @@ def test_every_shared_object_the_agent_loads_finds_its_libraries(image: Path) ->
     assert out.stdout.strip() == "upb"
 
 
+def newc_files(archive: bytes) -> dict[str, bytes]:
+    """The members of a newc cpio archive (read here independently of image/initrd.py's writer)."""
+    files, at = {}, 0
+    while archive[at:at + 6] == b"070701":
+        fields = [int(archive[at + 6 + 8 * i:at + 14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name = archive[at + 110:at + 110 + namesize - 1].decode()
+        data_at = at + 110 + namesize + (-(110 + namesize) % 4)
+        files[name] = archive[data_at:data_at + size]
+        at = data_at + size + (-size % 4)
+        if name == "TRAILER!!!":
+            break
+    return files
+
+
 def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     import gzip
 
@@ -148,9 +163,15 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     assert {b"init", b"bin/busybox", b"usr/sbin/dmsetup", b"lib/modules/dm_verity.ko",
             b"lib/modules/erofs.ko", b"etc/modules.order", b"lib/modules/qemu_fw_cfg.ko",
             b"lib/modules/vmw_vsock_virtio_transport.ko", b"lib/modules/sev_guest.ko", b"lib/modules/tdx_guest.ko",
-            b"etc/modules.optional"} <= names
+            b"etc/modules.optional", b"etc/prefetch.list"} <= names
     assert b"dmsetup create root --readonly" in archive and b"poweroff -f" in archive
     assert b"usr/sbin/veritysetup" not in names  # dmsetup with a table: no libcryptsetup/libcrypto to load
+    # The read-ahead list: systemd first, then the interpreter, then the stdlib the agent imports, all in the root.
+    listed = newc_files(archive)["etc/prefetch.list"].decode().split()
+    tree = image.parent / "mkosi" / "root"
+    assert listed[0] == "usr/lib/systemd/systemd" and "usr/bin/python3.11" in listed
+    assert any(p.endswith("tomllib/__pycache__/_parser.cpython-311.pyc") for p in listed)
+    assert all((tree / p).is_file() for p in listed), [p for p in listed if not (tree / p).is_file()]
 
 
 @pytest.mark.skipif(os.environ.get("COCOON_REPRO") != "1", reason="set COCOON_REPRO=1 for a second clean build")
