@@ -236,6 +236,10 @@ def install_agent(root: Path, cache: Path) -> None:
         link.symlink_to("../cocoon-agent.service")
     (root / "etc/modules-load.d").mkdir(exist_ok=True)
     (root / "etc/modules-load.d/cocoon.conf").write_text("\n".join(MODULES_LOAD) + "\n")
+    # Nothing in that list is needed before READY: load it after the agent is up, not beside its start.
+    dropin = root / "etc/systemd/system/systemd-modules-load.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "after-cocoon-agent.conf").write_text("[Unit]\nAfter=cocoon-agent.service\n")
     for unit in MASKED_UNITS:
         masked = unit_dir / unit  # no login prompt anywhere: the agent is the only way in
         if not masked.is_symlink():

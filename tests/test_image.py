@@ -119,6 +119,9 @@ def test_without_udev_every_shipped_module_is_loaded_by_name(image: Path) -> Non
     unit = (units / "cocoon-agent.service").read_text()
     after = " ".join(line for line in unit.splitlines() if line.startswith("After="))
     assert "sys-kernel-config.mount" in after and "systemd-modules-load" not in after
+    # ...and what modules-load.d lists waits until the agent is up (none of it is needed before READY).
+    dropin = units / "systemd-modules-load.service.d" / "after-cocoon-agent.conf"
+    assert "After=cocoon-agent.service" in dropin.read_text()
 
 
 def test_every_shared_object_the_agent_loads_finds_its_libraries(image: Path) -> None:
