@@ -4,7 +4,10 @@ Deterministic by construction: a newc cpio written here (sorted entries,
 inode numbers in order, owner root, mtime SOURCE_DATE_EPOCH), gzip with
 mtime 0. Contents come from the image's own root tree (busybox-static,
 dmsetup and the libraries it needs, the kernel's modules), so the
-initrd changes only when the tree does. The init script fails closed: on
+initrd changes only when the tree does. It also loads the drivers the agent
+needs before it binds (the TEE guest drivers optionally) and reads ahead, in
+the background, what systemd and the agent's interpreter will need first
+(``prefetch_list``). The init script fails closed: on
 any error it prints why on the console and powers the VM off; there is no
 shell to fall into.
 """
@@ -188,8 +191,11 @@ def prefetch_list(tree: Path) -> list[str]:
             wanted[str(_resolve_in(tree, path).relative_to(tree))] = None
     env = {"PATH": "/usr/bin", "PYTHONPATH": "/usr/lib/cocoon:/usr/lib/cocoon/site", "PYTHONDONTWRITEBYTECODE": "1"}
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"
-    out = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "-c", _AGENT_IMPORTS], env=env,
-                         check=True, capture_output=True, text=True).stdout
+    run = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "-c", _AGENT_IMPORTS], env=env,
+                         check=False, capture_output=True, text=True)
+    if run.returncode != 0:  # the agent cannot even import with the image's own interpreter: stop here
+        raise SystemExit(f"image: the image's python3 cannot import the agent:\n{run.stderr.strip()}")
+    out = run.stdout
     modules = [p for p in sorted(out.split()) if p.startswith("/usr/lib/python3.") and p.endswith((".pyc", ".so"))]
     for path in modules:  # (frozen modules name their .py, which is never read: left out)
         wanted[path.lstrip("/")] = None
