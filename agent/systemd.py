@@ -3,15 +3,15 @@
 Both protocols are a datagram on a unix socket, written here rather than
 through python-systemd: importing ``systemd.journal`` (its C modules link
 libsystemd, libgcrypt and friends, and it imports uuid and datetime) took
-30-50 ms natively, 1.5-2 s of a TCG boot, on the agent's start-up path.
+~20 ms natively, a second or more of a TCG boot, on the agent's start-up path.
 sd_notify is one sendto on $NOTIFY_SOCKET (sd_notify(3)); a journal entry is
 one sendto on /run/systemd/journal/socket in the native protocol (systemd's
 "Native Journal Protocol" document): ``KEY=value\n`` per field, or
 ``KEY\n`` + 64-bit little-endian length + value + ``\n`` when the value
 holds a newline; an entry too large for a datagram travels as a sealed
-memfd passed with SCM_RIGHTS. Outside systemd (no $NOTIFY_SOCKET, no
-$JOURNAL_STREAM) notifications are no-ops and logs go to stderr as plain
-lines.
+memfd passed with SCM_RIGHTS. Outside systemd (no $NOTIFY_SOCKET) notifications
+are no-ops; without a journal socket (outside systemd, or in the cocoon image,
+which runs no journald) logs go to stderr as plain lines.
 """
 
 from __future__ import annotations

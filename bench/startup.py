@@ -46,8 +46,7 @@ def stage_agent(tmp: str) -> dict[str, str]:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "generate.py"))
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
                     lib], check=True, stdout=subprocess.DEVNULL)
-    # INVOCATION_ID: as under systemd, the agent logs to the journal (here there is none to reach)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([lib, *site.getsitepackages()]), "INVOCATION_ID": "0" * 32}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([lib, *site.getsitepackages()])}
 
 
 def time_ready(cmd: list[str], tmp: str, env: dict[str, str]) -> float:

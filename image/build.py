@@ -38,8 +38,9 @@ MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "dm_verit
 # What the agent needs before it binds, the initrd loads (image/initrd.py: fw_cfg carries the sim TEE's PSP
 # document under QEMU, the TEE guest drivers make /dev/sev-guest, /dev/tdx_guest and the configfs-tsm
 # provider, the virtio vsock transport carries Kata's default agent address), so the agent need not wait
-# for systemd-modules-load. Listed here, loaded by systemd-modules-load meanwhile: virtio_net binds the NICs
-# the runtime hot-plugs. Modules a feature asks for (overlay, loop, dm-verity targets, veth, bridge, tun)
+# for systemd-modules-load. Listed here, loaded by systemd-modules-load once the agent is up (a drop-in
+# orders it after the agent; nothing here is needed before READY): virtio_net binds the NICs the runtime
+# hot-plugs. Modules a feature asks for (overlay, loop, dm-verity targets, veth, bridge, tun)
 # the kernel loads itself on first use (request_module runs modprobe; no udev involved); overlay and loop
 # are loaded here anyway so a container's first mount does not pay for it.
 MODULES_LOAD = ("virtio_net", "overlay", "loop")
