@@ -32,7 +32,8 @@ MODULES = ("crc32c_generic", "virtio_pci", "virtio_blk", "virtio_console", "dm_m
            "qemu_fw_cfg", "configfs", "vmw_vsock_virtio_transport")
 # The TEE guest drivers, also before the agent; each fails with ENODEV on other hardware, which is fine.
 OPTIONAL_MODULES = ("sev_guest", "tdx_guest")
-APPLETS = ("sh", "mount", "umount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls")
+APPLETS = ("sh", "mount", "umount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls",
+           "chroot")
 INIT = r"""#!/bin/sh
 # cocoon initrd: dm-verity root from cocoon.roothash= / cocoon.hashoffset=, then systemd.
 export PATH=/bin:/usr/sbin DM_DISABLE_UDEV=1
@@ -63,6 +64,11 @@ mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "roo
 # Read ahead, on the other vCPU, what systemd and the agent's interpreter will fault in page by page
 # (the list: image/initrd.py prefetch_list). Through dm-verity like any read; the output is discarded.
 (cd /sysroot && cat $(cat /etc/prefetch.list) >/dev/null 2>&1) &
+# Run the agent's start-up code once on inputs of its own (agent/warmup.py): under TCG the agent then
+# finds its code already translated (QEMU keeps translations per physical page, and shared text is
+# the page cache's). Nothing from the host, nothing written but its one line on the console.
+(PYTHONPATH=/usr/lib/cocoon:/usr/lib/cocoon/site chroot /sysroot /usr/bin/python3 -S -P \
+  /usr/lib/cocoon/agent/warmup.py >/dev/console 2>&1) &
 mount --move /dev /sysroot/dev; mount --move /run /sysroot/run
 umount /proc /sys
 exec switch_root /sysroot /sbin/init

@@ -62,6 +62,9 @@ def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Pat
         startup = vm.wait_console(r"cocoon-agent: startup: ([^\r\n]*)", 30).group(1)
         print(f"agent start-up in the guest: {startup}")
         assert startup.endswith("protobuf upb"), startup  # not the pure-Python fallback
+        warm = vm.wait_console(r"cocoon-warmup: ([^\r\n]*)", 30).group(1)
+        print(f"warm-up in the guest (initrd, before systemd): {warm}")
+        assert warm.startswith("ready in "), warm  # else the agent starts cold (~1.5 s later under TCG)
 
         t0 = time.monotonic()
         result, _ = s.attest(vm)

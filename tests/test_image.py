@@ -177,6 +177,25 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     assert all((tree / p).is_file() for p in listed), [p for p in listed if not (tree / p).is_file()]
 
 
+def test_initrd_starts_the_warmup_and_it_runs_in_the_image(image: Path) -> None:
+    """The initrd runs agent/warmup.py from the verity root before switch_root; with the image's own
+    interpreter and packages it must get all the way to ready (else it warms nothing, silently)."""
+    import gzip
+
+    files = newc_files(gzip.decompress((image / "initrd.img").read_bytes()))
+    init = files["init"].decode()
+    line = next(ln for ln in init.splitlines() if "chroot /sysroot" in ln)
+    assert "/usr/bin/python3 -S -P" in line and init.index(line) < init.index("exec switch_root")
+    assert "/usr/lib/cocoon/agent/warmup.py >/dev/console 2>&1) &" in init
+    assert files["bin/chroot"] == b"busybox"
+    tree = image.parent / "mkosi" / "root"
+    env = {"PATH": "/usr/bin", "PYTHONPATH": "/usr/lib/cocoon:/usr/lib/cocoon/site", "PYTHONDONTWRITEBYTECODE": "1"}
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    out = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "/usr/lib/cocoon/agent/warmup.py"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and re.fullmatch(r"cocoon-warmup: ready in \d+ ms\n", out.stdout), out
+
+
 @pytest.mark.skipif(os.environ.get("COCOON_REPRO") != "1", reason="set COCOON_REPRO=1 for a second clean build")
 def test_second_clean_build_is_identical(image: Path) -> None:
     where = ROOT / "build" / "test-image-again"

@@ -123,13 +123,16 @@ class SimProvider:
     bound_field = "HOSTDATA"
     bound_size = 32
 
-    def __init__(self, config_path: str = DEFAULT_PATH) -> None:
+    def __init__(self, config_path: str = DEFAULT_PATH, raw: bytes | None = None) -> None:
+        """Read the document at ``config_path``, or take it as ``raw`` (``config_path`` then only names
+        it in evidence: agent.warmup runs this code with a document of its own)."""
         self.config_path = config_path
-        try:
-            with open(config_path, "rb") as f:
-                raw = f.read(MAX_CONFIG + 1)
-        except OSError as exc:
-            raise TeeError(f"sim TEE config {config_path}: {exc.strerror or exc}") from None
+        if raw is None:
+            try:
+                with open(config_path, "rb") as f:
+                    raw = f.read(MAX_CONFIG + 1)
+            except OSError as exc:
+                raise TeeError(f"sim TEE config {config_path}: {exc.strerror or exc}") from None
         self.config = parse_config(raw)
         scalar = int.from_bytes(self.config.vcek_private_key, "big")
         if not 0 < scalar < simsign.P384_ORDER:
