@@ -166,9 +166,21 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     assert {b"init", b"bin/busybox", b"usr/sbin/dmsetup", b"lib/modules/dm_verity.ko",
             b"lib/modules/erofs.ko", b"etc/modules.order", b"lib/modules/qemu_fw_cfg.ko",
             b"lib/modules/vmw_vsock_virtio_transport.ko", b"lib/modules/sev_guest.ko", b"lib/modules/tdx_guest.ko",
-            b"etc/modules.optional", b"etc/prefetch.list"} <= names
+            b"etc/modules.optional", b"etc/modules.agent", b"etc/prefetch.list"} <= names
     assert b"dmsetup create root --readonly" in archive and b"poweroff -f" in archive
     assert b"usr/sbin/veritysetup" not in names  # dmsetup with a table: no libcryptsetup/libcrypto to load
+    # The root's modules in the foreground; the agent's and the optional ones on the other vCPU, each
+    # module in one list only, and the boot stops (fails closed) unless the agent's all loaded.
+    files = newc_files(archive)
+    lists = {n: files[f"etc/modules.{n}"].decode().split() for n in ("order", "agent", "optional")}
+    assert {"dm_verity", "erofs", "virtio_blk"} <= set(lists["order"])
+    assert {"qemu_fw_cfg", "configfs", "vsock", "vmw_vsock_virtio_transport"} <= set(lists["agent"])
+    assert lists["optional"] == ["tsm", "sev_guest", "tdx_guest"]
+    every = [m for listing in lists.values() for m in listing]
+    assert len(every) == len(set(every))
+    init = files["init"].decode()
+    assert init.index("load /etc/modules.agent") < init.index("load /etc/modules.order")
+    assert init.index('wait $agent_modules || fail') < init.index("exec switch_root")
     # The read-ahead list: systemd first, then the interpreter, then the stdlib the agent imports, all in the root.
     listed = newc_files(archive)["etc/prefetch.list"].decode().split()
     tree = image.parent / "mkosi" / "root"
