@@ -38,7 +38,7 @@ MODULES = ROOT_MODULES + AGENT_MODULES
 # (busybox's insmod then tries a second time, by image: four wasted loads under sim, all in the
 # background).
 OPTIONAL_MODULES = ("sev_guest", "tdx_guest")
-APPLETS = ("sh", "mount", "umount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls",
+APPLETS = ("sh", "mount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls",
            "chroot")
 INIT = r"""#!/bin/sh
 # cocoon initrd: dm-verity root from cocoon.roothash= / cocoon.hashoffset=, then systemd.
@@ -80,8 +80,11 @@ mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "roo
 (PYTHONPATH=/usr/lib/cocoon:/usr/lib/cocoon/site chroot /sysroot /usr/bin/python3 -S -P \
   /usr/lib/cocoon/agent/warmup.py >/dev/console 2>&1) &
 wait $agent_modules || fail "$(cat /modules.agent.err)"
-mount --move /dev /sysroot/dev; mount --move /run /sysroot/run
-umount /proc /sys
+# configfs (configfs-tsm reports; the agent's unit is ordered after sys-kernel-config.mount) is mounted
+# here, and the API filesystems move to the root rather than being unmounted: systemd adopts what is
+# already mounted, so the agent does not wait for PID 1 to fork mount(8) for it.
+mount -t configfs configfs /sys/kernel/config || fail "configfs does not mount"
+for fs in /dev /run /proc /sys; do mount --move "$fs" "/sysroot$fs" || fail "cannot move $fs to the root"; done
 exec switch_root /sysroot /sbin/init
 """
 

@@ -94,6 +94,11 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     for name in ("var.mount", "tmp.mount"):
         assert "Type=tmpfs" in (units / name).read_text() and (units / "local-fs.target.wants" / name).is_symlink()
     assert os.readlink(tree / "etc/systemd/system-generators/systemd-fstab-generator") == "/dev/null"
+    # No debugfs/tracefs in a confidential guest, and no mount(8) forks ahead of the agent for mounts
+    # nothing uses (PID 1 starts mount units before services).
+    for name in ("sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-fs-fuse-connections.mount",
+                 "dev-hugepages.mount", "dev-mqueue.mount"):
+        assert os.readlink(units / name) == "/dev/null", name
     assert (units / "multi-user.target.wants" / "cocoon-agent.service").is_symlink()
     assert (tree / "usr/lib/cocoon/agent/daemon.py").exists()
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
@@ -181,6 +186,11 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     init = files["init"].decode()
     assert init.index("load /etc/modules.agent") < init.index("load /etc/modules.order")
     assert init.index('wait $agent_modules || fail') < init.index("exec switch_root")
+    # configfs is mounted before switch_root and the API filesystems move (systemd adopts them), so the
+    # agent's After=sys-kernel-config.mount holds without PID 1 forking mount(8) first.
+    assert init.index("mount -t configfs configfs /sys/kernel/config") < init.index("exec switch_root")
+    assert 'for fs in /dev /run /proc /sys; do mount --move "$fs" "/sysroot$fs"' in init
+    assert "umount" not in init
     # The read-ahead list: systemd first, then the interpreter, then the stdlib the agent imports, all in the root.
     listed = newc_files(archive)["etc/prefetch.list"].decode().split()
     tree = image.parent / "mkosi" / "root"
