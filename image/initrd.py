@@ -226,6 +226,16 @@ def prefetch_list(tree: Path) -> list[str]:
     return list(wanted)
 
 
+def check_background_modules(tree: Path, kver: str, root: tuple[str, ...] = ROOT_MODULES,
+                             background: tuple[str, ...] = AGENT_MODULES + OPTIONAL_MODULES) -> None:
+    """The background lists load while the root's still do: one needing a module of the root's could
+    find it half-loaded (unknown symbols) at boot. Such a tree is refused here instead."""
+    shared = {n for n, _ in _module_order(tree, kver, background)} & {n for n, _ in _module_order(tree, kver, root)}
+    if shared:
+        raise SystemExit(f"image: the agent's modules depend on the root's ({', '.join(sorted(shared))}); "
+                         "load them in the foreground (image/initrd.py ROOT_MODULES)")
+
+
 def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     cpio = Cpio(mtime)
     for d in ("bin", "dev", "proc", "sys", "run", "sysroot", "etc", "lib/modules", "usr/sbin"):
@@ -242,6 +252,7 @@ def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     for lib in _libs(tree, "/usr/sbin/dmsetup"):
         cpio.file(lib.lstrip("/"), _resolve_in(tree, lib).read_bytes(), 0o755)
     root = _module_order(tree, kver, ROOT_MODULES)
+    check_background_modules(tree, kver)
     # Each module is loaded once, by the first list that needs it; an optional module's dependencies
     # (tsm for both) load as optional too, after what is required.
     agent = _module_order(tree, kver, AGENT_MODULES, skip=tuple(name for name, _ in root))

@@ -199,6 +199,18 @@ def test_initrd_holds_what_opens_the_root(image: Path) -> None:
     assert all((tree / p).is_file() for p in listed), [p for p in listed if not (tree / p).is_file()]
 
 
+def test_background_modules_may_not_depend_on_the_roots(tmp_path: Path) -> None:
+    from image.initrd import check_background_modules
+
+    mdir = tmp_path / "usr/lib/modules/6.0"
+    mdir.mkdir(parents=True)
+    (mdir / "modules.dep").write_text("kernel/dm-mod.ko.xz:\nkernel/dm-verity.ko.xz: kernel/dm-mod.ko.xz\n"
+                                      "kernel/vsock.ko.xz:\nkernel/dm-crypt.ko.xz: kernel/dm-mod.ko.xz\n")
+    check_background_modules(tmp_path, "6.0", ("dm_verity",), ("vsock",))  # disjoint closures: fine
+    with pytest.raises(SystemExit, match=r"depend on the root's \(dm_mod\)"):
+        check_background_modules(tmp_path, "6.0", ("dm_verity",), ("vsock", "dm_crypt"))
+
+
 def test_initrd_starts_the_warmup_and_it_runs_in_the_image(image: Path) -> None:
     """The initrd runs agent/warmup.py from the verity root before switch_root; with the image's own
     interpreter and packages it must get all the way to ready (else it warms nothing, silently)."""
