@@ -23,7 +23,6 @@ this is advice, like a read-ahead, and the agent does all of it again for real.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -91,13 +90,11 @@ def run() -> bool:
     raw = document()
     parsed = initdata.parse_document(raw, "<warm-up>")
     config = sim_config(parsed.bound(SimProvider.bound_size))
-    bound = binding.bind(lambda: SimProvider("<warm-up>", raw=config),
-                         lambda: initdata.parse_document(raw, "<warm-up>"))
+    bound = binding.bind(lambda: SimProvider("<warm-up>", raw=config), lambda: parsed)
     try:
         TtrpcServer(Agent(bound, None).registry())
         if bound.policy is not None:
             bound.policy.evaluate("ExecProcessRequest", json.dumps({"process": {"Args": ["/bin/true"]}}))
-        hashlib.sha384(raw).digest()
         return bound.ready
     finally:
         if bound.policy is not None:

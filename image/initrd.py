@@ -40,6 +40,19 @@ MODULES = ROOT_MODULES + AGENT_MODULES
 OPTIONAL_MODULES = ("sev_guest", "tdx_guest")
 APPLETS = ("sh", "mount", "insmod", "switch_root", "mkdir", "cat", "sleep", "echo", "poweroff", "ls",
            "chroot")
+
+
+def _unit_pythonpath() -> str:
+    """The agent's PYTHONPATH as its unit sets it: the warm-up and the read-ahead list run the same code
+    the same way, and the unit is the one place it is written."""
+    unit = (Path(__file__).resolve().parent / "cocoon-agent.service").read_text()
+    found = re.search(r"^Environment=PYTHONPATH=(\S+)$", unit, re.MULTILINE)
+    if found is None:
+        raise SystemExit("image: cocoon-agent.service sets no PYTHONPATH")
+    return found.group(1)
+
+
+AGENT_PYTHONPATH = _unit_pythonpath()
 INIT = r"""#!/bin/sh
 # cocoon initrd: dm-verity root from cocoon.roothash= / cocoon.hashoffset=, then systemd.
 export PATH=/bin:/usr/sbin DM_DISABLE_UDEV=1
@@ -77,7 +90,7 @@ mkdir -p /sysroot && mount -t erofs -o ro /dev/mapper/root /sysroot || fail "roo
 # Run the agent's start-up code once on inputs of its own (agent/warmup.py): under TCG the agent then
 # finds its code already translated (QEMU keeps translations per physical page, and shared text is
 # the page cache's). Nothing from the host, nothing written but its one line on the console.
-(PYTHONPATH=/usr/lib/cocoon:/usr/lib/cocoon/site chroot /sysroot /usr/bin/python3 -S -P \
+(PYTHONPATH=@AGENT_PYTHONPATH@ chroot /sysroot /usr/bin/python3 -S -P \
   /usr/lib/cocoon/agent/warmup.py >/dev/console 2>&1) &
 wait $agent_modules || fail "$(cat /modules.agent.err)"
 # configfs (configfs-tsm reports; the agent's unit is ordered after sys-kernel-config.mount) is mounted
@@ -209,7 +222,7 @@ def prefetch_list(tree: Path) -> list[str]:
     for binary in ("/usr/lib/systemd/systemd", "/usr/bin/python3"):
         for path in (binary, *_libs(tree, binary)):
             wanted[str(_resolve_in(tree, path).relative_to(tree))] = None
-    env = {"PATH": "/usr/bin", "PYTHONPATH": "/usr/lib/cocoon:/usr/lib/cocoon/site", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"PATH": "/usr/bin", "PYTHONPATH": AGENT_PYTHONPATH, "PYTHONDONTWRITEBYTECODE": "1"}
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"
     run = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "-c", _AGENT_IMPORTS], env=env,
                          check=False, capture_output=True, text=True)
@@ -240,7 +253,7 @@ def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
     cpio = Cpio(mtime)
     for d in ("bin", "dev", "proc", "sys", "run", "sysroot", "etc", "lib/modules", "usr/sbin"):
         cpio.dir(d)
-    cpio.file("init", INIT.encode(), 0o755)
+    cpio.file("init", INIT.replace("@AGENT_PYTHONPATH@", AGENT_PYTHONPATH).encode(), 0o755)
     cpio.file("etc/prefetch.list", ("\n".join(prefetch_list(tree)) + "\n").encode())
     busybox = tree / "usr/bin/busybox"
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)

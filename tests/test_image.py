@@ -223,6 +223,7 @@ def test_initrd_starts_the_warmup_and_it_runs_in_the_image(image: Path) -> None:
     assert "/usr/lib/cocoon/agent/warmup.py >/dev/console 2>&1) &" in init
     assert files["bin/chroot"] == b"busybox"
     tree = image.parent / "mkosi" / "root"
+    assert line.startswith("(PYTHONPATH=/usr/lib/cocoon:/usr/lib/cocoon/site chroot")  # the unit's, as the agent runs
     env = {"PATH": "/usr/bin", "PYTHONPATH": "/usr/lib/cocoon:/usr/lib/cocoon/site", "PYTHONDONTWRITEBYTECODE": "1"}
     chroot = shutil.which("chroot") or "/usr/sbin/chroot"
     out = subprocess.run([chroot, str(tree), "/usr/bin/python3", "-S", "-P", "/usr/lib/cocoon/agent/warmup.py"],
