@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cocoon
 # ovmf: firmware to measure;
 # runc, busybox-static, erofs-utils, cryptsetup-bin, iproute2: the container tests (real runtime, verity layers);
+# gcc: igvm/snp/_sha384mb.c (multi-buffer SHA-384 for SNP page hashing);
 # gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin: the SNP firmware (edk2 AmdSev)
 # swtpm swtpm-tools: measured-boot test of the RTMR prediction (tests/test_tpm_measured_boot.py)
 # zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
@@ -43,7 +44,8 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# igvm/snp/_sha384mb.c is compiled by this install (an editable install builds it in place)
+$(VENV)/.installed: pyproject.toml igvm/snp/_sha384mb.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
@@ -77,7 +79,7 @@ reference-values: venv
 	$(VENV)/bin/cocoon reference-values --ovmf /usr/share/ovmf/OVMF.fd -o reference-values.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info igvm/snp/*.so
 
 # SNP firmware with the kernel-hashes section (edk2 AmdSevX64 from trixie's source), cached in $(CACHE)/firmware.
 firmware: venv

@@ -31,7 +31,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
-from .pageinfo import hash_pages
+from .pageinfo import hash_pages, page_digests
 
 DIGEST = 48
 #: batches in flight per worker: requests (8 B/page) and replies (48 B/page) for 256-page batches stay
@@ -131,7 +131,7 @@ def _serve(read: Reader, requests: int, replies: int) -> None:
         body = _read_exact(requests, 8 * count)
         if body is None:
             return
-        _write_all(replies, b"".join(hash_pages(read(struct.unpack(f"<{count}Q", body)))))
+        _write_all(replies, page_digests(read(struct.unpack(f"<{count}Q", body))))
 
 
 def _write_all(fd: int, data: bytes) -> None:
