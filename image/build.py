@@ -137,10 +137,13 @@ def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
         out.mkdir(parents=True)
         run("cp", "-a", str(saved / "root"), str(out / "root"))
         shutil.copy(saved / "root.manifest", out / "root.manifest")
-        locked(out / "root.manifest", cache, offline=True)
-        return out
+        if saved_tree_locked(out / "root.manifest"):
+            return out
+        log("running mkosi afresh: the lock may be newer than the saved tree (a fresh tree that still differs "
+            "stops the build)")
+        shutil.rmtree(out)  # nothing of the stale copy may reach the fresh tree
     mkosi(build, epoch)
-    locked(out / "root.manifest", cache, offline=False)  # before saving: a tree the lock refuses is not kept
+    locked(out / "root.manifest", cache)  # before saving: a tree the lock refuses is not kept
     tmp = saved.with_name(saved.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -151,28 +154,35 @@ def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
     return out
 
 
-def locked(manifest: Path, cache: Path, offline: bool) -> None:
+def locked(manifest: Path, cache: Path) -> None:
     """The packages must be image/packages.lock's (see image/lock.py); the build stops naming any that differ.
 
-    ``COCOON_LOCK=report`` (the test suite's setting) only warns about newer versions; a saved tree is
-    then checked the same way."""
+    ``COCOON_LOCK=report`` (the test suite's and the demo's setting) only warns about newer versions."""
     from image import lock
 
-    mode = os.environ.get("COCOON_LOCK", "strict")
     try:
-        if offline:
-            try:
-                lock.check_versions(manifest)
-            except lock.LockError as exc:
-                if mode != "report":
-                    raise
-                log(f"WARNING (COCOON_LOCK=report): {exc}")
-            else:
-                log("packages match image/packages.lock (versions; the saved tree was checked when made)")
-        else:
-            log(lock.check(manifest, cache / "apt-index", mode=mode))
+        log(lock.check(manifest, cache / "apt-index", mode=os.environ.get("COCOON_LOCK", "strict")))
     except lock.LockError as exc:
         raise SystemExit(f"image: {exc}") from None
+
+
+def saved_tree_locked(manifest: Path, lockfile: Path | None = None) -> bool:
+    """Whether a saved tree may be reused: its packages are the lock's (offline, by version; its bytes were
+    checked when it was made). Under ``COCOON_LOCK=report`` a difference is a warning and the tree is reused.
+    False sends the build to mkosi: the lock may have moved on (a commit that accepted a Debian update)
+    since the tree was saved."""
+    from image import lock
+
+    try:
+        lock.check_versions(manifest, lockfile or lock.LOCK)
+    except lock.LockError as exc:
+        if os.environ.get("COCOON_LOCK", "strict") == "report":
+            log(f"WARNING (COCOON_LOCK=report): {exc}")
+            return True
+        log(str(exc))
+        return False
+    log("packages match image/packages.lock (versions; the saved tree was checked when made)")
+    return True
 
 
 def mkosi(build: Path, epoch: int) -> Path:

@@ -123,9 +123,13 @@ def compare(locked: list[dict[str, str]], now: list[dict[str, str]]) -> list[str
         elif name not in a:
             out.append(f"{name}: {b[name]['version']} is in the image but not in the lock")
         elif (a[name]["version"], a[name]["sha256"]) != (b[name]["version"], b[name]["sha256"]):
-            out.append(f"{name}: locked {a[name]['version']} ({a[name]['sha256'][:12]}), "
-                       f"the archive serves {b[name]['version']} ({b[name]['sha256'][:12]})")
+            out.append(f"{name}: locked {_release(a[name])}, the archive serves {_release(b[name])}")
     return out
+
+
+def _release(row: dict[str, str]) -> str:
+    """A package's version, with the start of its sha256 when known (a saved tree's manifest has none)."""
+    return f"{row['version']} ({row['sha256'][:12]})" if row["sha256"] else row["version"]
 
 
 def tampered(locked: list[dict[str, str]], now: list[dict[str, str]]) -> list[str]:
@@ -177,7 +181,8 @@ def check_versions(manifest: Path, lock: Path = LOCK) -> None:
     now = [{"name": p["name"], "version": p["version"], "architecture": p["architecture"]} for p in packages]
     diff = compare([{**r, "sha256": ""} for r in locked], [{**r, "sha256": ""} for r in now])
     if diff:
-        raise LockError("the saved tree's packages differ from image/packages.lock:\n  " + "\n  ".join(diff))
+        raise LockError("the saved tree's packages differ from image/packages.lock:\n  " + "\n  ".join(
+            d.replace("the archive serves", "the saved tree has") for d in diff))
 
 
 def main(argv: list[str] | None = None) -> int:

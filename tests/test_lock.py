@@ -87,3 +87,52 @@ def test_report_mode_builds_through_an_update_but_never_through_other_bytes(
         lock.check(manifest, tmp_path, lock=lockfile, mode="report")
     with pytest.raises(lock.LockError, match="lock mode 'lax'"):
         lock.check(manifest, tmp_path, lock=lockfile, mode="lax")
+
+
+def test_a_saved_tree_that_differs_names_versions_only(tmp_path: Path) -> None:
+    manifest, lockfile = write(tmp_path, [ROWS[0], {**ROWS[1], "version": "9"}])
+    with pytest.raises(lock.LockError) as exc:
+        lock.check_versions(manifest, lockfile)
+    # the manifest has no sha256: no empty "()" after either version, and no claim about the archive
+    assert "crun: locked 1.8.1-1+deb12u1, the saved tree has 9" in str(exc.value)
+    assert "()" not in str(exc.value)
+
+
+def test_a_saved_tree_the_lock_moved_past_is_rebuilt_not_refused(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A commit that accepted a Debian update leaves machines with a saved tree of the old versions: a strict
+    # build must run mkosi again rather than stop (and a report-mode build may reuse the tree with a warning).
+    from image import build
+
+    stale, lockfile = write(tmp_path, [ROWS[0], {**ROWS[1], "version": "0.1"}])
+    monkeypatch.delenv("COCOON_LOCK", raising=False)
+    assert build.saved_tree_locked(stale, lockfile) is False
+    monkeypatch.setenv("COCOON_LOCK", "report")
+    assert build.saved_tree_locked(stale, lockfile) is True
+    monkeypatch.delenv("COCOON_LOCK")
+    current, _ = write(tmp_path / "..", ROWS)
+    assert build.saved_tree_locked(current, lockfile) is True
+
+    cache = tmp_path / "cache"
+    saved = cache / f"tree-{build.mkosi_inputs_digest()}"
+    (saved / "root").mkdir(parents=True)
+    (saved / "root" / "old").write_text("old tree")
+    (saved / "root.manifest").write_text(stale.read_text())
+    ran: list[Path] = []
+
+    def fake_mkosi(out: Path, epoch: int) -> Path:
+        ran.append(out)
+        (out / "mkosi" / "root").mkdir(parents=True, exist_ok=True)
+        (out / "mkosi" / "root" / "new").write_text("fresh tree")
+        (out / "mkosi" / "root.manifest").write_text(current.read_text())
+        return out / "mkosi"
+
+    checked: list[Path] = []
+    monkeypatch.setattr(build, "mkosi", fake_mkosi)
+    monkeypatch.setattr(build, "locked", lambda manifest, cache: checked.append(manifest))
+    real = build.saved_tree_locked
+    monkeypatch.setattr(build, "saved_tree_locked", lambda manifest: real(manifest, lockfile))
+    out = build.root_tree(tmp_path / "build", 1700000000, cache, reuse=True)
+    assert ran and checked == [out / "root.manifest"]
+    assert (out / "root" / "new").is_file() and not (out / "root" / "old").exists()
+    assert (saved / "root" / "new").is_file()  # the fresh tree replaced the stale one in the cache
