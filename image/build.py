@@ -154,6 +154,11 @@ def root_tree(build: Path, epoch: int, cache: Path, reuse: bool) -> Path:
     return out
 
 
+def lock_mode() -> str:
+    """``COCOON_LOCK``: strict (default) or report (image/lock.py MODES)."""
+    return os.environ.get("COCOON_LOCK", "strict")
+
+
 def locked(manifest: Path, cache: Path) -> None:
     """The packages must be image/packages.lock's (see image/lock.py); the build stops naming any that differ.
 
@@ -161,7 +166,7 @@ def locked(manifest: Path, cache: Path) -> None:
     from image import lock
 
     try:
-        log(lock.check(manifest, cache / "apt-index", mode=os.environ.get("COCOON_LOCK", "strict")))
+        log(lock.check(manifest, cache / "apt-index", mode=lock_mode()))
     except lock.LockError as exc:
         raise SystemExit(f"image: {exc}") from None
 
@@ -176,7 +181,7 @@ def saved_tree_locked(manifest: Path, lockfile: Path | None = None) -> bool:
     try:
         lock.check_versions(manifest, lockfile or lock.LOCK)
     except lock.LockError as exc:
-        if os.environ.get("COCOON_LOCK", "strict") == "report":
+        if lock_mode() == "report":
             log(f"WARNING (COCOON_LOCK=report): {exc}")
             return True
         log(str(exc))

@@ -13,7 +13,7 @@ installs against that same index, so a (name, version) the lock accepts is
 exactly one file. A Debian point release or security update therefore stops
 the build until someone reviews it and runs --update (the message says so).
 
-``COCOON_LOCK=report`` (what ``make test`` uses) turns a *newer version*
+``COCOON_LOCK=report`` (what ``make test`` and ``make demo`` use) turns a *newer version*
 into a warning, so the test suite tests the code rather than Debian's
 publication schedule; the archive keeps only the newest version, so a lock
 can go stale between two commits through no change of ours. Same version
@@ -112,8 +112,9 @@ def current(manifest: Path, cache: Path) -> list[dict[str, str]]:
     return rows
 
 
-def compare(locked: list[dict[str, str]], now: list[dict[str, str]]) -> list[str]:
-    """One line per package whose name, version or sha256 differs (empty: the lock holds)."""
+def compare(locked: list[dict[str, str]], now: list[dict[str, str]], source: str = "the archive serves") -> list[str]:
+    """One line per package whose name, version or sha256 differs (empty: the lock holds); ``source``
+    says where the other version was seen."""
     a = {r["name"]: r for r in locked}
     b = {r["name"]: r for r in now}
     out = []
@@ -123,7 +124,7 @@ def compare(locked: list[dict[str, str]], now: list[dict[str, str]]) -> list[str
         elif name not in a:
             out.append(f"{name}: {b[name]['version']} is in the image but not in the lock")
         elif (a[name]["version"], a[name]["sha256"]) != (b[name]["version"], b[name]["sha256"]):
-            out.append(f"{name}: locked {_release(a[name])}, the archive serves {_release(b[name])}")
+            out.append(f"{name}: locked {_release(a[name])}, {source} {_release(b[name])}")
     return out
 
 
@@ -179,10 +180,9 @@ def check_versions(manifest: Path, lock: Path = LOCK) -> None:
     except (OSError, ValueError, KeyError) as exc:
         raise LockError(f"cannot compare {manifest} with {lock}: {exc}") from None
     now = [{"name": p["name"], "version": p["version"], "architecture": p["architecture"]} for p in packages]
-    diff = compare([{**r, "sha256": ""} for r in locked], [{**r, "sha256": ""} for r in now])
+    diff = compare([{**r, "sha256": ""} for r in locked], [{**r, "sha256": ""} for r in now], "the saved tree has")
     if diff:
-        raise LockError("the saved tree's packages differ from image/packages.lock:\n  " + "\n  ".join(
-            d.replace("the archive serves", "the saved tree has") for d in diff))
+        raise LockError("the saved tree's packages differ from image/packages.lock:\n  " + "\n  ".join(diff))
 
 
 def main(argv: list[str] | None = None) -> int:

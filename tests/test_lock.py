@@ -110,7 +110,8 @@ def test_a_saved_tree_the_lock_moved_past_is_rebuilt_not_refused(tmp_path: Path,
     monkeypatch.setenv("COCOON_LOCK", "report")
     assert build.saved_tree_locked(stale, lockfile) is True
     monkeypatch.delenv("COCOON_LOCK")
-    current, _ = write(tmp_path / "..", ROWS)
+    (tmp_path / "current").mkdir()
+    current, _ = write(tmp_path / "current", ROWS)
     assert build.saved_tree_locked(current, lockfile) is True
 
     cache = tmp_path / "cache"
