@@ -4,8 +4,16 @@ Each RPC method has the service's shape ``(request, context) -> response``
 and raises AgentError subclasses for refusals (the service turns them into
 FAILED_PRECONDITION with the message). Container processes are children of
 the agent (subreaper) and are waited for through the Reaper; their stdio are
-pipes drained into bounded buffers: a slow reader makes the container block
-on write (back-pressure) instead of losing output.
+pipes drained into bounded buffers (agent/stdio.py): a slow reader makes the
+container block on write (back-pressure) instead of losing output.
+
+Nothing is kept for a process longer than its owner needs it (issue 19): its stdin
+and terminal fds go when it exits (or at CloseStdin), its output fds at EOF, and its
+record once WaitProcess returned the status *and* both outputs were read to EOF, in
+either order (Kata's shim reads to EOF and then waits; Kata's agent drops the process
+in ``do_wait_process``, src/agent/src/rpc.rs). A waited process whose output nobody
+reads is dropped LINGER_SECONDS after its wait (or beyond LINGER_MAX of them). RemoveContainer,
+DestroySandbox and shutdown release everything a container or the sandbox holds.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import socket
 import struct
 import termios
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,79 +41,75 @@ from agent.errors import AgentError
 from agent.ocispec import _process, to_config
 from agent.protocols import agent_pb2
 from agent.reaper import ProcessError, Reaper
+from agent.stdio import EndOfStream, IoLoop, OutputStream
 from agent.storage import Mounted, Storage, StorageError, confined, layer_spec
 
 CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-BUFFER_LIMIT = 1 << 20
 VERSION = "0.1.0"
+# A waited process whose output is not read to EOF is kept (for a client that waits first and reads
+# after) until LINGER_SECONDS after its wait, or while fewer than LINGER_MAX such processes are kept.
+LINGER_SECONDS = 30.0
+LINGER_MAX = 256
+__all__ = ["Backend", "ContainerError", "EndOfStream"]
 
 
 class ContainerError(AgentError):
     """A container operation that cannot be done (unknown id, runtime failure, bad request)."""
 
 
-class EndOfStream(ContainerError):
-    """The process closed this stream and everything buffered was read."""
-
-
-class OutputPump:
-    """Drains one pipe into a bounded buffer; stops reading while the buffer is full."""
-
-    def __init__(self, fd: int, limit: int = BUFFER_LIMIT) -> None:
-        self.fd = fd
-        self.limit = limit
-        self.buf = bytearray()
-        self.eof = False
-        self.cond = threading.Condition()
-        threading.Thread(target=self._pump, daemon=True, name=f"pump-{fd}").start()
-
-    def _pump(self) -> None:
-        try:
-            while True:
-                with self.cond:
-                    while len(self.buf) >= self.limit:
-                        self.cond.wait()
-                data = os.read(self.fd, 65536)
-                with self.cond:
-                    if not data:
-                        break
-                    self.buf += data
-                    self.cond.notify_all()
-        except OSError:
-            pass
-        finally:
-            with self.cond:
-                self.eof = True
-                self.cond.notify_all()
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-
-    def read(self, n: int, timeout: float | None = None) -> bytes:
-        n = n or 65536
-        with self.cond:
-            if not self.cond.wait_for(lambda: self.buf or self.eof, timeout):
-                return b""
-            if not self.buf:
-                raise EndOfStream("EOF")
-            out = bytes(self.buf[:n])
-            del self.buf[:n]
-            self.cond.notify_all()
-            return out
-
-
-@dataclass
+@dataclass(eq=False)
 class Proc:
+    """One process of a container and what the agent holds for it."""
+
     exec_id: str
     pid: int
     stdin: int | None
-    stdout: OutputPump
-    stderr: OutputPump
-    status: int | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    stdout: OutputStream
+    stderr: OutputStream
     tty: int | None = None  # the pty master, for TtyWinResize
+    status: int | None = None
+    waited: bool = False  # WaitProcess returned the status
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def exited(self, status: int) -> None:
+        """The reaper's report (its thread: nothing here blocks). Stdin and the terminal are of no use now."""
+        with self.cond:
+            self.status = status
+            self._close_inputs()
+            self.cond.notify_all()
+        self.stdout.process_exited()
+        self.stderr.process_exited()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.status is not None, timeout)
+            return self.status
+
+    def _close_inputs(self) -> None:  # with self.cond held
+        for fd in (self.stdin, self.tty):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.stdin = self.tty = None
+
+    def close_stdin(self) -> None:
+        with self.cond:
+            if self.stdin is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.stdin)
+                self.stdin = None
+
+    def drained(self) -> bool:
+        return self.stdout.delivered and self.stderr.delivered
+
+    def release(self) -> None:
+        with self.cond:
+            self._close_inputs()
+        self.stdout.close()
+        self.stderr.close()
 
 
-@dataclass
+@dataclass(eq=False)
 class Container:
     cid: str
     bundle: str
@@ -111,6 +117,12 @@ class Container:
     mounted: Mounted
     procs: dict[str, Proc] = field(default_factory=dict)
     started: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    spawning: set[str] = field(default_factory=set)  # exec ids being started
+    lingering: deque[tuple[float, Proc]] = field(default_factory=deque)  # (when waited, process), output unread
+    serial: int = 0  # names this container's exec spec files
+    removed: bool = False
+    oom: tuple[int, threading.Thread] | None = None  # the `runtime events` follower: pidfd, thread
 
 
 class Backend:
@@ -136,6 +148,8 @@ class Backend:
         self.lock = threading.Lock()
         self.hostname = ""
         self.oom_events: queue.Queue[str] = queue.Queue()
+        self.io = IoLoop()
+        self.sandbox_mounted = Mounted()  # CreateSandbox's storages (shm), released by DestroySandbox
         os.makedirs(os.path.join(state_dir, "containers"), exist_ok=True)
 
     # --- helpers -----------------------------------------------------------------------------
@@ -153,70 +167,150 @@ class Backend:
         return c
 
     def _proc(self, cid: str, exec_id: str) -> Proc:
+        return self._find(cid, exec_id)[1]
+
+    def _find(self, cid: str, exec_id: str) -> tuple[Container, Proc]:
         c = self._container(cid)
         if not exec_id or exec_id == c.init.exec_id:
-            return c.init
-        p = c.procs.get(exec_id)
+            return c, c.init
+        with c.lock:
+            p = c.procs.get(exec_id)
         if p is None:
             raise ContainerError(f"process {exec_id!r} does not exist in container {cid!r}")
-        return p
+        return c, p
+
+    def _settle(self, c: Container, p: Proc) -> None:
+        """Drop ``p``'s record once it was waited for and its output read to EOF (see the module doc)."""
+        if not p.waited or p is c.init:  # the init process's record goes with its container
+            return
+        drop: list[Proc] = []
+        with c.lock:
+            if c.procs.get(p.exec_id) is not p:
+                return
+            now = time.monotonic()
+            if p.drained():
+                del c.procs[p.exec_id]
+                c.lingering = deque(item for item in c.lingering if item[1] is not p)
+                drop.append(p)
+            elif all(q is not p for _, q in c.lingering):
+                c.lingering.append((now, p))
+            while c.lingering and (len(c.lingering) > LINGER_MAX or now - c.lingering[0][0] > LINGER_SECONDS):
+                _, old = c.lingering.popleft()
+                if c.procs.get(old.exec_id) is old:
+                    del c.procs[old.exec_id]
+                    drop.append(old)
+        for q in drop:
+            q.release()
 
     def _spawn_with_pipes(self, argv: list[str], exec_id: str, pid_file: str, terminal: bool = False) -> Proc:
-        """Run ``runtime create|exec`` with pipes (or a console socket for terminal processes)."""
+        """Run ``runtime create|exec`` with pipes (or a console socket for terminal processes).
+
+        Every fd opened here is closed on every failure path; a failure after the runtime
+        succeeded also removes what it started (the created container, or the exec'd process).
+        """
+        opened: list[int] = []
+        streams: list[OutputStream] = []
         console = None
-        if terminal:
-            sock_path = pid_file + ".console"
-            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            console.bind(sock_path)
-            console.listen(1)
-            argv = _insert_after_command(argv, ["--console-socket", sock_path])
-        in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        sock_path = pid_file + ".console"
+        pid = None
+        started = False
         try:
+            if terminal:
+                console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                console.bind(sock_path)
+                console.listen(1)
+                argv = _insert_after_command(argv, ["--console-socket", sock_path])
+            for _ in range(3):
+                opened += os.pipe2(os.O_CLOEXEC)
+            in_r, in_w, out_r, out_w, err_r, err_w = opened
             helper = self.reaper.spawn(argv, in_r, out_w, err_w)
-        finally:
             for fd in (in_r, out_w, err_w):
+                opened.remove(fd)
                 os.close(fd)
-        stdout, stderr = OutputPump(out_r), OutputPump(err_r)
-        status = self.reaper.wait(helper, 120)
-        if status != 0:
-            os.close(in_w)
+            for fd in (out_r, err_r):
+                opened.remove(fd)
+                streams.append(self.io.stream(fd))
+            stdout, stderr = streams
+            status = self.reaper.wait(helper, 120)
+            if status is None:  # hung: it must not stay behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(helper, signal.SIGKILL)
+                self.reaper.wait(helper, 10)
+            if status != 0:
+                detail = _runtime_error(pid_file) or stderr.read(4096, 2).decode(errors="replace").strip()
+                raise ContainerError(f"{os.path.basename(argv[0])} {argv[3] if len(argv) > 3 else ''} failed "
+                                     f"(status {status}): {detail or 'no message'}")
+            started = True
+            try:
+                with open(pid_file, encoding="ascii") as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError) as exc:
+                raise ContainerError(f"runtime left no usable pid file: {exc}") from None
+            if console is None:
+                proc = Proc(exec_id, pid, in_w, stdout, stderr)
+                opened.remove(in_w)
+            else:
+                opened.remove(in_w)
+                os.close(in_w)
+                master = self._receive_terminal(console)
+                opened.append(master)
+                stdin, tty = os.dup(master), os.dup(master)
+                opened += [stdin, tty]
+                empty_r, empty_w = os.pipe2(os.O_CLOEXEC)
+                os.close(empty_w)  # stderr of a terminal process is the terminal: an empty stream here
+                opened.append(empty_r)
+                for s in streams:  # the runtime's own pipes: the process writes to the terminal
+                    s.close()
+                streams = [self.io.stream(master), self.io.stream(empty_r)]
+                opened = [fd for fd in opened if fd not in (master, empty_r)]
+                proc = Proc(exec_id, pid, stdin, streams[0], streams[1], tty=tty)
+                opened = [fd for fd in opened if fd not in (stdin, tty)]
+            streams = []
+            self.reaper.watch(pid, proc.exited)
+            return proc
+        except BaseException:
+            for fd in opened:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            for s in streams:
+                s.close()
+            if started:
+                self._undo_start(argv, pid)
+            raise
+        finally:
             if console is not None:
                 console.close()
-            detail = _runtime_error(pid_file) or stderr.read(4096, 2).decode(errors="replace").strip()
-            raise ContainerError(f"{os.path.basename(argv[0])} {argv[3] if len(argv) > 3 else ''} failed "
-                                 f"(status {status}): {detail or 'no message'}")
-        try:
-            with open(pid_file, encoding="ascii") as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError) as exc:
-            os.close(in_w)
-            raise ContainerError(f"runtime left no usable pid file: {exc}") from None
-        if console is None:
-            return Proc(exec_id, pid, in_w, stdout, stderr)
-        os.close(in_w)
+                with contextlib.suppress(OSError):
+                    os.unlink(sock_path)
+
+    def _receive_terminal(self, console: socket.socket) -> int:
+        """The pty master the runtime sends over the console socket (any other fd it sends is closed)."""
         try:
             console.settimeout(10)
             conn, _ = console.accept()
             with conn:
-                _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 4)
         except OSError as exc:
             raise ContainerError(f"runtime sent no terminal: {exc}") from None
-        finally:
-            console.close()
+        for extra in fds[1:]:
+            os.close(extra)
         if not fds:
             raise ContainerError("runtime sent no terminal file descriptor")
-        master = fds[0]
-        os.set_inheritable(master, False)
-        closed = os.pipe2(os.O_CLOEXEC)
-        os.close(closed[1])  # stderr of a terminal process is the terminal: an empty stream here
-        return Proc(exec_id, pid, os.dup(master), OutputPump(master), OutputPump(closed[0]), tty=os.dup(master))
+        os.set_inheritable(fds[0], False)
+        return fds[0]
+
+    def _undo_start(self, argv: list[str], pid: int | None) -> None:
+        """The runtime started something the agent will not keep: a created container, an exec'd process."""
+        if "create" in argv:
+            self.reaper.run(self._rt("delete", "--force", argv[-1]))  # the container id is the last word
+        elif pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     # --- sandbox -----------------------------------------------------------------------------
     def CreateSandbox(self, req: agent_pb2.CreateSandboxRequest, ctx: Any) -> empty_pb2.Empty:
         self.hostname = req.hostname
-        undo = Mounted()
+        undo = self.sandbox_mounted  # kept: DestroySandbox and shutdown unmount it
         for s in req.storages:
             if s.driver == "ephemeral":
                 self.storage.tmpfs(s.mount_point, undo, ",".join(o for o in s.options if "=" in o) or "mode=1777")
@@ -231,6 +325,7 @@ class Backend:
         for cid in list(self.containers):
             with contextlib.suppress(AgentError):
                 self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=timeout), None)
+        self.storage.release(self.sandbox_mounted)
         self.storage.close()
 
     # --- containers --------------------------------------------------------------------------
@@ -290,93 +385,125 @@ class Backend:
         except ProcessError as exc:
             raise ContainerError(str(exc)) from None
         c.started = True
-        self._watch_oom(c.cid)
+        self._watch_oom(c)
         return empty_pb2.Empty()
 
     def ExecProcess(self, req: agent_pb2.ExecProcessRequest, ctx: Any) -> empty_pb2.Empty:
         c = self._container(req.container_id)
-        if not req.exec_id or req.exec_id in c.procs or req.exec_id == c.init.exec_id:
-            raise ContainerError(f"exec id {req.exec_id!r} is empty or in use")
-        spec_path = os.path.join(c.bundle, f"exec-{len(c.procs)}.json")
-        with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump(_process(req.process), f)
+        with c.lock:
+            if (not req.exec_id or req.exec_id in c.procs or req.exec_id in c.spawning
+                    or req.exec_id == c.init.exec_id):
+                raise ContainerError(f"exec id {req.exec_id!r} is empty or in use")
+            c.spawning.add(req.exec_id)
+            serial, c.serial = c.serial, c.serial + 1
+        spec_path = os.path.join(c.bundle, f"exec-{serial}.json")
         pid_file = spec_path[:-5] + ".pid"
-        proc = self._spawn_with_pipes(
-            self._rt("exec", "--detach", "--pid-file", pid_file, "--process", spec_path, c.cid),
-            req.exec_id, pid_file, terminal=req.process.Terminal)
-        c.procs[req.exec_id] = proc
+        try:
+            with open(spec_path, "w", encoding="utf-8") as f:
+                json.dump(_process(req.process), f)
+            proc = self._spawn_with_pipes(
+                self._rt("exec", "--detach", "--pid-file", pid_file, "--process", spec_path, c.cid),
+                req.exec_id, pid_file, terminal=req.process.Terminal)
+        finally:
+            for path in (spec_path, pid_file):  # read by the runtime and by the spawn: not needed any more
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            with c.lock:
+                c.spawning.discard(req.exec_id)
+        with c.lock:
+            removed = c.removed
+            if not removed:
+                c.procs[req.exec_id] = proc
+        if removed:  # RemoveContainer ran meanwhile: the runtime's delete killed the process
+            proc.release()
+            raise ContainerError(f"container {c.cid!r} was removed")
         return empty_pb2.Empty()
 
     def WaitProcess(self, req: agent_pb2.WaitProcessRequest, ctx: Any) -> agent_pb2.WaitProcessResponse:
-        p = self._proc(req.container_id, req.exec_id)
-        with p.lock:
-            if p.status is None:
-                p.status = self.reaper.wait(p.pid)
-        return agent_pb2.WaitProcessResponse(status=p.status if p.status is not None else 255)
+        c, p = self._find(req.container_id, req.exec_id)
+        status = p.wait()
+        p.waited = True
+        self._settle(c, p)
+        return agent_pb2.WaitProcessResponse(status=status if status is not None else 255)
 
     def SignalProcess(self, req: agent_pb2.SignalProcessRequest, ctx: Any) -> empty_pb2.Empty:
-        c = self._container(req.container_id)
         if not 0 < req.signal < 65:
             raise ContainerError(f"signal {req.signal} is not valid")
         p = self._proc(req.container_id, req.exec_id)
-        if p.status is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, req.signal)
-        del c
+        with p.cond:  # the reaper reports the exit under this lock: a reported pid is never signalled
+            if p.status is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, req.signal)
         return empty_pb2.Empty()
 
     def RemoveContainer(self, req: agent_pb2.RemoveContainerRequest, ctx: Any) -> empty_pb2.Empty:
         c = self._container(req.container_id)
         timeout = req.timeout or None
-        procs = [c.init, *c.procs.values()]
+        with c.lock:
+            c.removed = True
+            procs = [c.init, *c.procs.values()]
         for p in procs:
-            if p.status is None and self.reaper.peek(p.pid) is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM if timeout else signal.SIGKILL)
-        for p in procs:
-            with p.lock:
+            with p.cond:
                 if p.status is None:
-                    p.status = self.reaper.wait(p.pid, timeout)
-                if p.status is None:  # did not go in time: kill it
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(p.pid, signal.SIGKILL)
-                    p.status = self.reaper.wait(p.pid, 30)
+                        os.kill(p.pid, signal.SIGTERM if timeout else signal.SIGKILL)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for p in procs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if p.wait(left) is None:  # did not go in time: kill it
+                with p.cond:
+                    if p.status is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(p.pid, signal.SIGKILL)
+                p.wait(30)
+        self._stop_oom(c)
         self.reaper.run(self._rt("delete", "--force", c.cid))
         self.storage.release(c.mounted)
+        with c.lock:
+            procs = [c.init, *c.procs.values()]
+            c.procs.clear()
+            c.lingering.clear()
         for p in procs:
-            for fd in (p.stdin, p.tty):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            p.release()
         shutil.rmtree(c.bundle, ignore_errors=True)
         with self.lock:
             self.containers.pop(c.cid, None)
         return empty_pb2.Empty()
 
     # --- stdio -------------------------------------------------------------------------------
+    def _read(self, req: agent_pb2.ReadStreamRequest, stderr: bool) -> agent_pb2.ReadStreamResponse:
+        c, p = self._find(req.container_id, req.exec_id)
+        try:
+            data = (p.stderr if stderr else p.stdout).read(req.len)
+        except EndOfStream:
+            self._settle(c, p)
+            raise
+        return agent_pb2.ReadStreamResponse(data=data)
+
     def ReadStdout(self, req: agent_pb2.ReadStreamRequest, ctx: Any) -> agent_pb2.ReadStreamResponse:
-        return agent_pb2.ReadStreamResponse(data=self._proc(req.container_id, req.exec_id).stdout.read(req.len))
+        return self._read(req, stderr=False)
 
     def ReadStderr(self, req: agent_pb2.ReadStreamRequest, ctx: Any) -> agent_pb2.ReadStreamResponse:
-        return agent_pb2.ReadStreamResponse(data=self._proc(req.container_id, req.exec_id).stderr.read(req.len))
+        return self._read(req, stderr=True)
 
     def WriteStdin(self, req: agent_pb2.WriteStreamRequest, ctx: Any) -> agent_pb2.WriteStreamResponse:
         p = self._proc(req.container_id, req.exec_id)
-        if p.stdin is None:
+        with p.cond:  # a copy: the process's exit (or CloseStdin) may close the original meanwhile
+            fd = None if p.stdin is None else os.dup(p.stdin)
+        if fd is None:
             raise ContainerError("stdin is closed")
         view = memoryview(req.data)
         try:
             while view:
-                view = view[os.write(p.stdin, view) :]
+                view = view[os.write(fd, view) :]
         except OSError as exc:
             raise ContainerError(f"writing stdin: {exc.strerror}") from None
+        finally:
+            os.close(fd)
         return agent_pb2.WriteStreamResponse(len=len(req.data))
 
     def CloseStdin(self, req: agent_pb2.CloseStdinRequest, ctx: Any) -> empty_pb2.Empty:
-        p = self._proc(req.container_id, req.exec_id)
-        if p.stdin is not None:
-            os.close(p.stdin)
-            p.stdin = None
+        self._proc(req.container_id, req.exec_id).close_stdin()
         return empty_pb2.Empty()
 
     # --- lifecycle extras ----------------------------------------------------------------------
@@ -426,12 +553,13 @@ class Backend:
 
     def TtyWinResize(self, req: agent_pb2.TtyWinResizeRequest, ctx: Any) -> empty_pb2.Empty:
         p = self._proc(req.container_id, req.exec_id)
-        if p.tty is None:
-            raise ContainerError(f"process {p.exec_id!r} has no terminal")
-        try:
-            fcntl.ioctl(p.tty, termios.TIOCSWINSZ, struct.pack("HHHH", req.row, req.column, 0, 0))
-        except OSError as exc:
-            raise ContainerError(f"resizing the terminal: {exc.strerror}") from None
+        with p.cond:  # the exit closes the terminal under this lock
+            if p.tty is None:
+                raise ContainerError(f"process {p.exec_id!r} has no terminal")
+            try:
+                fcntl.ioctl(p.tty, termios.TIOCSWINSZ, struct.pack("HHHH", req.row, req.column, 0, 0))
+            except OSError as exc:
+                raise ContainerError(f"resizing the terminal: {exc.strerror}") from None
         return empty_pb2.Empty()
 
     def CopyFile(self, req: agent_pb2.CopyFileRequest, ctx: Any) -> empty_pb2.Empty:
@@ -444,26 +572,51 @@ class Backend:
         """Long poll: blocks until a container's cgroup reports an OOM kill."""
         return agent_pb2.OOMEvent(container_id=self.oom_events.get())
 
-    def _watch_oom(self, cid: str) -> None:
-        """Follow `runtime events` for one container; OOM events go to the GetOOMEvent queue."""
+    def _watch_oom(self, c: Container) -> None:
+        """Follow `runtime events` for one container; OOM events go to the GetOOMEvent queue.
+
+        The follower (its process, pipe and thread) is the container's: RemoveContainer ends it.
+        """
+        if c.oom is not None:
+            return
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid = self.reaper.spawn(self._rt("events", cid), None, out_w, None)
+            pid = self.reaper.spawn(self._rt("events", c.cid), None, out_w, None)
         except ProcessError:
             os.close(out_r)
             return
         finally:
             os.close(out_w)
+        try:
+            pidfd = os.pidfd_open(pid)  # signals this process even if its pid is reused once it is gone
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            os.close(out_r)
+            return
 
         def follow() -> None:
-            with os.fdopen(out_r, "rb") as f:
-                for line in f:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        if json.loads(line).get("type") == "oom":
-                            self.oom_events.put(cid)
-            self.reaper.wait(pid, 5)
+            try:
+                with os.fdopen(out_r, "rb") as f:
+                    for line in f:
+                        with contextlib.suppress(ValueError, AttributeError):
+                            if json.loads(line).get("type") == "oom":
+                                self.oom_events.put(c.cid)
+            finally:
+                self.reaper.wait(pid)
 
-        threading.Thread(target=follow, daemon=True, name=f"oom-{cid}").start()
+        t = threading.Thread(target=follow, daemon=True, name=f"oom-{c.cid}")
+        c.oom = (pidfd, t)
+        t.start()
+
+    def _stop_oom(self, c: Container) -> None:
+        if c.oom is None:
+            return
+        pidfd, t = c.oom
+        c.oom = None
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        t.join(30)
+        os.close(pidfd)
 
     # --- guest -------------------------------------------------------------------------------
     def GetGuestDetails(self, req: agent_pb2.GuestDetailsRequest, ctx: Any) -> agent_pb2.GuestDetailsResponse:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.errors import AgentError
@@ -25,6 +27,8 @@ PR_SET_CHILD_SUBREAPER = 36
 # forward sd_notify to a socket that expects only the agent.
 PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 UNCLAIMED_TTL = 300.0  # seconds an exit status of a pid nobody asked about is kept
+
+log = logging.getLogger("cocoon.agent")
 
 
 class ProcessError(AgentError):
@@ -54,6 +58,7 @@ class Reaper:
         set_subreaper()
         self._cond = threading.Condition()
         self._exited: dict[int, tuple[int, float]] = {}
+        self._watchers: dict[int, Callable[[int], None]] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True, name="reaper")
         self._thread.start()
 
@@ -74,11 +79,35 @@ class Reaper:
                 continue
             now = time.monotonic()
             with self._cond:
-                self._exited[info.si_pid] = (_status(info), now)
+                watcher = self._watchers.pop(info.si_pid, None)
+                if watcher is None:
+                    self._exited[info.si_pid] = (_status(info), now)
                 for pid, (_, when) in list(self._exited.items()):
                     if now - when > UNCLAIMED_TTL:
                         del self._exited[pid]
                 self._cond.notify_all()
+            if watcher is not None:
+                self._notify(watcher, _status(info))
+
+    @staticmethod
+    def _notify(watcher: Callable[[int], None], status: int) -> None:
+        try:
+            watcher(status)
+        except Exception:  # a watcher's bug must not stop the reaping of every later child
+            log.exception("exit watcher failed")
+
+    def watch(self, pid: int, watcher: Callable[[int], None]) -> None:
+        """Hand ``pid``'s exit status to ``watcher`` (on the reaper thread, so it must not block), once.
+
+        Why not ``wait``: a container process may exit long before anyone asks (and the status of a
+        pid nobody claimed is dropped after UNCLAIMED_TTL); its owner keeps the status instead.
+        """
+        with self._cond:
+            item = self._exited.pop(pid, None)
+            if item is None:
+                self._watchers[pid] = watcher
+                return
+        self._notify(watcher, item[0])
 
     def spawn(self, argv: list[str], stdin: int | None = None, stdout: int | None = None,
               stderr: int | None = None, env: dict[str, str] | None = None) -> int:
