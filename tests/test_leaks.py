@@ -12,9 +12,11 @@ device left). Needs root, runc, busybox-static, erofs-utils and cryptsetup-bin (
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,3 +244,140 @@ def test_thousands_of_execs_leave_nothing_behind(agent, layer) -> None:  # type:
         with pytest.raises(RpcError, match="does not exist"):  # the record went with the process
             c.call("WaitProcess", {"container_id": cid, "exec_id": "e0"})
         c.call("RemoveContainer", {"container_id": cid})
+
+
+def pipe_of(agent: AgentProcess, needle: str, fd: int) -> str:
+    """What fd ``fd`` of the agent's child whose command line contains ``needle`` refers to (pipe:[N])."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if needle in cmd:
+                    return os.readlink(f"/proc/{entry}/fd/{fd}")
+            except OSError:
+                continue
+    raise AssertionError(f"no process runs {needle!r}")
+
+
+def agent_fds(agent: AgentProcess) -> set[str]:
+    found = set()
+    for fd in os.listdir(f"/proc/{agent.pid}/fd"):
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(f"/proc/{agent.pid}/fd/{fd}"))
+    return found
+
+
+def test_close_stdin_releases_the_pipe_at_once(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    with Client(agent.address) as c:
+        c.call("CreateContainer", container(cid := "stdin", agent.shared, layer, ["sleep", "3600"]))
+        c.call("StartContainer", {"container_id": cid})
+        baseline = steady(agent)
+        script = "cat; echo stdin-closed; exec sleep 3600"
+        c.call("ExecProcess", {"container_id": cid, "exec_id": "x", "process": process(["sh", "-c", script])})
+        stdin = pipe_of(agent, script, 0)
+        assert stdin in agent_fds(agent)
+        c.call("WriteStdin", {"container_id": cid, "exec_id": "x", "data": base64.b64encode(b"hi\n").decode()})
+        c.call("CloseStdin", {"container_id": cid, "exec_id": "x"})
+        assert stdin not in agent_fds(agent)  # still running: only its stdin went
+        assert c.call("ReadStdout", {"container_id": cid, "exec_id": "x", "len": 3}).data == b"hi\n"
+        c.call("SignalProcess", {"container_id": cid, "exec_id": "x", "signal": signal.SIGKILL})
+        assert c.call("WaitProcess", {"container_id": cid, "exec_id": "x"}).status == 128 + signal.SIGKILL
+        assert read_to_eof(c, cid, "x") == b"stdin-closed\n"
+        assert read_to_eof(c, cid, "x", "ReadStderr") == b""
+        after = settled(agent, baseline)
+        assert after == baseline, baseline.diff(after)
+        c.call("RemoveContainer", {"container_id": cid})
+
+
+def test_remove_container_releases_what_its_processes_held(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    """Running execs (one on a terminal), an exited one nobody waited for, the OOM follower: all go."""
+    with Client(agent.address) as c:
+        baseline = steady(agent)
+        before = children(agent.pid)
+        cid = "removed"
+        c.call("CreateContainer", container(cid, agent.shared, layer, ["sleep", "3600"], terminal=True))
+        c.call("StartContainer", {"container_id": cid})
+        assert any("events" in cmd and cid in cmd for cmd in children(agent.pid))
+        for exec_id, args, terminal in (("run", ["sleep", "3600"], False), ("tty", ["sleep", "3600"], True),
+                                        ("done", ["echo", "unread"], False)):
+            c.call("ExecProcess", {"container_id": cid, "exec_id": exec_id, "process": process(args, terminal)})
+        c.call("TtyWinResize", {"container_id": cid, "exec_id": "tty", "row": 10, "column": 20})
+        c.call("RemoveContainer", {"container_id": cid, "timeout": 1})
+        after = settled(agent, baseline)
+        assert after == baseline, baseline.diff(after)
+        assert children(agent.pid) == before  # the `runc events` follower ended with its container
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_failed_spawn_leaves_nothing(agent, layer, terminal) -> None:  # type: ignore[no-untyped-def]
+    """runc refusing an exec or a create (no such binary): every pipe, socket and file of the attempt goes."""
+    with Client(agent.address) as c:
+        c.call("CreateContainer", container(cid := f"fail{int(terminal)}", agent.shared, layer, ["sleep", "3600"]))
+        c.call("StartContainer", {"container_id": cid})
+        baseline = steady(agent)
+        for n in range(5):
+            with pytest.raises(RpcError, match="failed"):
+                c.call("ExecProcess", {"container_id": cid, "exec_id": f"bad{n}",
+                                       "process": process(["/no/such/binary"], terminal)})
+            with pytest.raises(RpcError, match="failed"):
+                c.call("CreateContainer", container(f"bad{n}", agent.shared, layer, ["/no/such/binary"], terminal))
+        after = settled(agent, baseline)
+        c.call("RemoveContainer", {"container_id": cid})
+        assert after == baseline, baseline.diff(after)
+
+
+def loops_below(root: Path) -> list[str]:
+    found = []
+    for dev in Path("/sys/block").glob("loop*"):
+        with contextlib.suppress(OSError):
+            if (dev / "loop" / "backing_file").read_text().strip().startswith(str(root)):
+                found.append(dev.name)
+    return found
+
+
+def cocoon_dm_devices() -> list[str]:
+    found = []
+    for dev in Path("/sys/block").glob("dm-*"):
+        with contextlib.suppress(OSError):
+            name = (dev / "dm" / "name").read_text().strip()
+            if name.startswith("cocoon-"):
+                found.append(name)
+    return found
+
+
+def shm_request(agent: AgentProcess) -> dict:
+    return {"hostname": "pod", "storages": [{"driver": "ephemeral", "source": "shm", "fstype": "tmpfs",
+                                             "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=65536k"],
+                                             "mount_point": f"{agent.tmp}/sandbox/shm"}]}
+
+
+def test_destroy_sandbox_unmounts_shm(tmp_path, sim_chain, layer) -> None:  # type: ignore[no-untyped-def]
+    proc = start_agent(tmp_path, sim_chain, POLICY, extra=["--log-level", "warning"])
+    try:
+        with Client(proc.address) as c:
+            c.call("CreateSandbox", shm_request(proc))
+            assert os.path.ismount(f"{proc.tmp}/sandbox/shm")
+            c.call("CreateContainer", container("pod", proc.shared, layer, ["sleep", "3600"]))
+            c.call("StartContainer", {"container_id": "pod"})
+            c.call("DestroySandbox", {})
+            assert mounts_below(tmp_path) == ()
+            assert loops_below(tmp_path) == [] and cocoon_dm_devices() == []
+    finally:
+        proc.stop()
+
+
+def test_sigterm_leaves_no_mount_loop_or_dm_device(tmp_path, sim_chain, layer) -> None:  # type: ignore[no-untyped-def]
+    proc = start_agent(tmp_path, sim_chain, POLICY, extra=["--log-level", "warning"])
+    with Client(proc.address) as c:
+        c.call("CreateSandbox", shm_request(proc))
+        c.call("CreateContainer", container("pod", proc.shared, layer, ["sleep", "3600"]))
+        c.call("StartContainer", {"container_id": "pod"})
+        c.call("ExecProcess", {"container_id": "pod", "exec_id": "busy", "process": process(["sleep", "3600"])})
+        assert loops_below(tmp_path)  # the verified copy of the layer (no device-mapper on this host)
+    err = proc.stop()
+    assert proc.proc.returncode == 0, err
+    assert mounts_below(tmp_path) == ()
+    assert loops_below(tmp_path) == [] and cocoon_dm_devices() == []
+    listed = subprocess.run(["runc", "--root", str(tmp_path / "state" / "runtime"), "list", "-q"],
+                            capture_output=True, text=True, check=False).stdout
+    assert listed.strip() == ""
