@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import cmdline, initdata
 from agent.binding import Binding, bind_safely
@@ -275,12 +275,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait_for_signal(signals)
     stop.set()
     notify("STOPPING=1")
-    server.stop()
-    if backend is not None:
-        backend.shutdown()
+    stop_serving(server, backend)
     if grpc_server is not None:
         grpc_server.stop()
     return 0
+
+
+#: seconds the calls in flight get to finish on SIGTERM before the containers they may wait on are removed
+DRAIN_CALLS = 10.0
+
+
+def stop_serving(server: Any, backend: Any) -> None:
+    """Stop taking requests, then remove every container and the sandbox's mounts, then end the calls.
+
+    ``server.stop`` closes the listeners and connections and then waits for the calls in flight; a
+    call blocked on a container (a WriteStdin to a process that never reads) would hold it for ever,
+    and systemd's SIGKILL would then leave every mount and loop device behind. So the backend shuts
+    down once the calls had DRAIN_CALLS seconds, which ends whatever they were waiting on.
+    """
+    stopper = threading.Thread(target=server.stop, name="stop-serving")
+    stopper.start()
+    stopper.join(DRAIN_CALLS)
+    if backend is not None:
+        backend.shutdown()
+    stopper.join()
 
 
 if __name__ == "__main__":

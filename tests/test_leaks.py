@@ -381,3 +381,11 @@ def test_sigterm_leaves_no_mount_loop_or_dm_device(tmp_path, sim_chain, layer) -
     listed = subprocess.run(["runc", "--root", str(tmp_path / "state" / "runtime"), "list", "-q"],
                             capture_output=True, text=True, check=False).stdout
     assert listed.strip() == ""
+
+
+def test_the_unit_sets_a_finite_fd_limit_above_the_default() -> None:
+    """systemd's default soft limit (1024) is what a probe per second used to exhaust; 2^30 (Kata's) is none."""
+    unit = (Path(__file__).resolve().parents[1] / "image" / "cocoon-agent.service").read_text()
+    values = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("LimitNOFILE=")]
+    assert len(values) == 1 and values[0].isdigit()
+    assert 4096 <= int(values[0]) <= 1 << 20
