@@ -488,6 +488,9 @@ class Backend:
 
     def WriteStdin(self, req: agent_pb2.WriteStreamRequest, ctx: Any) -> agent_pb2.WriteStreamResponse:
         p = self._proc(req.container_id, req.exec_id)
+        if not req.data:  # EOF of stdin, as Kata's do_write_stream reads it (runtime-rs sends no CloseStdin)
+            p.close_stdin()
+            return agent_pb2.WriteStreamResponse(len=0)
         with p.cond:  # a copy: the process's exit (or CloseStdin) may close the original meanwhile
             fd = None if p.stdin is None else os.dup(p.stdin)
         if fd is None:

@@ -286,6 +286,15 @@ def test_close_stdin_releases_the_pipe_at_once(agent, layer) -> None:  # type: i
         assert read_to_eof(c, cid, "x", "ReadStderr") == b""
         after = settled(agent, baseline)
         assert after == baseline, baseline.diff(after)
+        # An empty WriteStdin is EOF of stdin too (Kata's do_write_stream; runtime-rs sends no CloseStdin).
+        c.call("ExecProcess", {"container_id": cid, "exec_id": "y", "process": process(["cat"])})
+        c.call("WriteStdin", {"container_id": cid, "exec_id": "y", "data": base64.b64encode(b"bye\n").decode()})
+        c.call("WriteStdin", {"container_id": cid, "exec_id": "y", "data": ""})
+        assert read_to_eof(c, cid, "y") == b"bye\n"
+        assert c.call("WaitProcess", {"container_id": cid, "exec_id": "y"}).status == 0
+        assert read_to_eof(c, cid, "y", "ReadStderr") == b""
+        after = settled(agent, baseline)
+        assert after == baseline, baseline.diff(after)
         c.call("RemoveContainer", {"container_id": cid})
 
 
