@@ -123,7 +123,10 @@ def test_env_regex_allows_service_variables(agent) -> None:  # type: ignore[no-u
 # --- ExecProcess, tied to the container recorded at creation -------------------------------------
 
 def exec_req(cid: str, args: list[str]) -> dict:
-    return {"container_id": cid, "exec_id": "e1", "process": {"Args": args}}
+    """An exec with the web container's process settings (cwd, user, no_new_privileges, env), as Kata's rules want."""
+    return {"container_id": cid, "exec_id": "e1",
+            "process": {"Args": args, "Cwd": "/", "NoNewPrivileges": True, "User": {"UID": 1000, "GID": 1000},
+                        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}}
 
 
 def test_exec_allow_list_is_per_container(agent) -> None:  # type: ignore[no-untyped-def]
