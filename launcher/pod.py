@@ -409,7 +409,7 @@ container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := pod.containers[idx]
 	not same(count(p.storages), count(input.storages))
-	msg := sprintf("%s storages, the pod has %d", [show(count(input.storages)), count(p.storages)])
+	msg := sprintf("%s storages, the pod has %d", [text(size(field(input, "storages"))), count(p.storages)])
 }
 
 container_faults contains [idx, msg] if {
@@ -428,7 +428,7 @@ any_storage_matches(ps_list, s) if {
 	ps.options == s.options
 	object.get(ps, "fs_group", null) == object.get(s, "fs_group", null)
 	object.get(ps, "shared", false) == object.get(s, "shared", false)
-	regex.match(ps.source, s.source)
+	regex.match(ps.source, str(s.source))
 	for_id(ps.mount_point) == s.mount_point
 }
 
@@ -572,9 +572,19 @@ show(x) := json.marshal(x)
 
 text(x) := x if is_string(x)
 
+# A string as it is, anything else as "": regex.match and replace raise on a non-string.
+str(x) := x if is_string(x)
+
+str(x) := "" if not is_string(x)
+
+# How many elements, or "no" for a non-array (count raises on null).
+size(x) := count(x) if is_array(x)
+
+size(x) := "no" if not is_array(x)
+
 text(x) := json.marshal(x) if not is_string(x)
 
 # The runtime names a container's directories after its id.
-for_id(s) := replace(s, "$(bundle-id)", input.container_id)
+for_id(s) := replace(s, "$(bundle-id)", str(input.container_id))
 
 """

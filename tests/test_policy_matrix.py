@@ -98,7 +98,7 @@ def test_matching_container_is_allowed_and_recorded(agent) -> None:  # type: ign
      "mount /host"),
     ({"OCI__Process__Capabilities__Bounding": ["CAP_SYS_ADMIN"]}, "capability CAP_SYS_ADMIN"),
     ({"storages__0__driver_options": ["cocoon.verity.roothash=" + "00" * 32]}, "layer hash"),
-    ({"OCI__Hooks": {"Prestart": [{"Path": "/bin/evil"}]}}, "hooks"),
+    ({"OCI__Hooks": {"Prestart": [{"Path": "/bin/evil"}]}}, "OCI Hooks"),
     ({"container_id": "../../etc"}, ""),
     ({"container_id": "UPPER-case-id"}, ""),
 ])

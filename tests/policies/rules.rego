@@ -152,7 +152,7 @@ request_faults contains msg if {
 }
 
 request_faults contains msg if {
-	not regex.match(`^[a-z0-9]{8,64}$`, field(input, "container_id"))
+	not regex.match(`^[a-z0-9]{8,64}$`, str(field(input, "container_id")))
 	msg := sprintf("container id %s is not 8 to 64 lower-case letters and digits", [show(field(input, "container_id"))])
 }
 
@@ -166,7 +166,7 @@ request_faults contains "shared_mounts are not allowed" if not same(count(input.
 
 request_faults contains "string_user is not allowed" if not is_null(input.string_user)
 
-request_faults contains "OCI hooks are not allowed" if not is_null(input.OCI.Hooks)
+request_faults contains "OCI Hooks are not allowed" if not is_null(input.OCI.Hooks)
 
 request_faults contains "OCI Solaris is not allowed" if not is_null(input.OCI.Solaris)
 
@@ -229,7 +229,7 @@ container_faults contains [idx, msg] if {
 container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
-	not regex.match(expand_for(p.OCI.Root.Path, input.container_id), field(input.OCI.Root, "Path"))
+	not regex.match(expand_for(p.OCI.Root.Path, input.container_id), str(field(input.OCI.Root, "Path")))
 	msg := sprintf("Root.Path %s does not match %s", [show(field(input.OCI.Root, "Path")), expand_for(p.OCI.Root.Path, input.container_id)])
 }
 
@@ -255,7 +255,7 @@ container_faults contains [idx, msg] if {
 
 container_faults contains [idx, msg] if {
 	some idx in candidates
-	not regex.match(`^[a-z0-9]{64}$`, field(input.OCI.Annotations, "io.kubernetes.cri.sandbox-id"))
+	not regex.match(`^[a-z0-9]{64}$`, str(field(input.OCI.Annotations, "io.kubernetes.cri.sandbox-id")))
 	msg := sprintf("annotation io.kubernetes.cri.sandbox-id %s is not 64 lower-case letters and digits", [show(field(input.OCI.Annotations, "io.kubernetes.cri.sandbox-id"))])
 }
 
@@ -351,6 +351,17 @@ field(obj, _) := null if not is_object(obj)
 # A value as JSON, for messages: strings quoted, so an empty one shows.
 show(x) := json.marshal(x)
 
+# A string as it is, anything else as "" (which no anchored pattern matches): regex.match and
+# replace raise on a non-string, and a raised error would be an INTERNAL error, not a denial.
+str(x) := x if is_string(x)
+
+str(x) := "" if not is_string(x)
+
+# How many elements, or "no" for a non-array (count raises on null).
+size(x) := count(x) if is_array(x)
+
+size(x) := "no" if not is_array(x)
+
 # A name as it is, anything else as JSON.
 text(x) := x if is_string(x)
 
@@ -384,7 +395,7 @@ env_var_allowed(p_env, var) if {
 env_var_allowed(p_env, var) if {
 	not var in p_env
 	some pattern in env_patterns
-	regex.match(pattern, var)
+	regex.match(pattern, str(var))
 }
 
 # Expanded once per evaluation, not once per variable.
@@ -439,7 +450,7 @@ any_mount_matches(p_mounts, m) if {
 	pm.destination == m.destination
 	pm.type_ == m.type_
 	pm.options == m.options
-	regex.match(expand_for(pm.source, input.container_id), m.source)
+	regex.match(expand_for(pm.source, input.container_id), str(m.source))
 }
 
 # --- storages (Kata: allow_storages, allow_storage, allow_storage_base): as many as the policy
@@ -450,7 +461,7 @@ container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
 	not same(count(p.storages), count(input.storages))
-	msg := sprintf("%s storages, the policy has %d", [show(count(input.storages)), count(p.storages)])
+	msg := sprintf("%s storages, the policy has %d", [text(size(field(input, "storages"))), count(p.storages)])
 }
 
 container_faults contains [idx, msg] if {
@@ -473,8 +484,8 @@ storage_matches(ps, s, cid) if {
 	ps.driver_options == s.driver_options
 	object.get(ps, "fs_group", null) == object.get(s, "fs_group", null)
 	object.get(ps, "shared", false) == object.get(s, "shared", false)
-	regex.match(expand_for(ps.source, cid), s.source)
-	regex.match(expand_for(ps.mount_point, cid), s.mount_point)
+	regex.match(expand_for(ps.source, cid), str(s.source))
+	regex.match(expand_for(ps.mount_point, cid), str(s.mount_point))
 }
 
 # --- devices (Kata: allow_devices, allow_linux_devices): only those the policy lists.
@@ -548,7 +559,7 @@ container_faults contains [idx, msg] if {
 	p := policy_data.containers[idx]
 	some name, value in input.OCI.Linux.Sysctl
 	not same(field(p.OCI.Linux.Sysctl, name), value)
-	msg := sprintf("sysctl %s=%s is not allowed", [show(name), show(value)])
+	msg := sprintf("sysctl %s=%s is not allowed", [text(name), show(value)])
 }
 
 # $(name) placeholders from policy_data.common, as genpolicy writes them.
@@ -562,7 +573,7 @@ expand(s) := out if {
 }
 
 # ... and $(bundle-id), which is the container's id: the runtime's bundle is named after it.
-expand_for(s, cid) := replace(expand(s), "$(bundle-id)", cid)
+expand_for(s, cid) := replace(expand(s), "$(bundle-id)", str(cid))
 
 RemoveContainerRequest := {"allowed": true, "ops": ops} if {
 	data.pstate[input.container_id]
