@@ -30,7 +30,7 @@ PROBE_COMMAND = ["echo", "probe ok"]
 # to prove systemd restarts it and it binds the policy again.
 KILL_AGENT_COMMAND = ["sh", "-c", "sleep 1; kill -9 $(pidof python3)"]
 # Allowed whatever they ask (RemoveContainer also forgets the container in pstate: the rules below).
-ALLOWED = ("CreateSandbox", "DestroySandbox", "StartContainer", "WaitProcess", "ReadStream",
+ALLOWED = ("DestroySandbox", "StartContainer", "WaitProcess", "ReadStream",
            "SignalProcess", "GetOOMEvent", "GuestDetails", "StatsContainer", "CloseStdin", "WriteStream")
 
 
@@ -82,6 +82,10 @@ BUNDLE_ID = "$(bundle-id)"
 LAYER_SOURCE = "^/dev/disk/by-id/virtio-layer[0-9]+$"
 NO_USER = {"UID": 0, "GID": 0, "AdditionalGids": [], "Username": ""}  # an unset User: what the agent runs as
 CAP_SETS = ("Bounding", "Effective", "Inheritable", "Permitted", "Ambient")
+# The sandbox's /dev/shm as Kata's runtime asks for it in CreateSandbox (genpolicy's sandbox.storages).
+SHM_STORAGE = {"driver": "ephemeral", "driver_options": [], "source": "shm", "fstype": "tmpfs",
+               "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"],
+               "mount_point": "/run/kata-containers/sandbox/shm"}
 
 
 def expected_container(args: list[str], layer: Layer, exec_commands: list[list[str]], **kw: Any) -> dict[str, Any]:
@@ -121,8 +125,8 @@ def policy(layer: Layer, chaos: bool = False) -> str:
     if chaos:
         containers.append(expected_container(KILL_AGENT_COMMAND, layer, [], share_pid_with_guest=True))
     defaults = "\n".join(f"default {name}Request := true" for name in ALLOWED)
-    return (POLICY_RULES.replace("@DEFAULTS@", defaults)
-            + "pod := " + json.dumps({"containers": containers}, indent=2) + "\n")
+    document = {"sandbox_storages": [SHM_STORAGE], "containers": containers}
+    return POLICY_RULES.replace("@DEFAULTS@", defaults) + "pod := " + json.dumps(document, indent=2) + "\n"
 
 
 def initdata_document(layer: Layer, chaos: bool = False) -> bytes:
@@ -180,9 +184,41 @@ import future.keywords.in
 # user, env, no_new_privileges and terminal and no capabilities of its own. Each denial prints
 # what did not match.
 @DEFAULTS@
+default CreateSandboxRequest := false
 default CreateContainerRequest := {"allowed": false}
 default ExecProcessRequest := false
 default RemoveContainerRequest := {"allowed": true, "ops": []}
+
+# --- CreateSandbox (Kata: CreateSandboxRequest): no guest hooks, no kernel modules, no shared PID
+# namespace, and only the pod's sandbox storages (the agent mounts each one where it says)
+
+CreateSandboxRequest if count(sandbox_faults) == 0
+
+CreateSandboxRequest := false if {
+	some fault in sandbox_faults
+	print("sandbox refused:", fault)
+}
+
+sandbox_faults contains "guest_hook_path is not allowed" if not same(field(input, "guest_hook_path"), "")
+
+sandbox_faults contains "kernel_modules are not allowed" if not same(size(field(input, "kernel_modules")), 0)
+
+sandbox_faults contains "sandbox_pidns is not allowed" if not same(field(input, "sandbox_pidns"), false)
+
+sandbox_faults contains msg if {
+	some s in input.storages
+	not sandbox_storage_allowed(s)
+	msg := sprintf("storage %s is not the pod's", [show(s)])
+}
+
+sandbox_storage_allowed(s) if {
+	some ps in pod.sandbox_storages
+	every key, value in ps {
+		s[key] == value
+	}
+	object.get(s, "fs_group", null) == null
+	object.get(s, "shared", false) == false
+}
 
 # --- CreateContainer: one of pod.containers, recorded in pstate (container id -> index)
 

@@ -37,7 +37,8 @@ OTHER_HASH = pod.Layer(LAYER.path, "00" * 32, LAYER.hash_offset)
 
 def decide(policy: Policy, endpoint: str, body: dict[str, Any]) -> Decision:
     msg = {"CreateContainerRequest": agent_pb2.CreateContainerRequest,
-           "ExecProcessRequest": agent_pb2.ExecProcessRequest}[endpoint]()
+           "ExecProcessRequest": agent_pb2.ExecProcessRequest,
+           "CreateSandboxRequest": agent_pb2.CreateSandboxRequest}[endpoint]()
     return policy.evaluate(endpoint, to_json(json_format.ParseDict(body, msg)))
 
 
@@ -228,6 +229,25 @@ def test_the_tampers_change_what_they_say() -> None:
             edit(body)
             assert json.dumps(body, sort_keys=True) != before, name
     assert set(ADMITTED_ON_MAIN) <= set(EXEC_TAMPERS)
+
+
+SHM = {"driver": "ephemeral", "source": "shm", "fstype": "tmpfs", "mount_point": "/run/kata-containers/sandbox/shm",
+       "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"]}
+
+
+@pytest.mark.parametrize(("change", "allowed"), [
+    ({}, True),
+    ({"storages": [SHM]}, True),
+    ({"storages": [SHM | {"mount_point": "/etc"}]}, False),
+    ({"storages": [SHM | {"options": ["mode=1777"]}]}, False),
+    ({"kernel_modules": [{"name": "evil"}]}, False),
+    ({"guest_hook_path": "/usr/share/oci/hooks"}, False),
+    ({"sandbox_pidns": True}, False),
+], ids=["demo's", "shm", "storage elsewhere", "storage options", "kernel module", "guest hooks", "sandbox pidns"])
+def test_create_sandbox(example: Example, change: dict[str, Any], allowed: bool) -> None:
+    """Kata's CreateSandboxRequest rule: no hooks, no modules, no shared PID namespace, only the sandbox storages."""
+    d = decide(example.policy, "CreateSandboxRequest", {"hostname": "demo-pod", "sandbox_id": "e2e"} | change)
+    assert d.allowed is allowed, d.prints
 
 
 # --- the demo's own requests: what `make demo` and the QEMU tests send --------------------------
