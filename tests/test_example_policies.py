@@ -279,6 +279,14 @@ def test_demo_policy_admits_what_the_demo_sends_and_records_it() -> None:
         p.close()
 
 
+def test_pod_rego_is_what_make_policy_writes() -> None:
+    """pod.rego is generated (python tests/policies/make_policy.py): a hand edit, or rules.rego changed without
+    regenerating, would test one policy and ship another."""
+    import make_policy
+
+    assert make_policy.render() == POLICY_TEXT
+
+
 def test_demo_policy_is_deterministic() -> None:
     assert pod.policy(LAYER) == pod.policy(LAYER)
     assert LAYER.root_hash in pod.policy(LAYER)
@@ -287,9 +295,9 @@ def test_demo_policy_is_deterministic() -> None:
 # --- pod.rego's pause container: the image's own pause, no storage --------------------------------
 
 def pause_dict(cid: str = "ba5eba11ba5eba11", **changes: Any) -> dict[str, Any]:
-    body = web_dict(cid)
     import make_policy
 
+    body = web_dict(cid)
     p = make_policy.policy_data()["containers"][0]  # type: ignore[index]
     oci = body["OCI"]
     ann = oci["Annotations"]

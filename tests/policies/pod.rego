@@ -2,7 +2,8 @@
 # one rule per request message, a policy_data document appended below by make_policy.py).
 # They are our own rules, not genpolicy's; they exercise the same mechanisms: request
 # defaults, regex placeholders, pstate bookkeeping through JSON-patch ops, exec allow-lists
-# tied to the container recorded at creation, and prints that explain a denial.
+# tied to the container recorded at creation, and prints that explain a denial. They compare
+# what Kata's rules compare for CreateContainer and ExecProcess (see "Containers" below).
 package agent_policy
 
 import future.keywords.contains
