@@ -3,9 +3,11 @@
 What Kata's runtime and genpolicy would produce for a one-container pod,
 cut to what shows the guarantees: the layer's verity root hash is in the
 policy (a host that swaps the disk gets a mount error, one that names
-another hash gets a denial), only listed commands run, and everything the
-pod does not need (CopyFile, SetPolicy, network changes, ...) is denied by
-default. The policy's ``print`` lines are what a denial says.
+another hash gets a denial), a container runs only as the policy describes
+it and an exec only as its container runs (every field Kata's rules
+compare, not just the command), and everything the pod does not need
+(CopyFile, SetPolicy, network changes, ...) is denied by default. The
+policy's ``print`` lines are what a denial says: each names the field.
 """
 
 from __future__ import annotations
