@@ -94,6 +94,7 @@ CREATE_TAMPERS: dict[str, tuple[Edit, tuple[str, ...]]] = {
     "extra mount": (appender("OCI.Mounts", {"destination": "/host", "source": "/", "type": "bind",
                                             "options": ["rbind", "rw"]}), ("mount /host",)),
     "mount options": (setter("OCI.Mounts.0.options", ["nosuid"]), ("mount /proc",)),
+    "mount source": (setter("OCI.Mounts.1.source", "/"), ("mount /dev",)),
     "missing namespace": (drop_namespace("ipc"), ("namespace ipc is missing",)),
     "namespace path": (appender("OCI.Linux.Namespaces", {"Type": "user", "Path": "/proc/1/ns/user"}),
                        ("namespace", "user")),
@@ -379,3 +380,12 @@ def test_a_field_missing_from_the_input_is_a_fault_not_an_allow(example: Example
             assert example.policy.evaluate("ExecProcessRequest", json.dumps(d)).allowed  # no variables: nothing added
             continue
         assert not example.policy.evaluate("ExecProcessRequest", json.dumps(d)).allowed, key
+
+
+def test_pod_rego_binds_only_the_containers_own_files(rego: Policy) -> None:
+    """Kata's sfprefix carries the bundle id: a container may not mount another container's copied files."""
+    rego.load_state({"pstate": {}})
+    body = web_dict(CID)
+    hosts = next(m for m in body["OCI"]["Mounts"] if m["destination"] == "/etc/hosts")
+    hosts["source"] = hosts["source"].replace(CID, "deadbeefdeadbeef")
+    assert_denied(decide(rego, "CreateContainerRequest", body), "mount /etc/hosts")

@@ -42,7 +42,7 @@ def mounts() -> list[dict[str, object]]:
     ]
     for name in ("hosts", "hostname", "resolv.conf", "termination-log"):
         out.append({"destination": f"/etc/{name}" if name != "termination-log" else "/dev/termination-log",
-                    "source": f"^$(cpath)/[a-z0-9]{{8,64}}-[a-z0-9]{{16}}-{name}$", "type_": "bind",
+                    "source": f"^$(cpath)/$(bundle-id)-[a-z0-9]{{16}}-{name}$", "type_": "bind",
                     "options": ["rbind", "rprivate", "rw"]})
     return out
 

@@ -795,7 +795,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -805,7 +805,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -815,7 +815,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -825,7 +825,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1003,7 +1003,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1013,7 +1013,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1023,7 +1023,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1033,7 +1033,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1229,7 +1229,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1239,7 +1239,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1249,7 +1249,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1259,7 +1259,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1438,7 +1438,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1448,7 +1448,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1458,7 +1458,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1468,7 +1468,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1647,7 +1647,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1657,7 +1657,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1667,7 +1667,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1677,7 +1677,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1856,7 +1856,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1866,7 +1866,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1876,7 +1876,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1886,7 +1886,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2065,7 +2065,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2075,7 +2075,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2085,7 +2085,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2095,7 +2095,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2274,7 +2274,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2284,7 +2284,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2294,7 +2294,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2304,7 +2304,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
