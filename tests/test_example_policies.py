@@ -22,8 +22,11 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from podreq import POLICY_TEXT, web_request
 
+from agent.errors import PolicyError
 from agent.policy import Policy
 from agent.policy.engine import Decision
 from agent.policy.serde import to_json
@@ -389,3 +392,97 @@ def test_pod_rego_binds_only_the_containers_own_files(rego: Policy) -> None:
     hosts = next(m for m in body["OCI"]["Mounts"] if m["destination"] == "/etc/hosts")
     hosts["source"] = hosts["source"].replace(CID, "deadbeefdeadbeef")
     assert_denied(decide(rego, "CreateContainerRequest", body), "mount /etc/hosts")
+
+
+# --- every field: each leaf of the allowed request's policy input, changed, is denied -------------
+
+# Fields neither Kata's rules nor these compare (they do not widen what the container may do, or the
+# agent does not use them), and values a pattern admits by design.
+NOT_COMPARED = {
+    ("exec_id",), ("stdin_port",), ("stdout_port",), ("stderr_port",), ("OCI", "Hostname"),
+    ("OCI", "Process", "OOMScoreAdj"), ("OCI", "Process", "ConsoleSize"), ("OCI", "Linux", "CgroupsPath"),
+}
+
+
+def leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in leaves(value, (*path, key))]
+    if isinstance(node, list):
+        return [leaf for i, value in enumerate(node) for leaf in leaves(value, (*path, i))]
+    return [(path, node)]
+
+
+def changed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    return None
+
+
+def admitted_by_design(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> bool:
+    """HOSTNAME=<dns label> is one of request_defaults' env regexes (Kata's allow_env_regex); the network
+    namespace's path is not compared (Kata records it; the agent keeps every container in the VM's)."""
+    if path[:3] == ("OCI", "Process", "Env") and str(value).startswith("HOSTNAME="):
+        return True
+    return path[:3] == ("OCI", "Linux", "Namespaces") and path[-1] == "Path" and \
+        doc["OCI"]["Linux"]["Namespaces"][path[3]]["Type"] == "network"
+
+
+def test_every_leaf_of_the_request_is_compared(example: Example) -> None:
+    doc = json.loads(to_json(json_format.ParseDict(example.create(CID), agent_pb2.CreateContainerRequest())))
+    checked = 0
+    for path, value in leaves(doc):
+        if value is None or path in NOT_COMPARED or admitted_by_design(doc, path, value):
+            continue
+        d = copy.deepcopy(doc)
+        node = d
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = changed(value)
+        example.policy.load_state({"pstate": {}})
+        decision = example.policy.evaluate("CreateContainerRequest", json.dumps(d))
+        assert not decision.allowed, f"{path} = {changed(value)!r} was allowed"
+        checked += 1
+    assert checked > 20
+    exec_doc = json.loads(to_json(json_format.ParseDict(example.exec(CID), agent_pb2.ExecProcessRequest())))
+    for path, value in leaves(exec_doc):
+        if value is None or path in NOT_COMPARED or path in (("process", "OOMScoreAdj"), ("exec_id",)) or \
+                (path[:2] == ("process", "Env") and str(value).startswith("HOSTNAME=")):
+            continue
+        example.created(CID)
+        d = copy.deepcopy(exec_doc)
+        node = d
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = changed(value)
+        decision = example.policy.evaluate("ExecProcessRequest", json.dumps(d))
+        assert not decision.allowed, f"exec {path} = {changed(value)!r} was allowed"
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**31, 2**31) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_value_in_any_field_is_denied_or_an_error_never_allowed(example: Example, data: st.DataObject) -> None:
+    """Whatever a field holds instead of the allowed value (wrong type, null, nested junk): a denial or the
+    engine's PolicyError, never an allow, never another exception."""
+    doc = json.loads(to_json(json_format.ParseDict(example.create(CID), agent_pb2.CreateContainerRequest())))
+    paths = [p for p, v in leaves(doc) if p not in NOT_COMPARED and not admitted_by_design(doc, p, v)]
+    path = data.draw(st.sampled_from(paths))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    value = data.draw(JSON.filter(lambda v: v != node[path[-1]]))
+    node[path[-1]] = value
+    example.policy.load_state({"pstate": {}})
+    try:
+        decision = example.policy.evaluate("CreateContainerRequest", json.dumps(doc))
+    except PolicyError:
+        return
+    assert not decision.allowed, f"{path} = {value!r} was allowed"

@@ -451,7 +451,18 @@ any_mount_matches(p_mounts, m) if {
 	pm.destination == m.destination
 	pm.type_ == m.type_
 	pm.options == m.options
-	regex.match(expand_for(pm.source, input.container_id), str(m.source))
+	source_matches(pm.source, m.source, input.container_id)
+}
+
+# A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
+source_matches(p_value, i_value, cid) if {
+	not startswith(p_value, "^")
+	p_value == i_value
+}
+
+source_matches(p_value, i_value, cid) if {
+	startswith(p_value, "^")
+	regex.match(expand_for(p_value, cid), str(i_value))
 }
 
 # --- storages (Kata: allow_storages, allow_storage, allow_storage_base): as many as the policy
@@ -485,8 +496,8 @@ storage_matches(ps, s, cid) if {
 	ps.driver_options == s.driver_options
 	object.get(ps, "fs_group", null) == object.get(s, "fs_group", null)
 	object.get(ps, "shared", false) == object.get(s, "shared", false)
-	regex.match(expand_for(ps.source, cid), str(s.source))
-	regex.match(expand_for(ps.mount_point, cid), str(s.mount_point))
+	source_matches(ps.source, s.source, cid)
+	source_matches(ps.mount_point, s.mount_point, cid)
 }
 
 # --- devices (Kata: allow_devices, allow_linux_devices): only those the policy lists.
