@@ -486,3 +486,26 @@ def test_any_value_in_any_field_is_denied_or_an_error_never_allowed(example: Exa
     except PolicyError:
         return
     assert not decision.allowed, f"{path} = {value!r} was allowed"
+
+
+def test_pod_rego_interactive_commands_may_use_a_terminal_but_nothing_else() -> None:
+    """request_defaults.ExecProcessRequest (Kata's allow_interactive_exec): any terminal, the rest as a probe."""
+    text = POLICY_TEXT.replace('"allowed_commands": [],\n      "regex": []',
+                               '"allowed_commands": [["/bin/sh"]],\n      "regex": ["^/bin/ls( -l)?$"]')
+    assert text != POLICY_TEXT
+    ex = Example("pod.rego", text, web_dict, ["/bin/sh"])
+    p = ex.policy
+    try:
+        for args in (["/bin/sh"], ["/bin/ls", "-l"]):
+            ex.exec_args = args
+            ex.created(CID)
+            body = ex.exec(CID)
+            assert decide(p, "ExecProcessRequest", body).allowed
+            body["process"]["Terminal"] = True
+            assert decide(p, "ExecProcessRequest", body).allowed
+            body["process"]["Cwd"] = "/tmp"
+            assert_denied(decide(p, "ExecProcessRequest", body), "Cwd")
+            p.load_state({"pstate": {}})
+            assert_denied(decide(p, "ExecProcessRequest", ex.exec(CID)), "not created under this policy")
+    finally:
+        p.close()
