@@ -409,3 +409,7 @@ def markdown() -> str:
         lines.append(f"| `{path}` | {text.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
+
+
+if __name__ == "__main__":  # python -m verifier.refs: the table for docs/reference-values.md
+    print(markdown(), end="")
