@@ -228,3 +228,17 @@ def test_at_and_crl_reach_both_checkers(files: dict[str, str], tmp_path: Path, c
     seen.clear()
     assert run(capsys, "--report", files["report.bin"], "--reference-values", files["refs.json"])[0] == 0
     assert seen == [("snp", None, [])]  # no --at: now (the checkers' default), no CRLs
+
+
+def test_ctl_atls_checks_the_reference_values_before_it_connects(files: dict[str, str], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The aTLS client reads reference values through the same schema (before: a traceback, after connecting)."""
+    Path(files["refs.json"]).write_text('{"tdx": {"mrtd": ["00"]}}')
+    (tmp_path / "init.toml").write_text('version = "0.1.0"\nalgorithm = "sha256"\n[data]\n')
+    code = main(["ctl", "--address", "tcp://127.0.0.1:9", "--atls", "--reference-values", files["refs.json"],
+                 "--initdata", str(tmp_path / "init.toml"), "Check"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tdx.mrtd: expected an object mapping labels" in err and err.count("\n") == 1, err
+    code = main(["ctl", "--address", "tcp://127.0.0.1:9", "--atls", "--reference-values", str(tmp_path / "none"),
+                 "--initdata", str(tmp_path / "init.toml"), "Check"])
+    assert code == 2 and "cannot read reference values" in capsys.readouterr().err
