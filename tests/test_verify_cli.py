@@ -15,6 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ReportError
 from agent.tee import open_provider
@@ -53,6 +55,24 @@ def test_evidence_type_comes_from_the_header_not_the_size() -> None:
     for junk in (b"", b"\x02\0", bytes(0x4A0), b"\xff" * 0x4A0, b"%PDF-1.7" + bytes(2000)):
         with pytest.raises(ReportError, match="that are neither an SNP ATTESTATION_REPORT"):
             evidence_kind(junk)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.tuples(st.sampled_from([GENOA_REPORT, GCP_QUOTE]), st.integers(0, 6000),
+                                        st.binary(max_size=8)).map(lambda t: t[0][: t[1]] + t[2]))
+def test_any_bytes_are_one_of_the_two_kinds_or_the_modules_error(data: bytes) -> None:
+    """Prefixes of genuine evidence keep their kind at any length; whatever is routed, the parsers refuse as a claim."""
+    try:
+        kind = evidence_kind(data)
+    except ReportError:
+        assert data[:4] not in (GENOA_REPORT[:4], GCP_QUOTE[:4]) or len(data) < 4
+        return
+    if data[:4] == GCP_QUOTE[:4] and len(data) >= 8:
+        assert kind == "tdx-quote"
+    elif data[:4] == GENOA_REPORT[:4]:
+        assert kind == "snp"
+    result = verify(kind, data, b"", GENOA_REFS, vcek_pem=GENOA_VCEK)
+    assert result.ok == (data == GENOA_REPORT)
 
 
 def test_a_short_or_long_snp_report_reaches_the_snp_parser(files: dict[str, str], tmp_path: Path,
