@@ -71,6 +71,14 @@ def test_malformed_reference_values_name_the_json_path(doc: Any, message: str) -
             verify(kind, report, b"", doc, vcek_pem=GENOA_VCEK)
 
 
+def test_python_callers_non_json_values_get_the_same_error() -> None:
+    for doc, message in (({"snp": {"measurements": [{"measurement": bytes(48)}]}}, "measurement: expected 96 hex"),
+                         ({"snp": {1: 2}}, "snp.1: unknown key"), ({"tdx": {"mrtd": {"a": {1, 2}}}}, "tdx.mrtd.a"),
+                         ({"snp": {"measurements": ({"measurement": "00" * 48},)}}, "snp.measurements: expected")):
+        with pytest.raises(ReferenceValuesError, match=message):
+            validate(doc)
+
+
 def test_hex_is_normalized_so_upper_case_values_match() -> None:
     doc = {"snp": {"guest_policy": 0x30000, "measurements": [{"measurement": GENOA_MEASUREMENT.upper()}],
                    "id_key_digests": [GENOA_REPORT[0xE0:0x110].hex().upper()]}}

@@ -48,11 +48,16 @@ def _got(value: Any) -> str:
         return f"an object with keys {keys}" if value else "an empty object"
     if isinstance(value, list):
         return f"a list of {len(value)}" if value else "an empty list"
-    text = json.dumps(value, ensure_ascii=True)
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):  # a Python caller's non-JSON value (bytes, a set...)
+        text = ascii(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _key(key: str) -> str:
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        return ascii(key)[:40]
     return key if _NAME.fullmatch(key) else json.dumps(key, ensure_ascii=True)[:40]
 
 
