@@ -67,8 +67,9 @@ class Pki:
         return SnpAnchor("test", ark, simulated=True, **({"asvk_pem": mid} if self.signer == "vlek" else
                                                          {"ask_pem": mid}))
 
-    def report(self) -> bytes:
-        signer_info = 1 << 2 if self.signer == "vlek" else 0  # SIGNING_KEY, SIGNER_INFO bits 2-4
+    def report(self, signing_key: int | None = None) -> bytes:
+        signer_info = (1 if self.signer == "vlek" else 0) if signing_key is None else signing_key
+        signer_info <<= 2  # SIGNING_KEY is SIGNER_INFO bits 2-4
         return snp_report.sign(snp_report.build_body(version=3, policy=0x30000, signature_algo=1, vmpl=0,
                                                      signer_info=signer_info, measurement=MEASUREMENT),
                                self.leaf_key)
@@ -225,6 +226,17 @@ def test_an_ask_never_vouches_for_a_vlek_nor_an_asvk_for_a_vcek(pki: Pki, vlek_p
     with pytest.raises(ReportError, match="is an ASK, but"):
         walk_chain(milan.ark_pem, milan.ark_pem, milan.ask_pem, VLEK, "vlek")
     assert walk_chain(milan.ark_pem, milan.ark_pem, milan.asvk_pem, VLEK, "vlek").names == ("ARK", "ASVK", "VLEK")
+
+
+@pytest.mark.parametrize(("field", "name"), [(7, "none"), (2, "reserved")])
+def test_a_report_signed_by_no_key_fails_the_chain(pki: Pki, field: int, name: str) -> None:
+    """The VCEK's signature over a report whose SIGNING_KEY says no key (or a reserved value) signed it."""
+    der = serialization.Encoding.DER
+    aux = certtable.build({"vcek": pki.leaf.public_bytes(der), "ask": pki.mid.public_bytes(der),
+                           "ark": pki.ark.public_bytes(der)})
+    result = Result("snp")
+    verify_snp(result, pki.report(signing_key=field), aux, [pki.anchor()], {}, None, None, at=T0 + 10 * DAY)
+    assert failed(result) == {"snp.chain"} and f"SIGNING_KEY is {name}" in result.failed[0].detail
 
 
 def test_a_root_without_an_asvk_says_so(vlek_pki: Pki) -> None:

@@ -45,8 +45,8 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
         result.add("snp.chain", False, f"certificate table: {exc}")
         return
     if rep.signing_key not in ("vcek", "vlek"):
-        result.add("snp.chain", False, f"SIGNER_INFO says the report is signed by no key ({rep.signing_key}), "
-                                       "not a VCEK or VLEK", "vcek or vlek", rep.signing_key)
+        result.add("snp.chain", False, f"SIGNER_INFO's SIGNING_KEY is {rep.signing_key}: neither a VCEK nor a VLEK "
+                                       "signed the report", "vcek or vlek", rep.signing_key)
         return
     signer = rep.signing_key
     what = signer.upper()
