@@ -65,7 +65,7 @@ def test_any_bytes_are_one_of_the_two_kinds_or_the_modules_error(data: bytes) ->
     try:
         kind = evidence_kind(data)
     except ReportError:
-        assert data[:4] not in (GENOA_REPORT[:4], GCP_QUOTE[:4]) or len(data) < 4
+        assert data[:4] != GENOA_REPORT[:4] and (data[:4] != GCP_QUOTE[:4] or len(data) < 8)
         return
     if data[:4] == GCP_QUOTE[:4] and len(data) >= 8:
         assert kind == "tdx-quote"
