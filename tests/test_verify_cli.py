@@ -262,3 +262,21 @@ def test_ctl_atls_checks_the_reference_values_before_it_connects(files: dict[str
     code = main(["ctl", "--address", "tcp://127.0.0.1:9", "--atls", "--reference-values", str(tmp_path / "none"),
                  "--initdata", str(tmp_path / "init.toml"), "Check"])
     assert code == 2 and "cannot read reference values" in capsys.readouterr().err
+
+
+def _claims(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = run(capsys, *args, "--json")
+    assert out, err
+    submods = json.loads(out)["submods"]
+    return code, next(iter(submods.values()))["claims"]
+
+
+def test_at_judges_the_genuine_snp_chain_at_that_moment(files: dict[str, str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end through verify_snp: the Genoa VCEK is valid 2025-01-24..2032-01-24."""
+    args = ["--report", files["report.bin"], "--vcek", files["vcek.pem"], "--reference-values", files["refs.json"]]
+    code, claims = _claims(capsys, *args, "--at", "2026-01-01T00:00:00Z")
+    assert code == 0 and claims["snp.validity"]["status"] == "pass"
+    for at, words in (("2099-01-01", "expired on 2032-01-24"), ("2024-06-01", "not valid yet")):
+        code, claims = _claims(capsys, *args, "--at", at)
+        assert code == 1 and claims["snp.validity"]["status"] == "fail" and words in claims["snp.validity"]["detail"]
