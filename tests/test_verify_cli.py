@@ -143,6 +143,7 @@ def test_every_other_bad_input_is_one_line_exit_2(files: dict[str, str], tmp_pat
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     report = ["--report", files["report.bin"], "--vcek", files["vcek.pem"], "--reference-values", files["refs.json"]]
     (tmp_path / "garbage").write_bytes(b"not a key or a list\n")
+    (tmp_path / "badpem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     good_ev = json.dumps({"kind": "snp", "report": base64.b64encode(GENOA_REPORT).decode()})
     cases: list[tuple[list[str], str]] = [
         ([*report, "--nonce", "00" * 65], "--nonce is 65 bytes; evidence binds 1 to 64"),
@@ -158,6 +159,7 @@ def test_every_other_bad_input_is_one_line_exit_2(files: dict[str, str], tmp_pat
         ([*report, "--crl", str(tmp_path / "garbage")], "is not an X.509 CRL"),
         ([*report, "--crl", str(tmp_path / "missing")], "cannot read CRL"),
         ([*report, "--trust-sim", str(tmp_path / "missing")], "cannot read sim trust file"),
+        ([*report, "--trust-sim", str(tmp_path / "badpem")], "sim ARK in"),
         ([*report, "--tcb-info", files["refs.json"]], "needs all three"),
         (["--report", str(tmp_path / "missing"), *report[2:]], "cannot read report"),
         (["--evidence", files["refs.json"], *report[2:], "--type", "snp"], "--type applies to --report"),

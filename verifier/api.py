@@ -40,6 +40,15 @@ def evidence_kind(data: bytes) -> str:
                       "nor a TDX quote (version 4 or 5, key type 2 or 3, TEE type 0x81): name it with --type")
 
 
+def _sim(path: str) -> SnpAnchor:
+    """The sim anchor, refused as bad input when its ARK does not parse (it would only ever fail sim evidence)."""
+    from agent.tee.snp_chain import load_certificate
+
+    anchor = sim_anchor(path)
+    load_certificate(anchor.ark_pem, f"sim ARK in {path}")
+    return anchor
+
+
 def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
            initdata_digest: bytes | None = None, nonce: bytes | None = None, public_key: bytes | None = None,
            trust_sim: str | None = None, tdx_root_pem: bytes | None = None, tee: str = "",
@@ -60,7 +69,7 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
     report_data = expected_report_data(nonce, public_key) if nonce is not None else None
     crls = list(crls)
     if kind == "snp":
-        anchors: list[SnpAnchor] = amd_anchors() + ([sim_anchor(trust_sim)] if trust_sim else [])
+        anchors: list[SnpAnchor] = amd_anchors() + ([_sim(trust_sim)] if trust_sim else [])
         result = Result("snp")
         if tee == "sim" and not trust_sim:
             result.add("tee.simulated", False, "sim evidence is accepted only with --trust-sim")
