@@ -16,9 +16,9 @@ Unknown keys are rejected, not ignored: a misspelt constraint
 would believe it applied. The one free-form map is ``tdx.mrtd``, whose keys
 are labels for alternative MRTDs.
 
-``validate`` returns a normalized copy (hex digits lower-case, integers
-written as hex strings given as such), so what the checkers compare is
-what the table promised them.
+``validate`` returns a normalized copy (hex digits lower-case; policy-like
+integers, given as JSON integers or "0x..." strings, always as "0x..."
+strings), so what the checkers compare is what the table promised them.
 """
 
 from __future__ import annotations
