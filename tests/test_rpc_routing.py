@@ -54,8 +54,8 @@ def servers(tmp_path_factory):  # type: ignore[no-untyped-def]
     g.stop()
 
 
-def test_there_are_40_rpcs_and_the_catalog_knows_them() -> None:
-    assert len(RPCS) == 40
+def test_there_are_42_rpcs_and_the_catalog_knows_them() -> None:
+    assert len(RPCS) == 42
     assert {m.name for m in RPCS} <= set(catalog())
 
 
