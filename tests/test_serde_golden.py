@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import empty_pb2, json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.policy.serde import to_dict, to_json
-from agent.protocols import agent_pb2
+from agent.protocols import agent_pb2, types_pb2
 from agent.service import request_json
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -105,3 +107,22 @@ def test_create_sandbox_is_judged_with_storage_shared(shared: object, allowed: b
             assert calls == []
     finally:
         policy.close()
+
+
+_TEXT = st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(driver=_TEXT, opts=st.lists(_TEXT, max_size=3), shared=st.booleans(),
+       mtu=st.integers(0, 2**32 - 1), flags=st.integers(0, 2**32 - 1))
+def test_new_fields_always_present_with_their_value(driver: str, opts: list[str], shared: bool,
+                                                    mtu: int, flags: int) -> None:
+    """Kata's serde writes every field, defaults included: `shared` and `mtu` are never missing."""
+    storage = agent_pb2.Storage(driver=driver, options=opts, shared=shared)
+    got = to_dict(agent_pb2.CreateSandboxRequest(storages=[storage]))["storages"][0]
+    assert list(got) == ["driver", "driver_options", "source", "fstype", "options", "mount_point", "fs_group",
+                         "shared"]
+    assert got["shared"] is shared and got["options"] == opts and got["fs_group"] is None
+    route = types_pb2.Route(device=driver, mtu=mtu, flags=flags)
+    r = json.loads(to_json(agent_pb2.UpdateRoutesRequest(routes=agent_pb2.Routes(Routes=[route]))))
+    assert r["routes"]["Routes"][0]["mtu"] == mtu and list(r["routes"]["Routes"][0])[-2:] == ["flags", "mtu"]
