@@ -308,9 +308,10 @@ def _hex(obj: object, key: str, what: str, size: int) -> bytes:
     return bytes.fromhex(value)
 
 
-def _tdx_level(tcb_info: dict[str, Any], pck: PckTcb, tee_tcb_svn: bytes) -> tuple[int, str] | None:
-    """(index, tcbStatus) of the first level the platform reaches; every level must be well formed."""
-    start = 2 if tee_tcb_svn[1] > 0 else 0
+def _tcb_levels(tcb_info: dict[str, Any]) -> list[tuple[list[int], int, list[int], str]]:
+    """(sgx svns, pcesvn, tdx svns, tcbStatus) of every level, all read before any is matched: a document
+    with one malformed level is malformed, whichever level the platform happens to reach."""
+    out = []
     for n, level in enumerate(_list(tcb_info, "tcbLevels", "TCB info")):
         what = f"TCB info tcbLevels[{n}]"
         tcb = _get(level, "tcb", what)
@@ -318,8 +319,15 @@ def _tdx_level(tcb_info: dict[str, Any], pck: PckTcb, tee_tcb_svn: bytes) -> tup
         tdx = [_int(c, "svn", f"{what}.tcb.tdxtcbcomponents") for c in _list(tcb, "tdxtcbcomponents", what)]
         if len(sgx) != 16 or len(tdx) != 16:
             raise CollateralError(f"{what} lacks 16 sgxtcbcomponents / tdxtcbcomponents")
-        status = _str(level, "tcbStatus", what)
-        if all(p >= s for p, s in zip(pck.sgx_svns, sgx, strict=True)) and pck.pcesvn >= _int(tcb, "pcesvn", what) \
+        out.append((sgx, _int(tcb, "pcesvn", what), tdx, _str(level, "tcbStatus", what)))
+    return out
+
+
+def _tdx_level(tcb_info: dict[str, Any], pck: PckTcb, tee_tcb_svn: bytes) -> tuple[int, str] | None:
+    """(index, tcbStatus) of the first level (newest first) the platform reaches."""
+    start = 2 if tee_tcb_svn[1] > 0 else 0
+    for n, (sgx, pcesvn, tdx, status) in enumerate(_tcb_levels(tcb_info)):
+        if all(p >= s for p, s in zip(pck.sgx_svns, sgx, strict=True)) and pck.pcesvn >= pcesvn \
                 and all(tee_tcb_svn[i] >= tdx[i] for i in range(start, 16)):
             return n, status
     return None
@@ -411,6 +419,25 @@ def _identity(obj: object, what: str) -> tuple[bytes, bytes, bytes]:
     return _hex(obj, "mrsigner", what, 48), _hex(obj, "attributes", what, 8), _hex(obj, "attributesMask", what, 8)
 
 
+Module = tuple[bytes, bytes, bytes, list[tuple[int, str]] | None]
+
+
+def _modules(tcb_info: dict[str, Any]) -> dict[str, Module]:
+    """``tdxModule`` (required in a TDX TCB info) and every ``tdxModuleIdentities`` entry by id, each read
+    whole (MRSIGNER, attributes, mask, levels) whichever one this quote's module needs."""
+    out: dict[str, Module] = {"tdxModule": (*_identity(_get(tcb_info, "tdxModule", "TCB info"), "tdxModule"), None)}
+    if "tdxModuleIdentities" in tcb_info:
+        for m in _list(tcb_info, "tdxModuleIdentities", "TCB info"):
+            key = _str(m, "id", "TCB info tdxModuleIdentities[]").upper()
+            if key in out:
+                raise CollateralError(f"TCB info lists TDX module identity {key} twice")
+            levels = [(_int(_get(lv, "tcb", f"{key}.tcbLevels[{n}]"), "isvsvn", f"{key}.tcbLevels[{n}].tcb"),
+                       _str(lv, "tcbStatus", f"{key}.tcbLevels[{n}]"))
+                      for n, lv in enumerate(_list(m, "tcbLevels", key))]
+            out[key] = (*_identity(m, key), levels)
+    return out
+
+
 def tdx_module(result: Result, tcb_info: dict[str, Any], body: Any) -> None:
     """The TDX module (SEAM) that produced the report, against the TCB info's module identities.
 
@@ -420,26 +447,17 @@ def tdx_module(result: Result, tcb_info: dict[str, Any], body: Any) -> None:
     reaches, the module's TCB status.
     """
     svn, major = body.tee_tcb_svn[0], body.tee_tcb_svn[1]
+    name = "tdxModule" if major == 0 else f"TDX_{major:02X}"
     try:
-        if major == 0:
-            name, status = "tdxModule", None
-            mrsigner, attributes, mask = _identity(_get(tcb_info, "tdxModule", "TCB info"), "TCB info tdxModule")
-        else:
-            name = f"TDX_{major:02X}"
-            idents = _list(tcb_info, "tdxModuleIdentities", "TCB info")
-            ident = next((m for m in idents if isinstance(m, dict) and str(m.get("id", "")).upper() == name), None)
-            if ident is None:
-                result.add("tdx.tcb.module", False, f"TCB info has no TDX module identity {name}", name, None)
-                return
-            mrsigner, attributes, mask = _identity(ident, name)
-            status = "no level matches"
-            for n, lv in enumerate(_list(ident, "tcbLevels", name)):
-                if svn >= _int(_get(lv, "tcb", f"{name}.tcbLevels[{n}]"), "isvsvn", f"{name}.tcbLevels[{n}].tcb"):
-                    status = _str(lv, "tcbStatus", f"{name}.tcbLevels[{n}]")
-                    break
+        modules = _modules(tcb_info)
     except CollateralError as exc:
         result.add("tdx.tcb.module", False, f"TCB info's TDX module identity unreadable: {exc}")
         return
+    if name not in modules:
+        result.add("tdx.tcb.module", False, f"TCB info has no TDX module identity {name}", name, None)
+        return
+    mrsigner, attributes, mask, levels = modules[name]
+    status = None if levels is None else next((st for isvsvn, st in levels if svn >= isvsvn), "no level matches")
     seam_attrs = body.seam_attributes.to_bytes(8, "little")
     same_attrs = all(a & m == e & m for a, e, m in zip(seam_attrs, attributes, mask, strict=True))
     result.add("tdx.tcb.module", body.mrsignerseam == mrsigner and same_attrs,
