@@ -228,3 +228,21 @@ def test_every_signed_integer_of_the_wrong_type_is_refused(value: Any) -> None:
             else:
                 w.tcb_info = doc
             assert not judged_ok(w.verify()), (path, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                 st.builds(lambda a, b: b'{"tcbInfo":' + a + b',"signature":' + b + b"}",
+                           st.binary(max_size=40), st.binary(max_size=140))))
+def test_any_bytes_load_or_raise_collateral_error(body: bytes) -> None:
+    try:
+        c = col.load(body, QE_BODY, CHAIN)
+    except col.CollateralError:
+        return
+    assert isinstance(c.tcb_info, dict) and len(c.tcb_info_sig) == 64
+
+
+def test_deep_nesting_is_a_collateral_error() -> None:
+    deep = b'{"tcbInfo":{"a":' + b"[" * 200_000 + b"]" * 200_000 + b'},"signature":"' + SIG.encode() + b'"}'
+    with pytest.raises(col.CollateralError):
+        col.load(deep, QE_BODY, CHAIN)
