@@ -4,8 +4,14 @@ Inputs are what Intel's PCS v4 API returns, saved by the relying party:
 `GET /tdx/certification/v4/tcb?fmspc=...` (body `{"tcbInfo": {...}, "signature": hex}`),
 `GET /tdx/certification/v4/qe/identity` (body `{"enclaveIdentity": {...}, "signature": hex}`),
 and the `TCB-Info-Issuer-Chain` header (URL-decoded PEM: TCB signing cert, root). The signature
-is ECDSA P-256, r||s, over the exact bytes of the signed object as the body carries them, so the
-object's text is cut from the file rather than re-serialised.
+is ECDSA P-256, r||s, over the exact bytes of the signed object as the body carries them. The body
+is read strictly (one JSON object with exactly its two members, no duplicate key at any depth, no
+NaN, nothing after it), the signed member's value is taken as its byte span, the signature is checked
+over those bytes, and the object judged is parsed from the same bytes: nothing beside, inside or after
+the signed text (a second ``tcbInfo``, one spelled ``\u0074cbInfo``, a nested copy) can be judged instead.
+Signed fields are read by type (an SVN is a non-negative integer, never a default), every level before
+any is matched. Freshness (issueDate..nextUpdate) and the issuer chain are judged at one moment: now,
+or the ``at`` an auditor names.
 
 TCB level selection follows Intel's DCAP quote verification: the first level (levels are
 ordered newest first) whose SGX components and PCESVN are at most the PCK certificate's, and
