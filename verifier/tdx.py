@@ -78,11 +78,6 @@ def _chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: in
     return certs
 
 
-def _pck_chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: int = 2) -> Any:
-    """Leaf certificate of a PEM chain that ends in ``trusted_root`` (signatures only); ReportError otherwise."""
-    return _chain(pem, trusted_root, what, minimum)[0]
-
-
 def _label(role: str, cert: Any) -> str:
     """``PCK certificate (Intel SGX PCK Certificate)``: a message names the certificate by role and by name."""
     from cryptography.x509.oid import NameOID
