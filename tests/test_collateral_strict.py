@@ -133,21 +133,59 @@ def mutate(body: bytes, ops: list[tuple[str, float, bytes, int]]) -> bytes:
     return bytes(out)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(edits, st.booleans())
-def test_mutated_genuine_bodies_fail_closed(ops: list[tuple[str, float, bytes, int]], qe: bool) -> None:
-    key, genuine_body = ("enclaveIdentity", QE_BODY) if qe else ("tcbInfo", TCB_BODY)
-    body = mutate(genuine_body, ops)
+def boundaries(body: bytes, key: str) -> list[int]:
+    """Offsets between the outer object's tokens, where an edit leaves the signed bytes alone."""
+    n = len(key) + 4  # {"key":
+    i = body.index(b',"signature":"')
+    return [0, 1, n - 1, n, i, i + 1, i + 12, i + 13, len(body) - 1, len(body)]
+
+
+BLANKS = [b" ", b"\n", b"\t", b"\r\n", b"  \n "]
+splices = st.lists(st.tuples(st.integers(0, 9), st.sampled_from(BLANKS * 3 + FRAGMENTS)), min_size=1, max_size=3)
+
+
+def check_mutant(genuine_body: bytes, body: bytes, qe: bool) -> str:
+    """The property: a CollateralError, a deny, or an allow for exactly the object Intel signed, which a
+    strict reading of the mutated body must also give."""
+    key = "enclaveIdentity" if qe else "tcbInfo"
     try:
         c = col.load(TCB_BODY, body, CHAIN) if qe else col.load(body, QE_BODY, CHAIN)
     except col.CollateralError:
-        return
+        return "error"
     r = Result("tdx")
-    if col.check_documents(r, c, intel_root(), AT):
+    allowed = col.check_documents(r, c, intel_root(), AT)
+    assert all(x.status in ("pass", "fail", "skip") for x in r.claims)
+    if allowed:
         judged = c.qe_identity if qe else c.tcb_info
         assert judged == strict_reading(genuine_body, key), "an allow for an object Intel did not sign"
         assert strict_reading(body, key) == judged, "an allow a strict reading of the body would not give"
-    assert all(x.status in ("pass", "fail", "skip") for x in r.claims)
+    return "allow" if allowed else "deny"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits, st.booleans())
+def test_mutated_genuine_bodies_fail_closed(ops: list[tuple[str, float, bytes, int]], qe: bool) -> None:
+    genuine_body = QE_BODY if qe else TCB_BODY
+    check_mutant(genuine_body, mutate(genuine_body, ops), qe)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(splices, st.booleans(), st.booleans())
+def test_spliced_genuine_bodies_fail_closed(ops: list[tuple[int, bytes]], qe: bool, upper: bool) -> None:
+    """Edits between the outer tokens: blanks keep the signed bytes (an allow, of Intel's object), anything
+    else is refused; an upper-case signature is the same signature."""
+    genuine_body = QE_BODY if qe else TCB_BODY
+    key = "enclaveIdentity" if qe else "tcbInfo"
+    body = bytearray(genuine_body.rstrip(b"\n"))
+    if upper:
+        at = body.index(b',"signature":"') + 14
+        body[at : at + 128] = body[at : at + 128].upper()
+    points = boundaries(bytes(body), key)
+    for where, data in sorted(ops, key=lambda op: -op[0]):  # right to left: earlier offsets stay put
+        body[points[where] : points[where]] = data
+    outcome = check_mutant(genuine_body, bytes(body), qe)
+    if all(data in BLANKS for _, data in ops):
+        assert outcome == "allow", bytes(body)
 
 
 # --- signed but odd content: a World signs whatever it is given, so only the judging code stands -------------
