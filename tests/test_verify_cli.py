@@ -282,3 +282,21 @@ def test_at_judges_the_genuine_snp_chain_at_that_moment(files: dict[str, str],
     for at, words in (("2099-01-01", "expired on 2032-01-24"), ("2024-06-01", "not valid yet")):
         code, claims = _claims(capsys, *args, "--at", at)
         assert code == 1 and claims["snp.validity"]["status"] == "fail" and words in claims["snp.validity"]["detail"]
+
+
+def test_crl_and_at_reach_the_tdx_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Intel's root CA CRL (tests/data) was current until 2024-04-02: stale now, current at --at 2024-03-15."""
+    quote = tmp_path / "quote.bin"
+    quote.write_bytes(GCP_QUOTE)
+    refs = tmp_path / "refs.json"
+    refs.write_text("{}")
+    crl = str(DATA / "intel-sgx-root-ca-2023.crl.pem")
+    args = ["--report", str(quote), "--reference-values", str(refs), "--crl", crl]
+    _, claims = _claims(capsys, *args)
+    revocation = claims["tdx.pck_chain.revocation"]
+    assert revocation["status"] == "fail" and "stale" in revocation["detail"]
+    _, claims = _claims(capsys, *args, "--at", "2024-03-15")
+    assert claims["tdx.pck_chain.revocation"]["status"] == "pass"
+    assert "not valid yet" in claims["tdx.pck_chain.validity"]["detail"]  # the PCK was issued 2025-03-06
+    _, claims = _claims(capsys, *args[:4])
+    assert "tdx.pck_chain.revocation" not in claims or claims["tdx.pck_chain.revocation"]["status"] != "fail"
