@@ -93,7 +93,7 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
         for name, value in (("reported", rep.reported_tcb), ("committed", rep.committed_tcb),
                             ("launch", rep.launch_tcb)):
             actual = _tcb(value, product)
-            low = {k: actual[k] for k in minimum if actual.get(k, 0) < int(minimum[k])}
+            low = {k: actual.get(k, 0) for k in minimum if actual.get(k, 0) < int(minimum[k])}
             result.add(f"snp.tcb.{name}", not low, "at least the minimum TCB" if not low else f"below: {low}",
                        minimum, actual)
     else:
