@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ReportError
+from verifier import strictjson
 from verifier.claims import Result
 from verifier.x509check import moment
 
@@ -160,21 +161,8 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 _JSON_WS = " \t\n\r"  # RFC 8259 section 2: the only insignificant whitespace
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 # Strict: a repeated key anywhere (whatever its escaping, as keys compare decoded) and NaN/Infinity fail.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+_DECODER = strictjson.DECODER
 
 
 def _skip_ws(text: str, i: int) -> int:

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import AgentError
+from verifier import strictjson
 
 SCHEMA = "cocoon.reference-values/v1"  # igvm.reference_values.SCHEMA (verifier/ does not import igvm/)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _HEXINT = re.compile(r"0[xX][0-9a-fA-F]{1,64}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ReferenceValuesError(AgentError):
@@ -58,7 +58,7 @@ def _got(value: Any) -> str:
 def _key(key: Any) -> str:
     if not isinstance(key, str):
         return ascii(key)[:40]
-    return key if _NAME.fullmatch(key) else json.dumps(key, ensure_ascii=True)[:40]
+    return strictjson.name(key)
 
 
 def _join(path: str, key: str) -> str:
@@ -368,23 +368,10 @@ def validate(document: Any) -> dict[str, Any]:
     return DOCUMENT.check(document, "")  # type: ignore[no-any-return]
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {_key(key)}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def loads_json(text: str | bytes, what: str) -> Any:
     """JSON from outside: duplicate keys and NaN/Infinity refused (readers disagree on them), one-line errors."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return strictjson.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ReferenceValuesError(f"{what} is not valid JSON: {exc}") from None
 
