@@ -201,8 +201,8 @@ class Storage:
         undo.mounts.append(target)
 
     def overlay(self, lowers: list[str], target: str, scratch: str, undo: Mounted) -> None:
-        """Layers (bottom first) + a writable tmpfs upper, mounted at ``target``."""
-        target = confined(target, self.prefixes)
+        """Layers (bottom first) + a writable tmpfs upper, mounted at ``target`` (an agent-owned path)."""
+        target = confined(target, (*self.prefixes, self.state_dir))
         self.tmpfs(scratch, undo)
         upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
         os.makedirs(upper)
