@@ -31,7 +31,7 @@ from agent.errors import AgentError
 from agent.ocispec import _process, network_sysctls, to_config
 from agent.protocols import agent_pb2
 from agent.reaper import ProcessError, Reaper
-from agent.storage import Mounted, Storage, StorageError, confined, layer_spec
+from agent.storage import Mounted, Storage, StorageError, confined, layer_spec, make_dir
 from agent.sysctl import apply_network
 
 CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -269,7 +269,7 @@ class Backend:
                 elif s.driver == "ephemeral":
                     self.storage.tmpfs(s.mount_point, mounted)
                 elif s.driver == "local":
-                    os.makedirs(confined(s.mount_point, self.storage.prefixes), mode=0o755, exist_ok=True)
+                    make_dir(s.mount_point, self.storage.prefixes)  # no symlink on the way is followed
                 else:
                     raise StorageError(f"storage driver {s.driver!r} is not supported")
             rootfs, readonly = self._rootfs(req, cid, bundle, layers, mounted)

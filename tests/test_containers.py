@@ -535,3 +535,31 @@ def test_an_ipc_sysctl_needs_an_ipc_namespace(agent, layer) -> None:  # type: ig
     with Client(agent["address"]) as c, pytest.raises(RpcError) as err:
         c.call("CreateContainer", req)
     assert "belongs to the IPC namespace" in err.value.message
+
+
+@pytest.mark.parametrize("where", ["ephemeral", "local", "layer"])
+def test_a_planted_symlink_never_redirects_a_mount(agent, layer, tmp_path, where) -> None:  # type: ignore[no-untyped-def]
+    """CopyFile can make symlinks in the shared directory; a storage mount point through one is refused
+    instead of mounting (or creating directories) where it points."""
+    import base64
+    import stat
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shared = agent["shared"]
+    cid = f"sy-{where}"
+    req = container_request(cid, shared, layer, ["true"])
+    evil = f"{shared}/{cid}-evil"
+    with Client(agent["address"]) as c:
+        c.call("CopyFile", {"path": evil, "file_mode": stat.S_IFLNK | 0o777,
+                            "data": base64.b64encode(str(outside).encode()).decode()})
+        assert os.readlink(evil) == str(outside)
+        if where == "layer":
+            req["storages"][0]["mount_point"] = f"{evil}/layers/0"
+        else:
+            req["storages"].append({"driver": where, "source": where, "fstype": "tmpfs", "mount_point": f"{evil}/x"})
+        with pytest.raises(RpcError) as err:
+            c.call("CreateContainer", req)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    assert "is not a plain directory (a symlink is never followed)" in err.value.message, err.value.message
+    assert list(outside.iterdir()) == [] and not os.path.ismount(outside)
