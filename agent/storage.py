@@ -106,6 +106,8 @@ def confined(path: str, prefixes: tuple[str, ...]) -> str:
     """``path`` normalised, if it lies below one of ``prefixes`` (no '..' escapes)."""
     if not path.startswith("/"):
         raise StorageError(f"path {path!r} is not absolute")
+    if "\0" in path:
+        raise StorageError(f"path {path!r} has a NUL byte")
     norm = os.path.normpath(path)
     if not any(norm == p or norm.startswith(p.rstrip("/") + "/") for p in prefixes):
         raise StorageError(f"path {path} is outside the allowed directories ({', '.join(prefixes)})")

@@ -77,3 +77,32 @@ def test_the_kernel_says_which_net_keys_are_per_namespace() -> None:
     assert per_netns("net.ipv4.ip_unprivileged_port_start")
     assert not per_netns("net.core.netdev_max_backlog")  # a global key: the whole guest's
     assert not per_netns("net.ipv4.no_such_key")
+
+
+COMPONENTS = st.sampled_from(["a", "b", "..", ".", "", "link", "file", "x\0y", "c,d", "lo:w"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(COMPONENTS, max_size=6))
+def test_open_dir_stays_below_its_prefix_or_refuses(tmp_path_factory, parts) -> None:  # type: ignore[no-untyped-def]
+    """Any path: a StorageError, or a directory that really is below the prefix (no symlink followed)."""
+    import os
+
+    from agent.storage import StorageError, open_dir
+
+    base = tmp_path_factory.mktemp("od")
+    prefix, outside = base / "shared", base / "outside"
+    prefix.mkdir()
+    outside.mkdir()
+    (prefix / "link").symlink_to(outside)
+    (prefix / "file").write_text("")
+    try:
+        fd = open_dir(str(prefix) + "/" + "/".join(parts), (str(prefix),))
+    except StorageError:
+        return
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    assert real == str(prefix) or real.startswith(str(prefix) + "/")
+    assert list(outside.iterdir()) == []
