@@ -28,9 +28,12 @@ APPLETS = ("sh", "echo", "cat", "sleep", "kill", "pidof", "uname", "ls", "true")
 MAIN_COMMAND = ["sh", "-c", "echo hello from a verified layer; uname -sr"]
 SERVICE_COMMAND = ["sleep", "3600"]  # a long-running container to exec into
 PROBE_COMMAND = ["echo", "probe ok"]
-# Only with chaos=True (the QEMU tests): a container in the guest's pid namespace that kills the agent,
-# to prove systemd restarts it and it binds the policy again.
-KILL_AGENT_COMMAND = ["sh", "-c", "sleep 1; kill -9 $(pidof python3)"]
+# Only with chaos=True (the QEMU tests): a container that hunts for the agent and tries to kill it. It runs in a
+# PID namespace of its own (the agent gives every container one, whatever the request lists), so it finds
+# nothing: it prints "no agent in sight" and "pid 1", and the agent keeps serving.
+KILL_AGENT_COMMAND = ["sh", "-c", "if pidof python3; then kill -9 $(pidof python3); else echo no agent in sight; fi; "
+                                  "kill -9 -1; echo pid $$"]
+KILL_AGENT_OUTPUT = b"no agent in sight\npid 1\n"
 # Allowed whatever they ask (RemoveContainer also forgets the container in pstate: the rules below).
 ALLOWED = ("DestroySandbox", "StartContainer", "WaitProcess", "ReadStream",
            "SignalProcess", "GetOOMEvent", "GuestDetails", "StatsContainer", "CloseStdin", "WriteStream")
@@ -125,7 +128,7 @@ def policy(layer: Layer, chaos: bool = False) -> str:
     containers = [expected_container(MAIN_COMMAND, layer, []),
                   expected_container(SERVICE_COMMAND, layer, [PROBE_COMMAND])]
     if chaos:
-        containers.append(expected_container(KILL_AGENT_COMMAND, layer, [], share_pid_with_guest=True))
+        containers.append(expected_container(KILL_AGENT_COMMAND, layer, []))
     defaults = "\n".join(f"default {name}Request := true" for name in ALLOWED)
     document = {"sandbox_storages": [SHM_STORAGE], "containers": containers}
     return POLICY_RULES.replace("@DEFAULTS@", defaults) + "pod := " + json.dumps(document, indent=2) + "\n"
@@ -137,10 +140,13 @@ def initdata_document(layer: Layer, chaos: bool = False) -> bytes:
     return render_document({"policy.rego": policy(layer, chaos)})
 
 
-def container_request(cid: str, args: list[str], layer: Layer, device: str = "/dev/disk/by-id/virtio-layer0",
-                      share_pid_with_guest: bool = False) -> dict[str, Any]:
-    """CreateContainerRequest JSON (proto field names) for a container of the demo pod."""
-    namespaces = ["ipc", "uts", "mount", "network"] + ([] if share_pid_with_guest else ["pid"])
+def container_request(cid: str, args: list[str], layer: Layer,
+                      device: str = "/dev/disk/by-id/virtio-layer0") -> dict[str, Any]:
+    """CreateContainerRequest JSON (proto field names) for a container of the demo pod.
+
+    Root.Path is what Kata's runtime sends; the agent does not use it (the root is the layer's overlay).
+    """
+    namespaces = ["ipc", "uts", "mount", "network", "pid"]
     caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
     return {
         "container_id": cid, "exec_id": cid,
