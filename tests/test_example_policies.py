@@ -118,6 +118,7 @@ CREATE_TAMPERS: dict[str, tuple[Edit, tuple[str, ...]]] = {
     "layer root hash": (setter("storages.0.driver_options.0", "cocoon.verity.roothash=" + "00" * 32),
                         ("storage",)),
     "storage options": (setter("storages.0.options", ["rw"]), ("storage",)),
+    "shared storage": (setter("storages.0.shared", True), ("storage",)),
     "no storage": (setter("storages", []), ("storages",)),
     "root elsewhere": (setter("OCI.Root.Path", "/run/kata-containers/shared/containers/evil/rootfs"),
                        ("Root.Path",)),
