@@ -510,3 +510,15 @@ def test_pod_rego_interactive_commands_may_use_a_terminal_but_nothing_else() -> 
             assert_denied(decide(p, "ExecProcessRequest", ex.exec(CID)), "not created under this policy")
     finally:
         p.close()
+
+
+def test_every_agent_service_request_has_a_decision_in_pod_rego() -> None:
+    """A request the rules forgot is an engine error (INTERNAL), not a denial: every RPC needs its default."""
+    policy = Policy(POLICY_TEXT)
+    try:
+        service = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+        for name in sorted({m.input_type.name for m in service.methods}):
+            decision = policy.evaluate(name, "{}")  # raises PolicyError when the rules define no such rule
+            assert isinstance(decision.allowed, bool), name
+    finally:
+        policy.close()

@@ -15,6 +15,7 @@ default AllowRequestsFailingPolicy := false
 
 # Lifecycle calls that cannot change what runs are allowed; everything else must be earned.
 default AddARPNeighborsRequest := false
+default AddSwapPathRequest := false
 default AddSwapRequest := false
 default CloseStdinRequest := false
 default CopyFileRequest := false
@@ -22,6 +23,7 @@ default CreateContainerRequest := {"allowed": false}
 default CreateSandboxRequest := false
 default DestroySandboxRequest := true
 default ExecProcessRequest := false
+default GetDiagnosticDataRequest := false
 default GetIPTablesRequest := false
 default GetMetricsRequest := false
 default GetOOMEventRequest := true
