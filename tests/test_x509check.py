@@ -60,6 +60,9 @@ def test_parse_time() -> None:
     assert x509check.parse_time("2025-06-01T02:00:00+02:00") == datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
     with pytest.raises(ReportError, match="ISO 8601"):
         x509check.parse_time("yesterday")
+    for edge in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"):  # before: OverflowError (traceback)
+        with pytest.raises(ReportError, match="outside the years UTC"):
+            x509check.parse_time(edge)
 
 
 def test_crl_revokes_and_must_be_genuine_and_current(pki) -> None:  # type: ignore[no-untyped-def]

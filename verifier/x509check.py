@@ -33,6 +33,8 @@ def parse_time(text: str) -> datetime.datetime:
         return moment(datetime.datetime.fromisoformat(text.strip()))
     except ValueError:
         raise ReportError(f"time {text!r} is not ISO 8601 (e.g. 2025-06-01T12:00:00Z)") from None
+    except OverflowError:  # year 9999 west of UTC, year 1 east of it
+        raise ReportError(f"time {text!r} falls outside the years UTC can express (1 to 9999)") from None
 
 
 def check_validity(cert: Any, at: datetime.datetime | None, what: str) -> None:
