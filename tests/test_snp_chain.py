@@ -307,3 +307,24 @@ def test_sim_vcek_validity_is_sensible(sim_chain) -> None:  # type: ignore[no-un
     now = datetime.datetime.now(datetime.UTC)
     assert vcek.not_valid_before_utc <= now <= vcek.not_valid_after_utc
     assert vcek.not_valid_after_utc - vcek.not_valid_before_utc >= datetime.timedelta(days=365)
+
+
+def test_a_host_supplied_ask_whose_issuer_does_not_parse_fails_the_chain() -> None:
+    """Before: ValueError (``cryptography`` parses names on first use) escaped verify_snp from the host's table."""
+    der = serialization.Encoding.DER
+    anchor = next(a for a in amd_anchors() if a.name == "genoa")
+    ask = x509.load_pem_x509_certificate(anchor.ask_pem)
+    raw = bytearray(ask.public_bytes(der))
+    name = ask.issuer.public_bytes()
+    at = raw.index(name) + 11
+    assert raw[at] == 0x0C  # the UTF8String tag of the issuer's first attribute value
+    raw[at] = 0
+    aux = certtable.build({"ask": bytes(raw), "vcek": x509.load_pem_x509_certificate(
+        (DATA / "snp-genoa-azure.vcek.pem").read_bytes()).public_bytes(der)})
+    report = bytes.fromhex((DATA / "snp-genoa-azure.report.hex").read_text())
+    refs = {"measurements": [{"measurement": report[0x90:0xC0].hex()}]}
+    for trusted, verdict in ((anchor, "pass"), (SnpAnchor("genoa", anchor.ark_pem), "fail")):
+        result = Result("snp")  # with the shipped ASK the host's bad copy costs nothing; without, it fails
+        verify_snp(result, report, aux, [trusted], refs, None, None)
+        assert claim(result, "snp.chain").status == verdict
+    assert "ASK does not parse" in claim(result, "snp.chain").detail
