@@ -255,3 +255,18 @@ def test_a_certificate_with_a_malformed_name_in_the_pck_chain_is_a_claim_not_a_t
     r = Result("tdx")
     verify_tdx(r, tdx_report.trim_padding(bytes(quote)), intel_root(), {}, None, None)
     assert status(r, "tdx.pck_chain") == "fail" and "does not parse" in detail(r, "tdx.pck_chain")
+
+
+def test_a_pck_certificate_of_an_unknown_x509_version_is_a_claim() -> None:
+    """Before: cryptography's InvalidVersion (not a ValueError) escaped verify_tdx from the quote's chain."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from tdxgen import PckChain, make_quote
+
+    w = World()
+    der = bytearray(w.leaf.public_bytes(Encoding.DER))
+    at = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = 1
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE-----\n"
+    r = Result("tdx")
+    verify_tdx(r, make_quote(PckChain(w.root_pem, pem + _pem(w.inter, w.root), w.leaf_k)), w.root_pem, {}, None, None)
+    assert status(r, "tdx.pck_chain") == "fail" and "not PEM certificates" in detail(r, "tdx.pck_chain")

@@ -63,7 +63,7 @@ def _chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: in
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
         root = x509.load_pem_x509_certificate(trusted_root)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise ReportError(f"{what} is not PEM certificates: {exc}") from None
     if len(certs) < minimum:
         raise ReportError(f"{what} has {len(certs)} certificate(s); expected at least {minimum}, ending in the root")

@@ -35,7 +35,7 @@ def load_certificate(der_or_pem: bytes, what: str) -> Any:
                 cert = x509.load_pem_x509_certificate(der_or_pem)
             else:
                 cert = x509.load_der_x509_certificate(der_or_pem)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion (a v2 certificate) is no ValueError
         raise ReportError(f"{what} is not an X.509 certificate: {exc}") from None
     return parsed(cert, what)
 
