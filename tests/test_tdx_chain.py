@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tdxgen import World
 
 from agent.errors import ReportError
@@ -219,6 +221,8 @@ def test_path_length_and_key_usage_of_a_ca_are_honoured() -> None:
     with pytest.raises(ReportError, match="lacks keyCertSign"):
         _chain(_pem(w.leaf, no_sign, w.root), w.root_pem)
     assert len(_chain(_pem(w.leaf, ca0, w.root), w.root_pem)) == 3
+    with pytest.raises(ReportError, match="is a CA, not the end-entity"):  # the leaf dropped: the CA would sign
+        _chain(_pem(ca0, w.root), w.root_pem)
 
 
 def test_collateral_signed_by_a_pck_key_fails() -> None:
@@ -270,3 +274,22 @@ def test_a_pck_certificate_of_an_unknown_x509_version_is_a_claim() -> None:
     r = Result("tdx")
     verify_tdx(r, make_quote(PckChain(w.root_pem, pem + _pem(w.inter, w.root), w.leaf_k)), w.root_pem, {}, None, None)
     assert status(r, "tdx.pck_chain") == "fail" and "not PEM certificates" in detail(r, "tdx.pck_chain")
+
+
+GCP_QUOTE = tdx_report.trim_padding(base64.b64decode((DATA / "tdx-v4-gcp.quote.b64").read_text().strip()))
+GCP_PEM = tdx_report.parse_quote(GCP_QUOTE).qe_certification.pck_cert_data
+GCP_PEM_AT = GCP_QUOTE.index(GCP_PEM)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(GCP_PEM) - 1), st.sampled_from(b"+/=-\n AZaz09\x00\xff"))
+def test_any_character_of_the_quotes_pck_chain_is_a_claim(index: int, value: int) -> None:
+    """The quote's PCK chain is the platform's to write: a character changed anywhere in its PEM is a claim,
+    never an exception, and the chain holds only while every certificate is the genuine one."""
+    quote = bytearray(GCP_QUOTE)
+    quote[GCP_PEM_AT + index] = value
+    r = Result("tdx")
+    verify_tdx(r, bytes(quote), intel_root(), {}, None, None, at=datetime.datetime(2025, 6, 1, tzinfo=UTC))
+    if status(r, "tdx.pck_chain") == "pass":
+        chain = tdx_report.parse_quote(bytes(quote)).qe_certification.pck_cert_data
+        assert x509.load_pem_x509_certificates(chain.rstrip(b"\0")) == x509.load_pem_x509_certificates(GCP_PEM)

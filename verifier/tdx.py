@@ -72,6 +72,9 @@ def _chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: in
         parsed(cert, f"{what}: certificate {n + 1} of {len(certs)}")
     if certs[-1].public_bytes(der) != root.public_bytes(der):
         raise ReportError(f"{what} does not end in the trusted Intel SGX Root CA")
+    if _is_ca(certs[0]):  # a PCK or TCB signing certificate; a chain missing its leaf would start at a CA
+        raise ReportError(f"{what}: its first certificate, {certs[0].subject.rfc4514_string()}, is a CA, "
+                          "not the end-entity certificate that signs")
     for below, (cert, issuer) in enumerate(itertools.pairwise(certs)):
         _may_issue(issuer, below, what)
         try:
@@ -82,6 +85,15 @@ def _chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: in
     return certs
 
 
+def _is_ca(cert: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _may_issue(ca: Any, below: int, what: str) -> None:
     """RFC 5280 6.1.4 (k)-(n): only a CA (basicConstraints cA, keyCertSign if it states a key usage) issues
     certificates, with at most its pathLenConstraint CAs below it. Without this a PCK key, hardware-held but
@@ -90,15 +102,11 @@ def _may_issue(ca: Any, below: int, what: str) -> None:
     from cryptography import x509
 
     name = ca.subject.rfc4514_string()
-    try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
+    if not _is_ca(ca):
         raise ReportError(f"{what}: {name} is not a CA (no basicConstraints cA) yet issues a certificate")
-    if constraints.path_length is not None and below > constraints.path_length:
-        raise ReportError(f"{what}: {name} allows a path length of {constraints.path_length}, "
-                          f"but {below} CA(s) follow it")
+    limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    if limit is not None and below > limit:
+        raise ReportError(f"{what}: {name} allows a path length of {limit}, but {below} CA(s) follow it")
     try:
         usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
