@@ -166,7 +166,7 @@ VALID = {"schema": SCHEMA,
                  "measurements": [{"vcpus": 1, "vcpu_type": "EPYC-Genoa", "vcpu_signature": "0xa10f11",
                                    "guest_features": "0x1", "measurement": GENOA_MEASUREMENT}],
                  "kernel_hashes": None, "minimum_tcb": {"bootloader": 1, "snp": 2},
-                 "id_key_digests": [GENOA_REPORT[0xE0:0x110].hex()], "author_key_digests": []},
+                 "id_key_digests": [GENOA_REPORT[0xE0:0x110].hex()]},
          "tdx": {"firmware": None, "mrtd": {"single_pass": GCP_MRTD, "two_pass": None},
                  "rtmr": {"rtmr0": [], "rtmr1": [GCP_BODY.rtmr1.hex()]}, "xfam": hex(GCP_BODY.xfam)}}
 

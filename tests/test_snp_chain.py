@@ -16,10 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ReportError
 from agent.tee import certtable, snp_report
-from agent.tee.snp_chain import walk_chain
+from agent.tee.snp_chain import load_certificate, walk_chain
 from verifier import x509check
 from verifier.claims import Result
 from verifier.snp import verify_snp
@@ -307,3 +309,53 @@ def test_sim_vcek_validity_is_sensible(sim_chain) -> None:  # type: ignore[no-un
     now = datetime.datetime.now(datetime.UTC)
     assert vcek.not_valid_before_utc <= now <= vcek.not_valid_after_utc
     assert vcek.not_valid_after_utc - vcek.not_valid_before_utc >= datetime.timedelta(days=365)
+
+
+def test_a_host_supplied_ask_whose_issuer_does_not_parse_fails_the_chain() -> None:
+    """Before: ValueError (``cryptography`` parses names on first use) escaped verify_snp from the host's table."""
+    der = serialization.Encoding.DER
+    anchor = next(a for a in amd_anchors() if a.name == "genoa")
+    ask = x509.load_pem_x509_certificate(anchor.ask_pem)
+    raw = bytearray(ask.public_bytes(der))
+    name = ask.issuer.public_bytes()
+    at = raw.index(name) + 11
+    assert raw[at] == 0x0C  # the UTF8String tag of the issuer's first attribute value
+    raw[at] = 0
+    vcek = load_certificate((DATA / "snp-genoa-azure.vcek.pem").read_bytes(), "VCEK")  # serial 0, as AMD issues
+    aux = certtable.build({"ask": bytes(raw), "vcek": vcek.public_bytes(der)})
+    report = bytes.fromhex((DATA / "snp-genoa-azure.report.hex").read_text())
+    refs = {"measurements": [{"measurement": report[0x90:0xC0].hex()}]}
+    for trusted, verdict in ((anchor, "pass"), (SnpAnchor("genoa", anchor.ark_pem), "fail")):
+        result = Result("snp")  # with the shipped ASK the host's bad copy costs nothing; without, it fails
+        verify_snp(result, report, aux, [trusted], refs, None, None)
+        assert claim(result, "snp.chain").status == verdict
+    assert "ASK does not parse" in claim(result, "snp.chain").detail
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["ark", "ask", "vcek"]), st.integers(0, 2000), st.integers(0, 255))
+def test_any_byte_of_a_host_supplied_certificate_is_a_claim(which: str, index: int, value: int) -> None:
+    """The host writes the certificate table: a byte changed anywhere in any of its certificates is a claim,
+    never an exception, and the chain holds only while what the issuer signed (the TBS and its signature) is
+    the genuine one. The outer signatureAlgorithm is not signed (X.509), and the PSS check does not read it."""
+    der = serialization.Encoding.DER
+    anchor = next(a for a in amd_anchors() if a.name == "genoa")
+    vcek = load_certificate((DATA / "snp-genoa-azure.vcek.pem").read_bytes(), "VCEK")
+    table = {"ark": load_certificate(anchor.ark_pem, "ARK").public_bytes(der),
+             "ask": load_certificate(anchor.ask_pem, "ASK").public_bytes(der), "vcek": vcek.public_bytes(der)}
+    raw, genuine_bytes = bytearray(table[which]), table[which]
+    raw[index % len(raw)] = value
+    try:
+        genuine = load_certificate(table[which], which)
+        mutant = load_certificate(bytes(raw), which)
+        changed = (mutant.tbs_certificate_bytes, mutant.signature) != (genuine.tbs_certificate_bytes, genuine.signature)
+    except ReportError:
+        changed = True
+    table[which] = bytes(raw)
+    report = bytes.fromhex((DATA / "snp-genoa-azure.report.hex").read_text())
+    result = Result("snp")
+    verify_snp(result, report, certtable.build(table), [SnpAnchor("genoa", anchor.ark_pem)],
+               {"measurements": [{"measurement": report[0x90:0xC0].hex()}]}, None, None)
+    held = claim(result, "snp.chain").status == "pass"
+    assert not (held and changed)  # a forged or damaged chain never holds
+    assert held or bytes(raw) != genuine_bytes  # the genuine table always does (the ARK must be byte-identical)

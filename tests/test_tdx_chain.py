@@ -10,12 +10,16 @@ import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tdxgen import World
 
+from agent.errors import ReportError
 from agent.tee import tdx_report
 from verifier import x509check
 from verifier.claims import Result
@@ -166,3 +170,126 @@ def test_genuine_intel_root_ca_crl() -> None:
     assert "CN=Intel SGX Root CA" in detail(r, "x")
     r = verify_gcp(crls=crls, at=datetime.datetime(2026, 1, 1, tzinfo=UTC))
     assert status(r, "tdx.pck_chain.revocation") == "fail" and "stale" in detail(r, "tdx.pck_chain.revocation")
+
+
+# --- CA constraints: a PCK key is hardware-held but extractable on an out-of-date platform (the very case TCB
+# status exists for); it must not be able to issue a PCK certificate claiming a newer TCB, nor sign collateral.
+def _pem(*certs: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs)
+
+
+def test_a_pck_key_cannot_issue_a_pck_certificate() -> None:
+    """Before: [fake leaf <- real PCK leaf (cA false) <- CA <- root] passed tdx.pck_chain, the fake leaf's SGX
+    extension (any FMSPC and SVNs) then judged against the TCB info as UpToDate."""
+    from tdxgen import PckChain, cert, make_quote, sgx_extension
+
+    w = World()
+    fake_k = ec.generate_private_key(ec.SECP256R1())
+    fake = cert("TEST PCK Certificate", fake_k, "TEST PCK Certificate", w.leaf_k, False, sgx_extension([9] * 16, 11))
+    pck = PckChain(w.root_pem, _pem(fake, w.leaf, w.inter, w.root), fake_k)
+    r = Result("tdx")
+    verify_tdx(r, make_quote(pck), w.root_pem, {}, None, None, w.collateral())
+    assert status(r, "tdx.pck_chain") == "fail" and "not a CA" in detail(r, "tdx.pck_chain")
+
+
+def test_path_length_and_key_usage_of_a_ca_are_honoured() -> None:
+    from tdxgen import cert
+
+    from verifier.tdx import _chain
+
+    w = World()
+    sub_k = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(UTC)
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+
+    def issue(subject: str, key: Any, issuer: str, issuer_key: Any, path: int | None, sign: bool) -> x509.Certificate:
+        usage = x509.KeyUsage(True, False, False, False, False, sign, False, False, False)
+        return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(key.public_key()).serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=9))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=path), critical=True)
+                .add_extension(usage, critical=True).sign(issuer_key, hashes.SHA256()))
+
+    ca0 = issue("TEST PCK Platform CA", w.inter_k, "TEST SGX Root CA", w.root_k, 0, True)
+    sub = issue("TEST Sub CA", sub_k, "TEST PCK Platform CA", w.inter_k, None, True)
+    end = cert("TEST PCK Certificate", w.leaf_k, "TEST Sub CA", sub_k, False)
+    with pytest.raises(ReportError, match="path length of 0, but 1 CA"):
+        _chain(_pem(end, sub, ca0, w.root), w.root_pem)
+    no_sign = issue("TEST PCK Platform CA", w.inter_k, "TEST SGX Root CA", w.root_k, None, False)
+    with pytest.raises(ReportError, match="lacks keyCertSign"):
+        _chain(_pem(w.leaf, no_sign, w.root), w.root_pem)
+    assert len(_chain(_pem(w.leaf, ca0, w.root), w.root_pem)) == 3
+    with pytest.raises(ReportError, match="is a CA, not the end-entity"):  # the leaf dropped: the CA would sign
+        _chain(_pem(ca0, w.root), w.root_pem)
+
+
+def test_collateral_signed_by_a_pck_key_fails() -> None:
+    """Before: a collateral chain [PCK certificate, PCK CA, root] passed, so an (extracted) PCK key could sign a
+    TCB info calling its own platform UpToDate. Intel's TCB-Info-Issuer-Chain is the TCB signing certificate
+    issued by the root itself."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from verifier import collateral as col
+
+    w = World()
+
+    def signed(key: str, obj: dict[str, Any]) -> bytes:
+        text = json.dumps(obj, separators=(",", ":"))
+        r, s = decode_dss_signature(w.leaf_k.sign(text.encode(), ec.ECDSA(hashes.SHA256())))
+        return ('{"' + key + '":' + text + ',"signature":"' + (r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex()
+                + '"}').encode()
+
+    c = col.load(signed("tcbInfo", w.tcb_info), signed("enclaveIdentity", w.qe_identity), w.pck.chain_pem)
+    r = w.verify(c)
+    assert status(r, "tdx.collateral.chain") == "fail" and "issued by the root" in detail(r, "tdx.collateral.chain")
+    assert not r.ok
+
+
+def test_a_certificate_with_a_malformed_name_in_the_pck_chain_is_a_claim_not_a_traceback() -> None:
+    """Before: ValueError (a lazily parsed subject) escaped while _chain wrote its error message. One base64
+    character of the genuine quote's PCK Platform CA (found by fuzzing) leaves a certificate whose subject
+    does not parse."""
+    quote = bytearray(base64.b64decode((DATA / "tdx-v4-gcp.quote.b64").read_text().strip()))
+    assert quote[3340:3341] == b"C"
+    quote[3340] = ord("+")
+    r = Result("tdx")
+    verify_tdx(r, tdx_report.trim_padding(bytes(quote)), intel_root(), {}, None, None)
+    assert status(r, "tdx.pck_chain") == "fail" and "does not parse" in detail(r, "tdx.pck_chain")
+
+
+def test_a_pck_certificate_of_an_unknown_x509_version_is_a_claim() -> None:
+    """Before: cryptography's InvalidVersion (not a ValueError) escaped verify_tdx from the quote's chain."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from tdxgen import PckChain, make_quote
+
+    w = World()
+    der = bytearray(w.leaf.public_bytes(Encoding.DER))
+    at = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = 1
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE-----\n"
+    r = Result("tdx")
+    verify_tdx(r, make_quote(PckChain(w.root_pem, pem + _pem(w.inter, w.root), w.leaf_k)), w.root_pem, {}, None, None)
+    assert status(r, "tdx.pck_chain") == "fail" and "not PEM certificates" in detail(r, "tdx.pck_chain")
+
+
+GCP_QUOTE = tdx_report.trim_padding(base64.b64decode((DATA / "tdx-v4-gcp.quote.b64").read_text().strip()))
+GCP_PEM = tdx_report.parse_quote(GCP_QUOTE).qe_certification.pck_cert_data
+GCP_PEM_AT = GCP_QUOTE.index(GCP_PEM)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(GCP_PEM) - 1), st.sampled_from(b"+/=-\n AZaz09\x00\xff"))
+def test_any_character_of_the_quotes_pck_chain_is_a_claim(index: int, value: int) -> None:
+    """The quote's PCK chain is the platform's to write: a character changed anywhere in its PEM is a claim,
+    never an exception, and the chain holds only while every certificate is the genuine one."""
+    quote = bytearray(GCP_QUOTE)
+    quote[GCP_PEM_AT + index] = value
+    r = Result("tdx")
+    verify_tdx(r, bytes(quote), intel_root(), {}, None, None, at=datetime.datetime(2025, 6, 1, tzinfo=UTC))
+    if status(r, "tdx.pck_chain") == "pass":
+        chain = tdx_report.parse_quote(bytes(quote)).qe_certification.pck_cert_data
+        assert x509.load_pem_x509_certificates(chain.rstrip(b"\0")) == x509.load_pem_x509_certificates(GCP_PEM)

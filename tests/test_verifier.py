@@ -319,3 +319,11 @@ def test_genuine_gcp_tdx_quote_verifies_against_intels_root() -> None:
         "tdx.quote.signature"}
     padded_badly = raw + b"\x01"
     assert failed(verify("tdx-quote", padded_badly, b"", {"tdx": {"mrtd": {"x": mrtd}}})) == {"tdx.quote.format"}
+
+
+def test_an_empty_key_allowlist_accepts_no_key() -> None:
+    """docs/reference-values.md: an empty list fails the claims that need it. Before: ``"id_key_digests": []``
+    (or ``author_key_digests``) set no constraint at all, so an allowlist emptied by its writer allowed any key."""
+    for key, claim in (("id_key_digests", "snp.id_key"), ("author_key_digests", "snp.author_key")):
+        r = verify("snp", GENOA_REPORT, b"", {"snp": {**GENOA_REFS["snp"], key: []}}, vcek_pem=GENOA_VCEK)
+        assert failed(r) == {claim}

@@ -377,6 +377,13 @@ def check_documents(result: Result, c: Collateral, trusted_root: bytes, at: date
     except ReportError as exc:
         result.add("tdx.collateral.chain", False, str(exc))
         return False
+    if len(certs) != 2:
+        # Intel PCS API v4, TCB-Info-Issuer-Chain / SGX-Enclave-Identity-Issuer-Chain: the TCB signing
+        # certificate and the Root CA, nothing between. A longer chain is how a PCK key (issued by a PCK CA)
+        # would sign a TCB info calling its own platform UpToDate.
+        result.add("tdx.collateral.chain", False, f"the chain has {len(certs)} certificates: the TCB signing "
+                   "certificate must be issued by the root itself (TCB signing certificate, Intel SGX Root CA)")
+        return False
     result.add("tdx.collateral.chain", True, "TCB signing certificate <- Intel SGX Root CA")
     roles = ["TCB signing certificate"] + ["intermediate CA"] * (len(certs) - 2) + ["root CA"]
     ok_chain = chain_validity(result, "tdx.collateral.chain.validity", certs, roles, at)

@@ -127,12 +127,13 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
         result.add("snp.report_data", rep.report_data == report_data, "bound to the nonce (and key)",
                    report_data.hex(), rep.report_data.hex())
     # Optional: which ID key signed the launch's ID block, and which author key signed that key.
+    # A listed allowlist is a constraint even when empty (it then accepts no key): docs/reference-values.md.
     id_keys = [str(k).lower() for k in refs.get("id_key_digests") or []]
-    if id_keys:
+    if "id_key_digests" in refs:
         result.add("snp.id_key", rep.id_key_digest.hex() in id_keys, "ID key digest allowed", id_keys,
                    rep.id_key_digest.hex())
     author_keys = [str(k).lower() for k in refs.get("author_key_digests") or []]
-    if author_keys:
+    if "author_key_digests" in refs:
         enabled = bool(rep.signer_info & SIGNER_AUTHOR_KEY_EN)
         result.add("snp.author_key", enabled and rep.author_key_digest.hex() in author_keys,
                    "author key digest allowed" if enabled else "the launch used no author key (AUTHOR_KEY_EN clear)",

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.errors import ReportError
 from agent.tee import tdx_report
+from agent.tee.snp_chain import parsed
 from verifier import x509check
 from verifier.claims import Result
 
@@ -62,20 +63,56 @@ def _chain(pem: bytes, trusted_root: bytes, what: str = "PCK chain", minimum: in
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
         root = x509.load_pem_x509_certificate(trusted_root)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise ReportError(f"{what} is not PEM certificates: {exc}") from None
     if len(certs) < minimum:
         raise ReportError(f"{what} has {len(certs)} certificate(s); expected at least {minimum}, ending in the root")
     der = serialization.Encoding.DER
+    for n, cert in enumerate(certs):
+        parsed(cert, f"{what}: certificate {n + 1} of {len(certs)}")
     if certs[-1].public_bytes(der) != root.public_bytes(der):
         raise ReportError(f"{what} does not end in the trusted Intel SGX Root CA")
-    for cert, issuer in itertools.pairwise(certs):
+    if _is_ca(certs[0]):  # a PCK or TCB signing certificate; a chain missing its leaf would start at a CA
+        raise ReportError(f"{what}: its first certificate, {certs[0].subject.rfc4514_string()}, is a CA, "
+                          "not the end-entity certificate that signs")
+    for below, (cert, issuer) in enumerate(itertools.pairwise(certs)):
+        _may_issue(issuer, below, what)
         try:
             cert.verify_directly_issued_by(issuer)
         except Exception as exc:  # InvalidSignature, ValueError, TypeError
             raise ReportError(f"{what}: {cert.subject.rfc4514_string()} is not signed by "
                               f"{issuer.subject.rfc4514_string()} ({type(exc).__name__})") from None
     return certs
+
+
+def _is_ca(cert: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _may_issue(ca: Any, below: int, what: str) -> None:
+    """RFC 5280 6.1.4 (k)-(n): only a CA (basicConstraints cA, keyCertSign if it states a key usage) issues
+    certificates, with at most its pathLenConstraint CAs below it. Without this a PCK key, hardware-held but
+    extractable on an out-of-date platform (the case TCB status exists for), could issue itself a "PCK
+    certificate" naming any FMSPC and SVNs, one level below the genuine one, and be judged UpToDate."""
+    from cryptography import x509
+
+    name = ca.subject.rfc4514_string()
+    if not _is_ca(ca):
+        raise ReportError(f"{what}: {name} is not a CA (no basicConstraints cA) yet issues a certificate")
+    limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    if limit is not None and below > limit:
+        raise ReportError(f"{what}: {name} allows a path length of {limit}, but {below} CA(s) follow it")
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not usage.key_cert_sign:
+        raise ReportError(f"{what}: {name} issues a certificate, but its keyUsage lacks keyCertSign")
 
 
 def _label(role: str, cert: Any) -> str:
