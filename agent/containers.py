@@ -38,13 +38,20 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from agent.errors import AgentError
-from agent.ocispec import _process, to_config
+from agent.ocispec import _process, network_sysctls, to_config
 from agent.protocols import agent_pb2
 from agent.reaper import ProcessError, Reaper
 from agent.stdio import EndOfStream, IoLoop, OutputStream
-from agent.storage import Mounted, Storage, StorageError, confined, layer_spec
+from agent.storage import Mounted, Storage, StorageError, confined, layer_spec, make_dir
+from agent.sysctl import apply_network
 
 CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: The pause rootfs in the measured root image (image/pause.py); --pause-rootfs for host tests.
+PAUSE_ROOTFS = "/usr/share/cocoon/pause"
+PAUSE_ARGS = ["/pause"]
+#: How a CRI runtime marks the sandbox (pause) container; the keys Kata's agent reads
+#: (src/agent/src/confidential_data_hub/image.rs K8S_CONTAINER_TYPE_KEYS, is_sandbox).
+CONTAINER_TYPE_KEYS = ("io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType")
 VERSION = "0.1.0"
 # A waited process whose output is not read to EOF is kept (for a client that waits first and reads
 # after) until LINGER_SECONDS after its wait, or while fewer than LINGER_MAX such processes are kept.
@@ -137,8 +144,12 @@ class Backend:
 
     def __init__(self, runtime: str = "runc", state_dir: str = "/run/cocoon",
                  shared_dir: str = "/run/kata-containers/shared/containers",
-                 sandbox_dir: str = "/run/kata-containers/sandbox", reaper: Reaper | None = None) -> None:
+                 sandbox_dir: str = "/run/kata-containers/sandbox", reaper: Reaper | None = None,
+                 pause_rootfs: str = PAUSE_ROOTFS) -> None:
         self.runtime = runtime
+        self.pause_rootfs = pause_rootfs
+        self.sandbox_pidns = False  # CreateSandboxRequest.sandbox_pidns: every container joins the pod's
+        self.pidns: tuple[str, int] | None = None  # (holder container id, fd of its PID namespace)
         self.state_dir = state_dir
         self.shared_dir = shared_dir
         self.sandbox_dir = sandbox_dir
@@ -310,6 +321,8 @@ class Backend:
     # --- sandbox -----------------------------------------------------------------------------
     def CreateSandbox(self, req: agent_pb2.CreateSandboxRequest, ctx: Any) -> empty_pb2.Empty:
         self.hostname = req.hostname
+        self.sandbox_pidns = req.sandbox_pidns
+        self._drop_pidns()
         undo = self.sandbox_mounted  # kept: DestroySandbox and shutdown unmount it
         for s in req.storages:
             if s.driver == "ephemeral":
@@ -326,6 +339,7 @@ class Backend:
             with contextlib.suppress(AgentError):
                 self.RemoveContainer(agent_pb2.RemoveContainerRequest(container_id=cid, timeout=timeout), None)
         self.storage.release(self.sandbox_mounted)
+        self._drop_pidns()
         self.storage.close()
 
     # --- containers --------------------------------------------------------------------------
@@ -351,18 +365,17 @@ class Backend:
                 elif s.driver == "ephemeral":
                     self.storage.tmpfs(s.mount_point, mounted)
                 elif s.driver == "local":
-                    os.makedirs(confined(s.mount_point, self.storage.prefixes), mode=0o755, exist_ok=True)
+                    make_dir(s.mount_point, self.storage.prefixes)  # no symlink on the way is followed
                 else:
                     raise StorageError(f"storage driver {s.driver!r} is not supported")
-            rootfs = confined(req.OCI.Root.Path, self.storage.prefixes)
-            if layers:
-                self.storage.overlay(layers, rootfs, os.path.join(bundle, "scratch"), mounted)
-            elif not os.path.isdir(rootfs):
-                raise StorageError(f"rootfs {rootfs} does not exist and no layers were given")
+            rootfs, readonly = self._rootfs(req, cid, bundle, layers, mounted)
             for m in req.OCI.Mounts:
                 if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
                     confined(m.source, self.storage.prefixes)  # host paths outside the shared dirs: refused
-            config = to_config(req.OCI, rootfs, f"/cocoon/{cid}")
+            pid_ns = self._pid_namespace(req)
+            network = network_sysctls(req.OCI)
+            config = to_config(req.OCI, rootfs, f"/cocoon/{cid}", readonly=readonly, pid_ns=pid_ns)
+            apply_network(network)  # the pod's network namespace is the agent's (ocispec drops "network")
             with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
                 json.dump(config, f)
             pid_file = os.path.join(bundle, "init.pid")
@@ -376,7 +389,87 @@ class Backend:
             raise
         with self.lock:
             self.containers[cid] = Container(cid, bundle, init, mounted)
+        if self.pidns is None and not pid_ns:
+            self._hold_pidns(cid, init.pid)
         return empty_pb2.Empty()
+
+    def _rootfs(self, req: agent_pb2.CreateContainerRequest, cid: str, bundle: str, layers: list[str],
+                mounted: Mounted) -> tuple[str, bool | None]:
+        """Where the container's root comes from: its pinned verity layers, or the image's pause rootfs.
+
+        Never from the host: ``Root.Path`` is not read, not mounted on and not run (a host could have
+        filled it through CopyFile); the root is mounted in the agent's own bundle directory. A
+        container with no layer is refused unless it is the pod's sandbox container, which runs the
+        pause tree shipped in the measured root image, read-only, and only its ``/pause``.
+        Returns (rootfs path, readonly override or None for the spec's).
+        """
+        rootfs = os.path.join(bundle, "rootfs")
+        scratch = os.path.join(bundle, "scratch")
+        if layers:
+            self.storage.overlay(layers, rootfs, scratch, mounted)
+            return rootfs, None
+        if not is_sandbox(req.OCI):
+            raise StorageError(f"container {cid} has no pinned verity layer: a container's root filesystem comes "
+                               "from its pinned layers (or, for the sandbox container, the image's pause rootfs), "
+                               f"never from the host's Root.Path {req.OCI.Root.Path!r}")
+        if list(req.OCI.Process.Args) != PAUSE_ARGS:
+            raise StorageError(f"sandbox container {cid} has no layer, so it runs the image's pause rootfs, whose "
+                               f"only program is {PAUSE_ARGS[0]}: args {list(req.OCI.Process.Args)} refused")
+        pause = os.path.join(self.pause_rootfs, "pause")
+        if not os.path.isfile(pause) or not os.access(pause, os.X_OK):
+            raise StorageError(f"this image has no pause rootfs ({pause} is not an executable file)")
+        self.storage.overlay([self.pause_rootfs], rootfs, scratch, mounted)  # mount points go to the tmpfs upper
+        return rootfs, True
+
+    def _pid_namespace(self, req: agent_pb2.CreateContainerRequest) -> str:
+        """The path of the PID namespace the container joins, or "" for a fresh one; never the agent's.
+
+        Kata's rules (rpc.rs ``update_container_namespaces``, sandbox.rs ``update_shared_pidns``): the
+        spec's own pid entry is ignored; with ``sandbox_pidns`` (in this request or in CreateSandbox)
+        the container joins the namespace of the pod's first container, the sandbox; if there is
+        none yet this one gets a fresh namespace and becomes it; if that container is gone the
+        request is refused (Kata: "Sandbox does not have sandbox_pidns"). The namespace is held by
+        an open descriptor, so a reused pid can never redirect a container elsewhere.
+        """
+        if not (req.sandbox_pidns or self.sandbox_pidns):
+            return ""
+        with self.lock:
+            holder = self.pidns
+            alive = holder is not None and holder[0] in self.containers
+            empty = not self.containers
+        if holder is None:
+            if empty:
+                return ""
+            raise ContainerError("sandbox_pidns: the pod has no shared PID namespace (it was not the first "
+                                 "container's to share)")
+        if not alive:
+            raise ContainerError(f"sandbox_pidns: the pod's PID namespace went with its sandbox container "
+                                 f"{holder[0]!r}")
+        if _same_file(holder[1], "/proc/self/ns/pid"):
+            raise ContainerError("internal: the pod's PID namespace is the agent's; refused")
+        return f"/proc/{os.getpid()}/fd/{holder[1]}"
+
+    def _hold_pidns(self, cid: str, pid: int) -> None:
+        """Keep the first container's (fresh) PID namespace open: the pod's, for sandbox_pidns."""
+        try:
+            fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # it exited already: nothing to share, later sandbox_pidns requests are refused
+        if _same_file(fd, "/proc/self/ns/pid"):
+            os.close(fd)
+            return
+        with self.lock:
+            if self.pidns is None:
+                self.pidns = (cid, fd)
+                return
+        os.close(fd)
+
+    def _drop_pidns(self) -> None:
+        with self.lock:
+            held, self.pidns = self.pidns, None
+        if held is not None:
+            with contextlib.suppress(OSError):
+                os.close(held[1])
 
     def StartContainer(self, req: agent_pb2.StartContainerRequest, ctx: Any) -> empty_pb2.Empty:
         c = self._container(req.container_id)
@@ -633,6 +726,20 @@ class Backend:
             agent_details=agent_pb2.AgentDetails(version=VERSION, init_daemon=os.getpid() == 1,
                                                  storage_handlers=["blk", "ephemeral", "local"]),
         )
+
+
+def is_sandbox(spec: Any) -> bool:
+    """Is this the pod's sandbox (pause) container? The CRI annotation, as Kata's agent reads it."""
+    return any(spec.Annotations.get(k) == "sandbox" for k in CONTAINER_TYPE_KEYS)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Does descriptor ``fd`` name the same namespace (device and inode) as ``path``?"""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return True  # cannot tell: treat as the same, the caller refuses
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _runtime_error(pid_file: str) -> str:

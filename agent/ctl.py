@@ -161,8 +161,9 @@ def _atls_socket(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if not args.reference_values or not args.initdata:
         raise AgentError("--atls needs --reference-values and --initdata")
-    with open(args.reference_values, encoding="utf-8") as f:
-        refs = json.load(f)
+    from verifier.refs import load
+
+    refs = load(args.reference_values)  # schema-checked before connecting: a bad file is bad input, exit 2
     digest = initdata.read_path(args.initdata).digest
     results = []
 

@@ -55,6 +55,8 @@ OPTIONS: tuple[tuple[str, str, object, tuple[str, ...] | None, str | None, str],
     ("--shared-dir", "value", "/run/kata-containers/shared/containers", None, None,
      "container directory the runtime's paths point into (mount points must be below it)"),
     ("--sandbox-dir", "value", "/run/kata-containers/sandbox", None, None, "sandbox-wide mounts (shm)"),
+    ("--pause-rootfs", "value", "/usr/share/cocoon/pause", None, "DIR",
+     "the sandbox container's rootfs, holding /pause (default: the image's /usr/share/cocoon/pause)"),
     ("--kernel-cmdline", "value", "/proc/cmdline", None, "PATH",
      "where to read cocoon.* settings (default: /proc/cmdline)"),
     ("--log-level", "value", "info", ("debug", "info", "warning", "error"), None, "log level"),
@@ -234,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.containers import Backend
 
             return Backend(runtime or ("crun" if shutil.which("crun") else "runc"),
-                           args.state_dir, args.shared_dir, args.sandbox_dir)
+                           args.state_dir, args.shared_dir, args.sandbox_dir, pause_rootfs=args.pause_rootfs)
 
         backend = LazyBackend(load_backend)
     agent = Agent(binding, backend)

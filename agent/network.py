@@ -3,7 +3,8 @@
 Shapes and enums are Kata's ``types.proto``: Interface{device, name,
 IPAddresses[{family v4=0|v6=1, address, mask (prefix length)}], mtu, hwAddr,
 type, raw_flags}, Route{dest "a.b.c.d/len" or "" for default, gateway,
-device, source, scope, family, flags}, ARPNeighbor{toIPAddress, device,
+device, source, scope, family, flags, mtu (0: none; a route metric, as Kata's
+agent sets it)}, ARPNeighbor{toIPAddress, device,
 lladdr, state, flags}. As in Kata's agent, UpdateInterface finds the link by
 its MAC address (the host knows MACs, not guest names), then renames it,
 sets the MTU, replaces its addresses and brings it up; UpdateRoutes replaces
@@ -125,6 +126,8 @@ class Network:
                     spec["prefsrc"] = r.source
                 if r.scope:
                     spec["scope"] = r.scope
+                if r.mtu:
+                    spec["metrics"] = {"mtu": r.mtu}
                 _netlink(f"add route {r.dest or 'default'} via {r.gateway or r.device}", ipr.route, "add", **spec)
         return self.ListRoutes(agent_pb2.ListRoutesRequest(), ctx)
 
@@ -142,7 +145,8 @@ class Network:
                     out.append(types_pb2.Route(
                         dest=f"{dst}/{r['dst_len']}" if dst else "", gateway=r.get("gateway") or "",
                         device=names.get(r.get("oif"), "") or "", source=r.get("prefsrc") or "",
-                        scope=r["scope"], family=V6 if family == socket.AF_INET6 else V4, flags=r["flags"]))
+                        scope=r["scope"], family=V6 if family == socket.AF_INET6 else V4, flags=r["flags"],
+                        mtu=_route_mtu(r)))
         return agent_pb2.Routes(Routes=out)
 
     def AddARPNeighbors(self, req: agent_pb2.AddARPNeighborsRequest, ctx: Any) -> Any:
@@ -157,6 +161,12 @@ class Network:
                          lladdr=n.lladdr, ifindex=found[0], state=n.state or 0x80, flags=n.flags,
                          family=_family(n.toIPAddress.family))
         return empty_pb2.Empty()
+
+
+def _route_mtu(r: Any) -> int:
+    metrics = r.get_attr("RTA_METRICS")
+    mtu = metrics.get_attr("RTAX_MTU") if metrics is not None else None
+    return int(mtu or 0)
 
 
 def _route_key(r: Any) -> dict[str, Any]:

@@ -6,6 +6,12 @@ Unset messages are left out rather than written as empty objects, because
 for runc an empty ``seccomp`` or ``resources`` object is not the same as
 none. Host-supplied namespace paths are dropped: the agent decides which
 namespaces a container joins (Kata does the same, research 4.1 item 5).
+Whatever the spec lists, a container never runs in the agent's PID
+namespace: the spec's ``pid`` entry is replaced by the agent's own, a fresh
+namespace or the pod's shared one (Kata's rpc.rs
+``update_container_namespaces`` always appends such an entry too). Sysctls
+are split by agent/sysctl.py: the ``net.*`` ones are the agent's to apply
+and never reach config.json.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.protocols import oci_pb2
+from agent.sysctl import split
 
 
 class SpecError(AgentError):
@@ -99,17 +106,24 @@ def _seccomp(s: oci_pb2.LinuxSeccomp) -> dict[str, Any]:
                       "flags": list(s.Flags), "syscalls": syscalls})
 
 
-def _linux(x: oci_pb2.Linux, cgroups_path: str) -> dict[str, Any]:
+def network_sysctls(spec: oci_pb2.Spec) -> dict[str, str]:
+    """The ``net.*`` sysctls of ``spec`` (checked), which the agent writes into the pod's network namespace."""
+    return split(dict(spec.Linux.Sysctl), {ns.Type for ns in spec.Linux.Namespaces})[1]
+
+
+def _linux(x: oci_pb2.Linux, cgroups_path: str, pid_ns: str) -> dict[str, Any]:
+    pid: dict[str, str] = {"type": "pid"} | ({"path": pid_ns} if pid_ns else {})
     out: dict[str, Any] = {
-        "namespaces": [{"type": ns.Type} for ns in x.Namespaces if ns.Type != "network"],
+        "namespaces": [*({"type": ns.Type} for ns in x.Namespaces if ns.Type not in ("network", "pid")), pid],
         "maskedPaths": list(x.MaskedPaths),
         "readonlyPaths": list(x.ReadonlyPaths),
         "cgroupsPath": cgroups_path,
     }
     if x.UIDMappings or x.GIDMappings:
         raise SpecError("user namespace ID mappings are not supported")
-    if x.Sysctl:
-        out["sysctl"] = dict(x.Sysctl)
+    runtime_sysctls, _network = split(dict(x.Sysctl), {ns.Type for ns in x.Namespaces})
+    if runtime_sysctls:
+        out["sysctl"] = runtime_sysctls
     if x.HasField("Resources"):
         out["resources"] = _resources(x.Resources)
     if x.Devices:
@@ -125,8 +139,13 @@ def _linux(x: oci_pb2.Linux, cgroups_path: str) -> dict[str, Any]:
     return out
 
 
-def to_config(spec: oci_pb2.Spec, rootfs: str, cgroups_path: str, readonly: bool | None = None) -> dict[str, Any]:
-    """The config.json for ``spec`` with the agent's rootfs and cgroup path."""
+def to_config(spec: oci_pb2.Spec, rootfs: str, cgroups_path: str, readonly: bool | None = None,
+              pid_ns: str = "") -> dict[str, Any]:
+    """The config.json for ``spec`` with the agent's rootfs, cgroup path and PID namespace.
+
+    ``pid_ns`` is the path of the pod's shared PID namespace, or empty for a fresh one; never the agent's
+    (the caller checks the path it passes).
+    """
     if spec.HasField("Hooks") and any(getattr(spec.Hooks, f.name) for f in spec.Hooks.DESCRIPTOR.fields):
         raise SpecError("OCI hooks are not run by this agent")
     if not spec.HasField("Process"):
@@ -139,6 +158,6 @@ def to_config(spec: oci_pb2.Spec, rootfs: str, cgroups_path: str, readonly: bool
         "mounts": [_nonempty({"destination": m.destination, "source": m.source, "type": m.type,
                               "options": list(m.options)}) for m in spec.Mounts],
         "annotations": dict(spec.Annotations),
-        "linux": _linux(spec.Linux, cgroups_path),
+        "linux": _linux(spec.Linux, cgroups_path, pid_ns),
     }
     return config

@@ -9,7 +9,8 @@ first and blanked on denial (a denial must not stall the container's pipes),
 CopyFile is judged on a description without the data, SetPolicy replaces the
 policy only if the current one allows it. Acting is delegated to a backend
 (containers, storage, network); an RPC the backend lacks is UNIMPLEMENTED,
-after the policy had its say.
+after the policy had its say. So is an RPC in ``REFUSED``, whatever the backend
+offers: those cannot be made safe in a confidential guest, and the answer says why.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ log = logging.getLogger("cocoon.agent")
 
 VERSION = "0.1.0"
 LONG_RUNNING = frozenset({"WaitProcess", "GetOOMEvent", "ReadStdout", "ReadStderr"})
+
+_SWAP = ("guest memory would be paged out unencrypted and unauthenticated to storage the host provides, "
+         "where the host can read it and hand back altered pages")
+# Kata RPCs no policy can make safe here (docs/decisions.md, "Kata RPCs cocoon refuses"). They are
+# still judged first, so the log shows what the policy thought of the request.
+REFUSED: dict[str, str] = {
+    "AddSwap": _SWAP,
+    "AddSwapPath": _SWAP,
+    "GetDiagnosticData": ("it returns to the host the contents of a guest file at a path the host chose (the "
+                          "termination-log mount source in the shared directory, which the host can replace "
+                          "with a symlink to any guest file after the policy admitted the container)"),
+}
 
 
 def copy_file_policy_input(req: agent_pb2.CopyFileRequest) -> dict[str, Any]:
@@ -103,6 +116,8 @@ class Agent:
         return handle
 
     def _act(self, rpc: str, req: Any, ctx: Context) -> Any:
+        if rpc in REFUSED:
+            raise RpcError(Code.UNIMPLEMENTED, f"{rpc} is refused by cocoon: {REFUSED[rpc]}")
         try:
             act = getattr(self.backend, rpc, None) if self.backend is not None else None
         except AgentError as exc:  # the backend failed to load (agent.lazybackend)

@@ -2,7 +2,12 @@
 
 Every mount point must lie below one of the agent's allowed prefixes (the
 shared container directory and the sandbox directory): a host that names
-``/etc`` as a mount point gets an error, not a mount. Layers are ``blk``
+``/etc`` as a mount point gets an error, not a mount. The check is not on
+the string alone: the host can plant symlinks under the shared directory
+(CopyFile makes them), so mount points are reached component by component
+with ``O_NOFOLLOW`` directory descriptors, created on the way if missing,
+and the mount goes onto the descriptor (``/proc/self/fd/N``), not a path
+the kernel would resolve again. Layers are ``blk``
 storages whose driver options pin ``cocoon.verity.roothash=<hex>`` and
 ``cocoon.verity.hashoffset=<bytes>`` (the hash area follows the erofs data
 on the same device); they are mounted read-only and combined with overlayfs
@@ -48,10 +53,61 @@ def umount(target: str) -> None:
     _libc.umount2(target.encode(), MNT_DETACH)
 
 
+def open_dir(path: str, prefixes: tuple[str, ...]) -> int:
+    """An O_PATH descriptor of directory ``path`` (created if missing) below one of ``prefixes``, reached
+    without following any symlink below the prefix: what a mount may go onto."""
+    norm = confined(path, prefixes)
+    prefix = max((p.rstrip("/") or "/" for p in prefixes
+                  if norm == p.rstrip("/") or norm.startswith(p.rstrip("/") + "/")), key=len)
+    os.makedirs(prefix, mode=0o755, exist_ok=True)  # the agent's own directory, from its configuration
+    fd = os.open(prefix, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for comp in [c for c in norm[len(prefix):].split("/") if c]:
+            try:
+                os.mkdir(comp, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"path {path}: cannot create {comp!r}: {exc.strerror}") from None
+            try:
+                nxt = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:
+                raise StorageError(f"path {path}: {comp!r} on the way is not a plain directory "
+                                   "(a symlink is never followed)") from None
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def mount_confined(source: str, target: str, prefixes: tuple[str, ...], fstype: str, flags: int = 0,
+                   data: str = "") -> str:
+    """``mount`` onto directory ``target`` reached by ``open_dir``; returns the normalised target."""
+    fd = open_dir(target, prefixes)
+    try:
+        if _libc.mount(source.encode(), f"/proc/self/fd/{fd}".encode(), fstype.encode(), flags,
+                       data.encode() or None) != 0:
+            err = ctypes.get_errno()
+            raise StorageError(f"mount {fstype} {source} on {target}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+    return os.path.normpath(target)
+
+
+def make_dir(path: str, prefixes: tuple[str, ...]) -> str:
+    """Directory ``path`` below ``prefixes`` exists (created without following symlinks)."""
+    os.close(open_dir(path, prefixes))
+    return os.path.normpath(path)
+
+
 def confined(path: str, prefixes: tuple[str, ...]) -> str:
     """``path`` normalised, if it lies below one of ``prefixes`` (no '..' escapes)."""
     if not path.startswith("/"):
         raise StorageError(f"path {path!r} is not absolute")
+    if "\0" in path:
+        raise StorageError(f"path {path!r} has a NUL byte")
     norm = os.path.normpath(path)
     if not any(norm == p or norm.startswith(p.rstrip("/") + "/") for p in prefixes):
         raise StorageError(f"path {path} is outside the allowed directories ({', '.join(prefixes)})")
@@ -128,7 +184,6 @@ class Storage:
         own, even when it claims the same hash.
         """
         target = confined(spec.mount_point, self.prefixes)
-        os.makedirs(target, exist_ok=True)
         key = f"{spec.root_hash.hex()}-{_device_id(spec.device)}"
         with self._layer_lock:
             layer = self._layers.get(key)
@@ -137,7 +192,7 @@ class Storage:
                 self._layers[key] = layer
             layer.refs += 1
         try:
-            mount(layer.mnt, target, "", MS_BIND)
+            mount_confined(layer.mnt, target, self.prefixes, "", MS_BIND)
         except StorageError:
             self._drop_layer(key)
             raise
@@ -195,21 +250,23 @@ class Storage:
             self._unmount_layer(layer)
 
     def tmpfs(self, target: str, undo: Mounted, options: str = "mode=0755") -> None:
-        target = confined(target, (*self.prefixes, self.state_dir))
-        os.makedirs(target, exist_ok=True)
-        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        target = mount_confined("tmpfs", target, (*self.prefixes, self.state_dir), "tmpfs", MS_NOSUID | MS_NODEV,
+                                options)
         undo.mounts.append(target)
 
     def overlay(self, lowers: list[str], target: str, scratch: str, undo: Mounted) -> None:
-        """Layers (bottom first) + a writable tmpfs upper, mounted at ``target``."""
-        target = confined(target, self.prefixes)
+        """Layers (bottom first) + a writable tmpfs upper, mounted at ``target`` (an agent-owned path)."""
+        allowed = (*self.prefixes, self.state_dir)
+        confined(target, allowed)
         self.tmpfs(scratch, undo)
         upper, work = os.path.join(scratch, "upper"), os.path.join(scratch, "work")
         os.makedirs(upper)
         os.makedirs(work)
-        os.makedirs(target, exist_ok=True)
+        if any("," in p or ":" in p for p in (*lowers, upper, work)):
+            raise StorageError("overlay: a layer path with ',' or ':' cannot be named in the mount options")
         lowerdir = ":".join(reversed(lowers))  # overlayfs lists the top layer first
-        mount("overlay", target, "overlay", 0, f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
+        target = mount_confined("overlay", target, allowed, "overlay", 0,
+                                f"lowerdir={lowerdir},upperdir={upper},workdir={work}")
         undo.mounts.append(target)
 
     def release(self, undo: Mounted) -> None:

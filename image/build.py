@@ -271,7 +271,10 @@ def install_agent(root: Path, cache: Path) -> None:
     for name in MASKED_GENERATORS:
         if not (generators / name).is_symlink():
             (generators / name).symlink_to("/dev/null")
-    log("agent and its wheels installed under /usr/lib/cocoon")
+    from image.pause import IMAGE_PATH, make_pause_rootfs
+
+    make_pause_rootfs(root / IMAGE_PATH, str(root / "usr/bin/busybox"))  # before finalize removes /usr/bin/busybox
+    log(f"agent and its wheels installed under /usr/lib/cocoon, the pause rootfs at /{IMAGE_PATH}")
 
 
 def finalize_tree(root: Path) -> None:

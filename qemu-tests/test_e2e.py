@@ -39,7 +39,7 @@ def timed(timings: list, name: str, t0: float) -> float:  # type: ignore[type-ar
     return seconds
 
 
-def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
+def test_pod_lifecycle_attestation_and_agent_isolation(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
     s = Session(image, tmp_path, chaos=True)
     facts = s.prepare()
     print(f"kernel boot: {facts['kernel_boot']}")
@@ -96,8 +96,8 @@ def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Pat
         assert vm.call("WaitProcess", {"container_id": "svc", "exec_id": "probe"}).status == 0
         err = denied(lambda: vm.call("ExecProcess", pod.exec_request("svc", "shell", ["sh"])))
         timed(timings, "exec allowed + exec denied", t0)
-        assert err.message == ('ExecProcessRequest is blocked by policy: policy.rego:43: exec of ["sh"] is not in '
-                               "the pod's allow list")
+        assert re.fullmatch(r'ExecProcessRequest is blocked by policy: policy\.rego:\d+: exec of \["sh"\] is not in '
+                            r"the pod's allow list", err.message), err.message
 
         # A layer the policy does not pin is denied; the pinned hash over changed bytes fails in dm-verity.
         other_hash = pod.Layer(s.layer.path, "00" * 32, s.layer.hash_offset)
@@ -109,19 +109,22 @@ def test_pod_lifecycle_attestation_and_agent_restart(image: Image, tmp_path: Pat
         assert failed.value.code == Code.FAILED_PRECONDITION
         vm.wait_console(r"device-mapper: verity: .*(corrupted|Input/output)", 30)
 
-        # Kill the agent from inside the guest; systemd restarts it and it binds the policy again.
+        # A container the policy admits hunts for the agent to kill it: in a PID namespace of its own it
+        # finds nothing, and the same agent (no restart, no second binding) keeps serving and attesting.
+        # (Killing the agent from a container was how this test proved systemd's restart and re-binding;
+        # no container can reach the agent any more, and nothing else in the guest may, so that proof is gone.)
         t0 = time.monotonic()
         mark = len(vm.console())
-        vm.call("CreateContainer", pod.container_request("killer", pod.KILL_AGENT_COMMAND, s.layer,
-                                                         share_pid_with_guest=True))
-        vm.call("StartContainer", {"container_id": "killer"})
-        state, reason, _ = vm.wait_status(180, start=mark)
-        assert state == "ready", reason
+        out, status = s.run_container(vm, "killer", pod.KILL_AGENT_COMMAND)
+        assert (out, status) == (pod.KILL_AGENT_OUTPUT, 0)
         assert vm.call("Check", timeout=120).status == 1
-        timed(timings, "agent killed -> restarted -> READY", t0)
+        vm.call("ExecProcess", pod.exec_request("svc", "probe2", pod.PROBE_COMMAND))
+        assert s.read_stream(vm, "ReadStdout", "svc", "probe2") == b"probe ok\n"
+        timed(timings, "killer container runs, agent unharmed", t0)
         result, _ = s.attest(vm)
         assert result.ok, result.table()
-        assert "Traceback" not in vm.console()
+        after = vm.console()[mark:]
+        assert "cocoon-agent: startup:" not in after and "Traceback" not in vm.console()
 
 
 def image_kernel(image: Image) -> str:

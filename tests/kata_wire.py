@@ -1,11 +1,11 @@
 """Kata's wire contract, transcribed field by field from upstream, to check our .proto files against.
 
-Sources (kata-containers/kata-containers, src/libs/protocols/protos/):
-agent.proto @74a17f96f46bdba0aa495babd626348d58a69f0e, oci.proto
-@8e8a5e25987a089e621c0db84dada27bc4a67d6e, types.proto
-@0671252466894c6e9d261f8051fa508eb100e69f, health.proto
-@4bca10b7331c73755f74c5c17342cb96e1ae4b7a, csi.proto
-@4e00c2377ccde3df07c69939a438b57b6596b4f0.
+Sources (kata-containers/kata-containers, src/libs/protocols/protos/), all read at main
+@7c6ba40c54ea29b459b4997cff948caaba4e658b (2026-08-22): agent.proto (last changed there in
+64c139208fe25820b653b3f964f077cf99a6a030: Storage.shared, GetDiagnosticData and AddSwapPath
+are new since the 74a17f96 this table was first written from), types.proto (last changed in
+492329fc02c82edfa7ebb31acab2ec959a36a975: Route.mtu), oci.proto, health.proto and csi.proto
+(no wire change since 8e8a5e25, 4bca10b7 and 4e00c237).
 
 Format: ``Message: name=number type; ...`` with ``repeated``, ``map<k,v>`` and
 ``optional`` spelled as in the .proto; ``oneof X`` fields marked ``oneof:X``.
@@ -24,6 +24,7 @@ StatsContainer StatsContainerRequest StatsContainerResponse
 PauseContainer PauseContainerRequest Empty
 ResumeContainer ResumeContainerRequest Empty
 RemoveStaleVirtiofsShareMounts RemoveStaleVirtiofsShareMountsRequest Empty
+GetDiagnosticData GetDiagnosticDataRequest GetDiagnosticDataResponse
 WriteStdin WriteStreamRequest WriteStreamResponse
 ReadStdout ReadStreamRequest ReadStreamResponse
 ReadStderr ReadStreamRequest ReadStreamResponse
@@ -49,6 +50,7 @@ SetGuestDateTime SetGuestDateTimeRequest Empty
 CopyFile CopyFileRequest Empty
 GetOOMEvent GetOOMEventRequest OOMEvent
 AddSwap AddSwapRequest Empty
+AddSwapPath AddSwapPathRequest Empty
 GetVolumeStats VolumeStatsRequest VolumeStatsResponse
 ResizeVolume ResizeVolumeRequest Empty
 SetPolicy SetPolicyRequest Empty
@@ -115,18 +117,21 @@ MemHotplugByProbeRequest: memHotplugProbeAddr=1 repeated uint64
 SetGuestDateTimeRequest: Sec=1 int64; Usec=2 int64
 FSGroup: group_id=2 uint32; group_change_policy=3 FSGroupChangePolicy
 SharedMount: name=1 string; src_ctr=2 string; src_path=3 string; dst_ctr=4 string; dst_path=5 string
-Storage: driver=1 string; driver_options=2 repeated string; source=3 string; fstype=4 string; options=5 repeated string; mount_point=6 string; fs_group=7 FSGroup
+Storage: driver=1 string; driver_options=2 repeated string; source=3 string; fstype=4 string; options=5 repeated string; mount_point=6 string; fs_group=7 FSGroup; shared=8 bool
 Device: id=1 string; type=2 string; vm_path=3 string; container_path=4 string; options=5 repeated string
 StringUser: uid=1 string; gid=2 string; additionalGids=3 repeated string
 CopyFileRequest: path=1 string; file_size=2 int64; file_mode=3 uint32; dir_mode=4 uint32; uid=5 int32; gid=6 int32; offset=7 int64; data=8 bytes
 GetOOMEventRequest:
 OOMEvent: container_id=1 string
 AddSwapRequest: PCIPath=1 repeated uint32
+AddSwapPathRequest: path=1 string
 GetMetricsRequest:
 Metrics: metrics=1 string
 VolumeStatsRequest: volume_guest_path=1 string
 ResizeVolumeRequest: volume_guest_path=1 string; size=2 uint64
 SetPolicyRequest: policy=1 string
+GetDiagnosticDataRequest: log_type=1 string; container_id=2 string
+GetDiagnosticDataResponse: data=1 string
 MemAgentMemcgConfig: disabled=1 optional bool; swap=2 optional bool; swappiness_max=3 optional uint32; period_secs=4 optional uint64; period_psi_percent_limit=5 optional uint32; eviction_psi_percent_limit=6 optional uint32; eviction_run_aging_count_min=7 optional uint64
 MemAgentCompactConfig: disabled=1 optional bool; period_secs=2 optional uint64; period_psi_percent_limit=3 optional uint32; compact_psi_percent_limit=4 optional uint32; compact_sec_max=5 optional int64; compact_order=6 optional uint32; compact_threshold=7 optional uint64; compact_force_times=8 optional uint64
 Spec: Version=1 string; Process=2 Process; Root=3 Root; Hostname=4 string; Mounts=5 repeated Mount; Hooks=6 Hooks; Annotations=7 map<string,string>; Linux=8 Linux; Solaris=9 Solaris; Windows=10 Windows
@@ -162,7 +167,7 @@ LinuxSyscall: Names=1 repeated string; Action=2 string; errnoret=3 oneof:ErrnoRe
 LinuxIntelRdt: L3CacheSchema=1 string
 IPAddress: family=1 IPFamily; address=2 string; mask=3 string
 Interface: device=1 string; name=2 string; IPAddresses=3 repeated IPAddress; mtu=4 uint64; hwAddr=5 string; devicePath=6 string; type=7 string; raw_flags=8 uint32
-Route: dest=1 string; gateway=2 string; device=3 string; source=4 string; scope=5 uint32; family=6 IPFamily; flags=7 uint32
+Route: dest=1 string; gateway=2 string; device=3 string; source=4 string; scope=5 uint32; family=6 IPFamily; flags=7 uint32; mtu=8 uint32
 ARPNeighbor: toIPAddress=1 IPAddress; device=2 string; lladdr=3 string; state=4 int32; flags=5 int32
 CheckRequest: service=1 string
 HealthCheckResponse: status=1 ServingStatus

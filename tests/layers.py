@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "ls", "stty", "head", "tr", "wc")
+APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "ls", "stty", "head", "tr", "wc", "readlink")
 
 
 def run(*argv: str) -> str:

@@ -89,7 +89,7 @@ def test_ready_agent_enforces_policy_over_ttrpc_and_grpc(start_agent) -> None:  
             assert c.call("Check").status == 1
             with pytest.raises(RpcError) as err:  # allowed by policy, then refused by the backend: no rootfs
                 c.call("CreateContainer", {"container_id": "allowed"})
-            assert err.value.code == Code.FAILED_PRECONDITION and "is not absolute" in err.value.message
+            assert err.value.code == Code.FAILED_PRECONDITION and "has no pinned verity layer" in err.value.message
             with pytest.raises(RpcError) as err:
                 c.call("CreateContainer", {"container_id": "evil"})
             assert err.value.code == Code.PERMISSION_DENIED

@@ -6,18 +6,13 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tdxgen import PckChain, _raw_sig, make_quote
+from tdxgen import World, make_quote
 
 from agent.tee import tdx_report
 from verifier import collateral as col
@@ -25,110 +20,7 @@ from verifier.claims import Result
 from verifier.tdx import verify_tdx
 from verifier.trust import intel_root
 
-SGX = col.SGX_EXTENSION
-FMSPC = bytes.fromhex("00806f050000")
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def der(tag: int, value: bytes) -> bytes:
-    n = len(value)
-    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
-        (n.bit_length() + 7) // 8, "big")
-    return bytes([tag]) + length + value
-
-
-def oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    body = bytes([parts[0] * 40 + parts[1]])
-    for p in parts[2:]:
-        chunk = [p & 0x7F]
-        p >>= 7
-        while p:
-            chunk.append(0x80 | (p & 0x7F))
-            p >>= 7
-        body += bytes(reversed(chunk))
-    return der(0x06, body)
-
-
-def pair(dotted: str, value: bytes) -> bytes:
-    return der(0x30, oid(dotted) + value)
-
-
-def sgx_extension(svns: list[int], pcesvn: int, fmspc: bytes = FMSPC) -> bytes:
-    comps = b"".join(pair(f"{SGX}.2.{i + 1}", der(0x02, bytes([v]))) for i, v in enumerate(svns))
-    comps += pair(f"{SGX}.2.17", der(0x02, bytes([pcesvn]))) + pair(f"{SGX}.2.18", der(0x04, bytes(svns)))
-    return der(0x30, pair(f"{SGX}.1", der(0x04, bytes(16))) + pair(f"{SGX}.2", der(0x30, comps))
-               + pair(f"{SGX}.3", der(0x04, b"\0\0")) + pair(f"{SGX}.4", der(0x04, fmspc)))
-
-
-def cert(subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool, ext: bytes | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-         .public_key(key.public_key()).serial_number(int.from_bytes(os.urandom(8), "big"))
-         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ext is not None:
-        b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX), ext), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-PEM = serialization.Encoding.PEM
-
-
-class World:
-    """A test Intel: root, PCK chain with an SGX extension, TCB signing key, and collateral documents."""
-
-    def __init__(self, svns: list[int] | None = None, pcesvn: int = 11) -> None:
-        self.root_k, inter_k, self.leaf_k, self.sign_k = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
-        root = cert("TEST SGX Root CA", self.root_k, "TEST SGX Root CA", self.root_k, True)
-        inter = cert("TEST PCK Platform CA", inter_k, "TEST SGX Root CA", self.root_k, True)
-        self.svns = svns or [3] * 16
-        leaf = cert("TEST PCK Certificate", self.leaf_k, "TEST PCK Platform CA", inter_k, False,
-                    sgx_extension(self.svns, pcesvn))
-        signing = cert("TEST TCB Signing", self.sign_k, "TEST SGX Root CA", self.root_k, False)
-        self.root_pem = root.public_bytes(PEM)
-        self.pck = PckChain(self.root_pem, b"".join(c.public_bytes(PEM) for c in (leaf, inter, root)), self.leaf_k)
-        self.chain_pem = signing.public_bytes(PEM) + self.root_pem
-        later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        comps = lambda v: [{"svn": v} for _ in range(16)]  # noqa: E731
-        self.tcb_info: dict[str, Any] = {
-            "id": "TDX", "version": 3, "issueDate": "2026-11-01T00:00:00Z", "nextUpdate": later,
-            "fmspc": FMSPC.hex(), "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
-            "tcbLevels": [
-                {"tcb": {"sgxtcbcomponents": comps(3), "pcesvn": 11, "tdxtcbcomponents": comps(0)},
-                 "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"},
-                {"tcb": {"sgxtcbcomponents": comps(2), "pcesvn": 10, "tdxtcbcomponents": comps(0)},
-                 "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}],
-            # SEAM module identities (Intel's real documents list MRSIGNER 0 for Intel-signed modules)
-            "tdxModule": {"mrsigner": "00" * 48, "attributes": "0000000000000000",
-                          "attributesMask": "FFFFFFFFFFFFFFFF"},
-            "tdxModuleIdentities": [
-                {"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "0000000000000000",
-                 "attributesMask": "FFFFFFFFFFFFFFFF",
-                 "tcbLevels": [{"tcb": {"isvsvn": 4}, "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"},
-                               {"tcb": {"isvsvn": 2}, "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}]}]}
-        self.qe_identity: dict[str, Any] = {
-            "id": "TD_QE", "version": 2, "issueDate": "2026-11-01T00:00:00Z", "nextUpdate": later,
-            "miscselect": "00000000", "miscselectMask": "FFFFFFFF", "attributes": "00" * 16,
-            "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000", "mrsigner": "00" * 32, "isvprodid": 0,
-            "tcbLevels": [{"tcb": {"isvsvn": 0}, "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"}]}
-
-    def signed(self, key: str, obj: dict[str, Any], flip: bool = False) -> bytes:
-        text = json.dumps(obj, separators=(",", ":"))
-        sig = bytearray(_raw_sig(self.sign_k, text.encode()))
-        if flip:
-            sig[5] ^= 1
-        return ('{"' + key + '":' + text + ',"signature":"' + sig.hex() + '"}').encode()
-
-    def collateral(self, flip_tcb: bool = False, chain: bytes | None = None) -> col.Collateral:
-        return col.load(self.signed("tcbInfo", self.tcb_info, flip_tcb), self.signed("enclaveIdentity",
-                        self.qe_identity), chain or self.chain_pem)
-
-    def verify(self, c: col.Collateral | None = None, **body: object) -> Result:
-        r = Result("tdx")
-        verify_tdx(r, make_quote(self.pck, **body), self.root_pem, {}, None, None, c or self.collateral())
-        return r
 
 
 def claims(r: Result) -> dict[str, str]:
@@ -141,7 +33,8 @@ def failed(r: Result) -> list[str]:
 
 def test_consistent_collateral_passes_every_check() -> None:
     r = World().verify()
-    assert claims(r) == {"tdx.collateral.chain": "pass", "tdx.collateral.tcb_info.signature": "pass",
+    assert claims(r) == {"tdx.collateral.chain": "pass", "tdx.collateral.chain.validity": "pass",
+                         "tdx.collateral.chain.revocation": "skip", "tdx.collateral.tcb_info.signature": "pass",
                          "tdx.collateral.qe_identity.signature": "pass", "tdx.collateral.tcb_info.fresh": "pass",
                          "tdx.collateral.qe_identity.fresh": "pass", "tdx.tcb.fmspc": "pass",
                          "tdx.tcb.status": "pass", "tdx.tcb.module": "pass", "tdx.qe_identity": "pass",
@@ -197,29 +90,37 @@ def test_tdx_module_identity_checks() -> None:
     assert failed(r) == ["tdx.tcb.module"] and "unreadable" in str([c.detail for c in r.claims])
 
 
-def genuine() -> col.Collateral:
-    return col.load((DATA / "intel-tdx-tcb-info-00a06d080000.json").read_bytes(),
-                    (DATA / "intel-td-qe-identity.json").read_bytes(),
+def genuine(qe: str = "intel-td-qe-identity-2025-10.json") -> col.Collateral:
+    return col.load((DATA / "intel-tdx-tcb-info-00a06d080000.json").read_bytes(), (DATA / qe).read_bytes(),
                     (DATA / "intel-tcb-signing-chain.pem").read_bytes())
 
 
+GENUINE_AT = datetime.datetime(2025, 11, 1, tzinfo=datetime.UTC)  # both documents issued and current then
+
+
 def test_genuine_intel_collateral_verifies_under_the_shipped_root() -> None:
-    when = datetime.datetime(2025, 8, 10, tzinfo=datetime.UTC)  # inside both documents' validity
     r = Result("tdx")
-    assert col.check_documents(r, genuine(), intel_root(), when)
+    assert col.check_documents(r, genuine(), intel_root(), GENUINE_AT)
     assert {c.name: c.status for c in r.claims} == {
-        "tdx.collateral.chain": "pass", "tdx.collateral.tcb_info.signature": "pass",
+        "tdx.collateral.chain": "pass", "tdx.collateral.chain.validity": "pass",
+        "tdx.collateral.chain.revocation": "skip", "tdx.collateral.tcb_info.signature": "pass",
         "tdx.collateral.qe_identity.signature": "pass", "tdx.collateral.tcb_info.fresh": "pass",
         "tdx.collateral.qe_identity.fresh": "pass"}
     r = Result("tdx")
     col.check_documents(r, genuine(), intel_root())  # today: both are long past nextUpdate
     assert {c.name for c in r.failed} == {"tdx.collateral.tcb_info.fresh", "tdx.collateral.qe_identity.fresh"}
+    # an older genuine QE identity (current 2025-07-18..08-17): then, the TCB info was not yet issued
+    r = Result("tdx")
+    col.check_documents(r, genuine("intel-td-qe-identity.json"), intel_root(),
+                        datetime.datetime(2025, 8, 10, tzinfo=datetime.UTC))
+    assert {c.name for c in r.failed} == {"tdx.collateral.tcb_info.fresh"}
+    assert "not yet issued" in str([c.detail for c in r.failed])
     # one changed character of the signed text breaks Intel's signature
     raw = (DATA / "intel-tdx-tcb-info-00a06d080000.json").read_bytes().replace(b'"isvsvn":4', b'"isvsvn":3', 1)
-    tampered = col.load(raw, (DATA / "intel-td-qe-identity.json").read_bytes(),
+    tampered = col.load(raw, (DATA / "intel-td-qe-identity-2025-10.json").read_bytes(),
                         (DATA / "intel-tcb-signing-chain.pem").read_bytes())
     r = Result("tdx")
-    assert not col.check_documents(r, tampered, intel_root(), when)
+    assert not col.check_documents(r, tampered, intel_root(), GENUINE_AT)
     assert {c.name for c in r.failed} == {"tdx.collateral.tcb_info.signature"}
 
 

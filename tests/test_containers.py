@@ -2,7 +2,9 @@
 
 Needs root, runc, busybox-static, erofs-utils and cryptsetup-bin (`make setup`
 installs them). This kernel has no device-mapper, so layers go through the
-agent's verified-copy path; dm-verity proper runs in the guest image.
+agent's verified-copy path; dm-verity proper runs in the guest image. The
+agent runs in a network namespace of its own (``unshare --net``): the pod's
+network sysctls it applies must not change this host's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from layers import attach, busybox_tree, detach, verity_layer
 from agent.cli import render_document
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
+from image.pause import PAUSE, make_pause_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
 
@@ -71,12 +74,23 @@ def layer(tmp_path_factory):  # type: ignore[no-untyped-def]
         detach(loop)
 
 
+def pause_agent(tmp: Path, chain, policy: str = POLICY):  # type: ignore[no-untyped-def]
+    """An agent in its own network namespace whose pause rootfs is image/pause.py's tree (host busybox)."""
+    pause = make_pause_rootfs(tmp / "pause-rootfs")
+    return start_agent(tmp, chain, policy, wrapper=["unshare", "--net"], extra=["--pause-rootfs", str(pause)])
+
+
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
-    proc = start_agent(tmp_path_factory.mktemp("agent"), sim_chain, POLICY)
+    proc = pause_agent(tmp_path_factory.mktemp("agent"), sim_chain)
     yield {"address": proc.address, "shared": proc.shared, "tmp": proc.tmp, "pid": proc.pid}
     err = proc.stop()
     assert "Traceback" not in err, err
+
+
+def rootfs_of(agent_tmp: Path, cid: str) -> str:
+    """Where the agent mounts a container's root: its own bundle, never the request's Root.Path."""
+    return f"{agent_tmp}/state/containers/{cid}/rootfs"
 
 
 def container_request(cid: str, shared: str, layer: dict, args: list[str], device: str | None = None,
@@ -116,8 +130,10 @@ def test_container_runs_from_a_verity_layer(agent, layer) -> None:  # type: igno
         assert read_all(c, "ReadStdout", "c1", "c1") == b"hello from the layer\n"
         assert read_all(c, "ReadStderr", "c1", "c1") == b"oops\n"
         assert c.call("WaitProcess", {"container_id": "c1", "exec_id": "c1"}).status == 3
+        assert os.path.ismount(rootfs_of(agent["tmp"], "c1"))
+        assert not os.path.ismount(f"{agent['shared']}/c1/rootfs")  # the host-named Root.Path is not used
         c.call("RemoveContainer", {"container_id": "c1"})
-        assert not os.path.ismount(f"{agent['shared']}/c1/rootfs")
+        assert not os.path.ismount(rootfs_of(agent["tmp"], "c1"))
 
 
 def test_exec_allowed_and_denied_then_remove_kills(agent, layer) -> None:  # type: ignore[no-untyped-def]
@@ -314,8 +330,7 @@ def test_flipped_byte_layer_never_starts(agent, layer) -> None:  # type: ignore[
                                                         device=layer["bad_device"]))
         assert err.value.code == Code.FAILED_PRECONDITION
         assert "root hash" in err.value.message and "changed" in err.value.message
-        assert not os.path.exists(f"{agent['shared']}/c3/rootfs") or not os.path.ismount(
-            f"{agent['shared']}/c3/rootfs")
+        assert not os.path.ismount(rootfs_of(agent["tmp"], "c3"))
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -347,8 +362,204 @@ def test_agent_stop_removes_its_containers(tmp_path, sim_chain, layer) -> None: 
     with Client(proc.address) as c:
         c.call("CreateContainer", container_request("c9", shared, layer, ["sleep", "600"]))
         c.call("StartContainer", {"container_id": "c9"})
-    assert os.path.ismount(f"{shared}/c9/rootfs")
+    assert os.path.ismount(rootfs_of(tmp_path, "c9"))
     proc.stop()
     assert proc.proc.returncode == 0
-    assert not os.path.ismount(f"{shared}/c9/rootfs")
+    assert not os.path.ismount(rootfs_of(tmp_path, "c9"))
     assert not os.path.ismount(f"{shared}/c9/layers/0")
+
+
+# --- isolation: PID namespace, rootfs, sysctls (issue 19) --------------------------------------------------
+SANDBOX = {"io.kubernetes.cri.container-type": "sandbox"}
+
+
+def pause_request(cid: str, shared: str, args: list[str] | None = None, **extra: object) -> dict:
+    """The sandbox (pause) container as containerd sends it: no storage, the pause image's /pause."""
+    req = container_request(cid, shared, {"device": "", "root_hash": "", "offset": 0}, args or ["/pause"],
+                            storages=[], **extra)
+    req["OCI"]["Annotations"] = dict(SANDBOX)
+    req["OCI"]["Linux"]["Sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0"}  # containerd's usual one
+    return req
+
+
+def runc_pid(tmp: Path, cid: str) -> int:
+    import json
+
+    out = subprocess.run(["runc", "--root", str(tmp / "state" / "runtime"), "state", cid], capture_output=True,
+                         text=True, check=True).stdout
+    return int(json.loads(out)["pid"])
+
+
+def run_to_end(c: Client, req: dict) -> tuple[str, int]:
+    cid = req["container_id"]
+    c.call("CreateContainer", req)
+    c.call("StartContainer", {"container_id": cid})
+    out = read_all(c, "ReadStdout", cid, cid).decode()
+    status = c.call("WaitProcess", {"container_id": cid, "exec_id": cid}).status
+    c.call("RemoveContainer", {"container_id": cid})
+    return out, status
+
+
+NS_PROBE = 'readlink /proc/self/ns/pid; echo "pid $$"; kill -0 {0} 2>/dev/null && echo signalled; ' \
+           '[ -e /proc/{0} ] && echo listed; true'
+
+
+@pytest.mark.parametrize("namespaces", [("pid", "ipc", "uts", "mount"), ("ipc", "uts", "mount")],
+                         ids=["spec-asks-pid", "spec-omits-pid"])
+def test_a_container_never_shares_the_agents_pid_namespace(agent, layer, namespaces) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the spec lists, the container is PID 1 of a fresh namespace: the agent is out of its sight."""
+    req = container_request("ns1", agent["shared"], layer, ["sh", "-c", NS_PROBE.format(agent["pid"])])
+    req["OCI"]["Linux"]["Namespaces"] = [{"Type": t, "Path": "/proc/1/ns/" + t} for t in namespaces]
+    with Client(agent["address"]) as c:
+        out, status = run_to_end(c, req)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("pid:[") and lines[0] != os.readlink(f"/proc/{agent['pid']}/ns/pid")
+    assert lines[1:] == ["pid 1"]  # neither "signalled" nor "listed": the agent cannot be seen or signalled
+
+
+def test_sandbox_pidns_shares_the_pods_namespace_never_the_agents(tmp_path, sim_chain, layer) -> None:  # type: ignore[no-untyped-def]
+    proc = pause_agent(tmp_path, sim_chain)
+    agent_ns = os.readlink(f"/proc/{proc.pid}/ns/pid")
+    try:
+        with Client(proc.address) as c:
+            c.call("CreateSandbox", {"hostname": "pod", "sandbox_id": "s1", "sandbox_pidns": True})
+            c.call("CreateContainer", pause_request("pause", proc.shared))
+            c.call("StartContainer", {"container_id": "pause"})
+            pause_ns = os.readlink(f"/proc/{runc_pid(tmp_path, 'pause')}/ns/pid")
+            seen = []
+            for cid in ("a1", "a2"):
+                req = container_request(cid, proc.shared, layer, ["sh", "-c", "readlink /proc/self/ns/pid; "
+                                                                  "cat /proc/1/cmdline; echo; echo $$"])
+                out, status = run_to_end(c, req)
+                assert status == 0
+                seen.append(out.splitlines())
+            assert seen[0][0] == seen[1][0] == pause_ns != agent_ns
+            assert all(s[1] == "/bin/sh\0/pause\0" and s[2] != "1" for s in seen)  # PID 1 is the pod's pause
+            c.call("SignalProcess", {"container_id": "pause", "exec_id": "pause", "signal": 15})
+            assert c.call("WaitProcess", {"container_id": "pause", "exec_id": "pause"}).status == 0
+            c.call("RemoveContainer", {"container_id": "pause"})
+            with pytest.raises(RpcError) as err:  # its namespace went with it: refused, not the agent's
+                c.call("CreateContainer", container_request("a3", proc.shared, layer, ["true"]))
+            assert err.value.code == Code.FAILED_PRECONDITION and "went with its sandbox container" in err.value.message
+    finally:
+        assert "Traceback" not in proc.stop()
+
+
+def test_a_host_written_root_path_without_a_layer_is_refused(agent) -> None:  # type: ignore[no-untyped-def]
+    """The host CopyFile'd a whole busybox tree to Root.Path: it never runs, whatever the policy allowed."""
+    host_dir = busybox_tree(Path(agent["shared"]) / "h1" / "rootfs")
+    req = container_request("h1", agent["shared"], {"device": "", "root_hash": "", "offset": 0},
+                            ["sh", "-c", "echo host code"], storages=[])
+    assert (host_dir / "bin" / "sh").exists()
+    with Client(agent["address"]) as c, pytest.raises(RpcError) as err:
+        c.call("CreateContainer", req)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    assert "h1 has no pinned verity layer" in err.value.message
+    assert f"never from the host's Root.Path '{host_dir}'" in err.value.message
+
+
+def test_the_sandbox_container_runs_the_images_pause_read_only(agent) -> None:  # type: ignore[no-untyped-def]
+    """A "sandbox" annotation with a host-filled Root.Path: the container runs the agent's pause tree."""
+    host_dir = busybox_tree(Path(agent["shared"]) / "p1" / "rootfs")
+    (host_dir / "pause").write_text("#!/bin/sh\necho smuggled > /tmp/smuggled\nsleep 600\n")
+    os.chmod(host_dir / "pause", 0o755)
+    (host_dir / "host-marker").write_text("from the host\n")
+    with Client(agent["address"]) as c:
+        c.call("CreateContainer", pause_request("p1", agent["shared"]))
+        c.call("StartContainer", {"container_id": "p1"})
+        pid = runc_pid(agent["tmp"], "p1")
+        root = Path(f"/proc/{pid}/root")
+        assert (root / "pause").read_text() == PAUSE
+        assert not (root / "host-marker").exists() and not (root / "tmp" / "smuggled").exists()
+        assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"/bin/sh\0/pause\0"
+        with pytest.raises(OSError) as ro:
+            (root / "written").write_text("x")
+        assert ro.value.errno == 30  # EROFS: the pause tree is mounted read-only
+        c.call("SignalProcess", {"container_id": "p1", "exec_id": "p1", "signal": 15})
+        assert c.call("WaitProcess", {"container_id": "p1", "exec_id": "p1"}).status == 0  # /pause exits on TERM
+        c.call("RemoveContainer", {"container_id": "p1"})
+
+
+@pytest.mark.parametrize(("annotations", "args", "message"), [
+    ({"io.kubernetes.cri.container-type": "container"}, ["/pause"], "has no pinned verity layer"),
+    ({"io.katacontainers.pkg.oci.container_type": "pod_sandbox"}, ["/pause"], "has no pinned verity layer"),
+    (SANDBOX, ["/bin/sh", "-c", "echo host code"], "whose only program is /pause"),
+    (SANDBOX, ["/pause", "--extra"], "whose only program is /pause"),
+])
+def test_a_sandbox_annotation_smuggles_nothing_in(agent, annotations, args, message) -> None:  # type: ignore[no-untyped-def]
+    busybox_tree(Path(agent["shared"]) / "p2" / "rootfs")
+    req = pause_request("p2", agent["shared"], args)
+    req["OCI"]["Annotations"] = annotations
+    with Client(agent["address"]) as c, pytest.raises(RpcError) as err:
+        c.call("CreateContainer", req)
+    assert err.value.code == Code.FAILED_PRECONDITION and message in err.value.message
+
+
+def test_namespaced_sysctls_are_applied_in_the_pods_namespaces(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    """containerd's net.ipv4.ip_unprivileged_port_start=0 (runc alone refuses it: "not allowed in host network
+    namespace") reaches the pod's network namespace, the IPC key the container's own; the host's are untouched."""
+    host_before = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()
+    req = container_request("s1", agent["shared"], layer, [
+        "sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced"])
+    req["OCI"]["Linux"]["Sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shm_rmid_forced": "1"}
+    with Client(agent["address"]) as c:
+        out, status = run_to_end(c, req)
+    assert (out, status) == ("0\n1\n", 0)
+    assert Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text() == host_before
+
+
+@pytest.mark.parametrize(("sysctl", "message"), [
+    ({"kernel.panic": "1"}, "kernel.panic is not namespaced"),
+    ({"vm.overcommit_memory": "1"}, "is not namespaced"),
+    ({"kernel.hostname": "x"}, "the spec's Hostname is"),
+    ({"net.core.netdev_max_backlog": "10"}, "is not per network namespace"),
+    ({"net.ipv4.no_such_key": "1"}, "is not per network namespace"),
+    ({"net.ipv4/../../kernel.panic": "1"}, "is malformed"),
+    ({"net..ipv4.ip_forward": "1"}, "is malformed"),
+    ({"net.ipv4.ip_forward": "1\n0"}, "malformed value"),
+    ({"net.ipv4.ip_forward": ""}, "malformed value"),
+])
+def test_sysctls_that_are_not_the_pods_are_refused(agent, layer, sysctl, message) -> None:  # type: ignore[no-untyped-def]
+    req = container_request("s2", agent["shared"], layer, ["true"])
+    req["OCI"]["Linux"]["Sysctl"] = sysctl
+    with Client(agent["address"]) as c, pytest.raises(RpcError) as err:
+        c.call("CreateContainer", req)
+    assert err.value.code == Code.FAILED_PRECONDITION and message in err.value.message, err.value.message
+
+
+def test_an_ipc_sysctl_needs_an_ipc_namespace(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    req = container_request("s3", agent["shared"], layer, ["true"])
+    req["OCI"]["Linux"]["Namespaces"] = [{"Type": t} for t in ("pid", "uts", "mount")]
+    req["OCI"]["Linux"]["Sysctl"] = {"kernel.shmmni": "4096"}
+    with Client(agent["address"]) as c, pytest.raises(RpcError) as err:
+        c.call("CreateContainer", req)
+    assert "belongs to the IPC namespace" in err.value.message
+
+
+@pytest.mark.parametrize("where", ["ephemeral", "local", "layer"])
+def test_a_planted_symlink_never_redirects_a_mount(agent, layer, tmp_path, where) -> None:  # type: ignore[no-untyped-def]
+    """CopyFile can make symlinks in the shared directory; a storage mount point through one is refused
+    instead of mounting (or creating directories) where it points."""
+    import base64
+    import stat
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shared = agent["shared"]
+    cid = f"sy-{where}"
+    req = container_request(cid, shared, layer, ["true"])
+    evil = f"{shared}/{cid}-evil"
+    with Client(agent["address"]) as c:
+        c.call("CopyFile", {"path": evil, "file_mode": stat.S_IFLNK | 0o777,
+                            "data": base64.b64encode(str(outside).encode()).decode()})
+        assert os.readlink(evil) == str(outside)
+        if where == "layer":
+            req["storages"][0]["mount_point"] = f"{evil}/layers/0"
+        else:
+            req["storages"].append({"driver": where, "source": where, "fstype": "tmpfs", "mount_point": f"{evil}/x"})
+        with pytest.raises(RpcError) as err:
+            c.call("CreateContainer", req)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    assert "is not a plain directory (a symlink is never followed)" in err.value.message, err.value.message
+    assert list(outside.iterdir()) == [] and not os.path.ismount(outside)

@@ -104,6 +104,25 @@ def test_no_package_manager_login_or_compiler(image: Path) -> None:
     assert (tree / "usr/lib/cocoon/site/regorus").is_dir()
 
 
+def test_the_pause_rootfs_is_in_the_measured_root(image: Path) -> None:
+    """The sandbox container's rootfs comes from the image (agent --pause-rootfs default), not the host."""
+    from agent.containers import PAUSE_ROOTFS
+    from image.pause import IMAGE_PATH, PAUSE
+
+    tree = image.parent / "mkosi" / "root"
+    pause = tree / IMAGE_PATH
+    assert "/" + IMAGE_PATH == PAUSE_ROOTFS
+    assert (pause / "pause").read_text() == PAUSE and os.stat(pause / "pause").st_mode & 0o777 == 0o755
+    busybox = pause / "bin" / "busybox"
+    assert busybox.is_file() and not busybox.is_symlink() and os.access(busybox, os.X_OK)
+    elf = busybox.read_bytes()
+    phoff, phentsize, phnum = int.from_bytes(elf[0x20:0x28], "little"), elf[0x36], elf[0x38]
+    types = [int.from_bytes(elf[phoff + i * phentsize:phoff + i * phentsize + 4], "little") for i in range(phnum)]
+    assert elf[:4] == b"\x7fELF" and 3 not in types  # no PT_INTERP: static, needs nothing else in the tree
+    assert sorted(p.name for p in pause.iterdir()) == ["bin", "pause"]
+    assert all(os.readlink(pause / "bin" / a) == "busybox" for a in ("sh", "sleep"))
+
+
 def test_without_udev_every_shipped_module_is_loaded_by_name(image: Path) -> None:
     """No udev loads drivers by modalias in this image: whatever the initrd does not load, modules-load.d must."""
     from image import build, initrd

@@ -62,11 +62,13 @@ def test_interface_routes_and_neighbors(agent) -> None:  # type: ignore[no-untyp
 
         routes = c.call("UpdateRoutes", {"routes": {"Routes": [
             {"dest": "", "gateway": "10.20.0.1", "device": "eth0"},
-            {"dest": "10.30.0.0/16", "gateway": "10.20.0.1", "device": "eth0"}]}})
-        dests = {(r.dest, r.gateway, r.device) for r in routes.Routes}
-        assert ("", "10.20.0.1", "eth0") in dests and ("10.30.0.0/16", "10.20.0.1", "eth0") in dests
+            {"dest": "10.30.0.0/16", "gateway": "10.20.0.1", "device": "eth0", "mtu": 1300}]}})
+        dests = {(r.dest, r.gateway, r.device, r.mtu) for r in routes.Routes}
+        assert ("", "10.20.0.1", "eth0", 0) in dests and ("10.30.0.0/16", "10.20.0.1", "eth0", 1300) in dests
         table = ip("-n", NS, "route", "show")
-        assert "default via 10.20.0.1 dev eth0" in table and "10.30.0.0/16 via 10.20.0.1 dev eth0" in table
+        assert "default via 10.20.0.1 dev eth0" in table
+        ours = next(line for line in table.splitlines() if line.startswith("10.30.0.0/16 via 10.20.0.1 dev eth0"))
+        assert ours.split()[-2:] == ["mtu", "1300"]  # Route.mtu (Kata 492329fc), a route metric
 
         c.call("AddARPNeighbors", {"neighbors": {"ARPNeighbors": [
             {"toIPAddress": {"address": "10.20.0.1", "mask": "32"}, "device": "eth0",

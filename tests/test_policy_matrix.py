@@ -98,7 +98,7 @@ def test_matching_container_is_allowed_and_recorded(agent) -> None:  # type: ign
      "mount /host"),
     ({"OCI__Process__Capabilities__Bounding": ["CAP_SYS_ADMIN"]}, "capability CAP_SYS_ADMIN"),
     ({"storages__0__driver_options": ["cocoon.verity.roothash=" + "00" * 32]}, "layer hash"),
-    ({"OCI__Hooks": {"Prestart": [{"Path": "/bin/evil"}]}}, "hooks"),
+    ({"OCI__Hooks": {"Prestart": [{"Path": "/bin/evil"}]}}, "OCI Hooks"),
     ({"container_id": "../../etc"}, ""),
     ({"container_id": "UPPER-case-id"}, ""),
 ])
@@ -123,7 +123,10 @@ def test_env_regex_allows_service_variables(agent) -> None:  # type: ignore[no-u
 # --- ExecProcess, tied to the container recorded at creation -------------------------------------
 
 def exec_req(cid: str, args: list[str]) -> dict:
-    return {"container_id": cid, "exec_id": "e1", "process": {"Args": args}}
+    """An exec with the web container's process settings (cwd, user, no_new_privileges, env), as Kata's rules want."""
+    return {"container_id": cid, "exec_id": "e1",
+            "process": {"Args": args, "Cwd": "/", "NoNewPrivileges": True, "User": {"UID": 1000, "GID": 1000},
+                        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}}
 
 
 def test_exec_allow_list_is_per_container(agent) -> None:  # type: ignore[no-untyped-def]

@@ -103,3 +103,18 @@ def test_services_match_kata(module, service: str, table: str) -> None:  # type:
         assert m.input_type.full_name.split(".")[0] in ("grpc", "types")
         assert m.output_type.full_name in (f"grpc.{m.output_type.name}", f"types.{m.output_type.name}",
                                            "google.protobuf.Empty")
+
+
+def test_protos_cite_the_commit_the_table_was_read_at() -> None:
+    """The table and every .proto header name one Kata commit: a partial update shows up here."""
+    import re
+    from pathlib import Path
+
+    import kata_wire
+
+    commits = set(re.findall(r"main\s+@([0-9a-f]{40})", kata_wire.__doc__ or ""))
+    assert len(commits) == 1, commits
+    here = Path(agent_pb2.__file__).parent
+    for name in ("agent", "types", "oci", "health", "csi"):
+        head = (here / f"{name}.proto").read_text().split("syntax", 1)[0]
+        assert commits <= set(re.findall(r"@([0-9a-f]{40})", head)), name

@@ -11,7 +11,7 @@ from agent.grpc_server import GrpcServer
 from agent.policy import Policy
 from agent.protocols import agent_pb2
 from agent.rpc import Code, RpcError
-from agent.service import Agent
+from agent.service import REFUSED, Agent
 from agent.transport import parse
 from agent.ttrpc import TtrpcServer
 
@@ -54,8 +54,8 @@ def servers(tmp_path_factory):  # type: ignore[no-untyped-def]
     g.stop()
 
 
-def test_there_are_40_rpcs_and_the_catalog_knows_them() -> None:
-    assert len(RPCS) == 40
+def test_there_are_42_rpcs_and_the_catalog_knows_them() -> None:
+    assert len(RPCS) == 42
     assert {m.name for m in RPCS} <= set(catalog())
 
 
@@ -69,8 +69,46 @@ def test_every_rpc_is_routed_through_policy_to_the_backend(servers, use_grpc: bo
         for m in RPCS:
             if m.name == "SetPolicy":
                 continue  # replaces the policy: covered in test_policy_matrix
+            if m.name in REFUSED:
+                continue  # never reaches the backend: test_refused_rpcs_*
             c.call(m.name, {})
             assert backend.calls[-1] == (m.name, transport)
         with pytest.raises(RpcError) as err:  # ready, but this binding has no TEE to ask
             c.call("GetEvidence", {"nonce": ""})
         assert err.value.code == Code.PERMISSION_DENIED
+
+
+def test_refused_rpcs_are_exactly_the_swap_and_diagnostic_ones() -> None:
+    assert set(REFUSED) == {"AddSwap", "AddSwapPath", "GetDiagnosticData"}
+    assert set(REFUSED) <= {m.name for m in RPCS}
+
+
+@pytest.mark.parametrize("use_grpc", [False, True], ids=["ttrpc", "grpc"])
+@pytest.mark.parametrize(("rpc", "req", "why"), [
+    ("AddSwapPath", {"path": "/dev/vdb"}, "unencrypted"),
+    ("AddSwap", {"PCIPath": [2, 1]}, "unencrypted"),
+    ("GetDiagnosticData", {"log_type": "termination_log", "container_id": "c"}, "symlink"),
+])
+def test_refused_rpcs_are_unimplemented_with_a_reason_even_when_allowed(  # type: ignore[no-untyped-def]
+        servers, use_grpc: bool, rpc: str, req: dict, why: str) -> None:
+    backend, t_addr, g_addr = servers
+    before = list(backend.calls)
+    with Client(g_addr if use_grpc else t_addr, use_grpc=use_grpc) as c, pytest.raises(RpcError) as err:
+        c.call(rpc, req)
+    assert err.value.code == Code.UNIMPLEMENTED
+    assert f"{rpc} is refused by cocoon" in str(err.value) and why in str(err.value)
+    assert backend.calls == before  # the backend (which would answer anything) was never asked
+
+
+@pytest.mark.parametrize("rpc", sorted(REFUSED))
+def test_refused_rpcs_are_judged_by_the_policy_first(rpc: str) -> None:
+    backend = Echo()
+    deny = "package agent_policy\n" + "".join(
+        f"default {name} := {'false' if name.startswith(rpc) else 'true'}\n"
+        for name in sorted({m.input_type.name for m in RPCS}))
+    agent = Agent(Binding(READY, "test", policy=Policy(deny)), backend)
+    method = agent.registry().lookup("grpc.AgentService", rpc)
+    with pytest.raises(RpcError) as err:
+        method.handler(method.request(), None)
+    assert err.value.code == Code.PERMISSION_DENIED
+    assert backend.calls == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -35,13 +36,19 @@ def test_shipped_trust_anchors_are_intact() -> None:
     for product in AMD_PRODUCTS:
         ark = load_certificate((HERE / f"amd-{product}-ark.pem").read_bytes(), "ARK")
         ask = load_certificate((HERE / f"amd-{product}-ask.pem").read_bytes(), "ASK")
+        asvk = load_certificate((HERE / f"amd-{product}-asvk.pem").read_bytes(), "ASVK")
         _pss_signed_by(ark, ark, "ARK")
         _pss_signed_by(ask, ark, "ASK")
+        _pss_signed_by(asvk, ark, "ASVK")
         assert ark.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"ARK-{product.title()}"
         assert ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"SEV-{product.title()}"
-        for name, cert in (("ark", ark), ("ask", ask)):
+        assert asvk.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"SEV-VLEK-{product.title()}"
+        for name, cert in (("ark", ark), ("ask", ask), ("asvk", asvk)):
             digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
             assert digest == AMD_SHA256[f"{product}-{name}"], (product, name)
+    assert set(AMD_SHA256) == {f"{p}-{n}" for p in AMD_PRODUCTS for n in ("ark", "ask", "asvk")}
+    # every anchor carries its ASVK, so a VLEK-signed report needs nothing more from the caller
+    assert all(a.asvk_pem and a.intermediate("vlek") == a.asvk_pem for a in amd_anchors())
     intel = x509.load_pem_x509_certificate((HERE / "intel-sgx-root-ca.pem").read_bytes())
     intel.verify_directly_issued_by(intel)
     assert hashlib.sha256(intel.public_bytes(serialization.Encoding.DER)).hexdigest() == INTEL_ROOT_SHA256
@@ -154,6 +161,17 @@ def test_genuine_genoa_report_verifies_under_amds_chain() -> None:
     verify_snp(result, GENOA_REPORT, b"", [a for a in amd_anchors() if a.name == "milan"], GENOA_REFS["snp"],
                None, None, vcek_pem=GENOA_VCEK)
     assert failed(result) == {"snp.chain"}
+    # auditing at a moment: the VCEK (2025-01-24..2032-01-24) did not exist in 2024 and will have expired by 2033
+    for at, why in ((datetime.datetime(2024, 6, 1), "VCEK (SEV-VCEK) is not valid yet"),
+                    (datetime.datetime(2033, 1, 1), "VCEK (SEV-VCEK) expired on 2032-01-24")):
+        result = Result("snp")
+        verify_snp(result, GENOA_REPORT, b"", amd_anchors(), GENOA_REFS["snp"], None, None, vcek_pem=GENOA_VCEK,
+                   at=at)
+        assert failed(result) == {"snp.validity"} and result.failed[0].detail.startswith(why), result.table()
+    result = Result("snp")
+    verify_snp(result, GENOA_REPORT, b"", amd_anchors(), GENOA_REFS["snp"], None, None, vcek_pem=GENOA_VCEK,
+               at=datetime.datetime(2031, 1, 1))
+    assert result.ok, result.table()
 
 
 def test_genuine_milan_report_from_a_debug_guest_is_rejected_for_that_alone() -> None:
@@ -301,3 +319,11 @@ def test_genuine_gcp_tdx_quote_verifies_against_intels_root() -> None:
         "tdx.quote.signature"}
     padded_badly = raw + b"\x01"
     assert failed(verify("tdx-quote", padded_badly, b"", {"tdx": {"mrtd": {"x": mrtd}}})) == {"tdx.quote.format"}
+
+
+def test_an_empty_key_allowlist_accepts_no_key() -> None:
+    """docs/reference-values.md: an empty list fails the claims that need it. Before: ``"id_key_digests": []``
+    (or ``author_key_digests``) set no constraint at all, so an allowlist emptied by its writer allowed any key."""
+    for key, claim in (("id_key_digests", "snp.id_key"), ("author_key_digests", "snp.author_key")):
+        r = verify("snp", GENOA_REPORT, b"", {"snp": {**GENOA_REFS["snp"], key: []}}, vcek_pem=GENOA_VCEK)
+        assert failed(r) == {claim}

@@ -60,6 +60,9 @@ def test_parse_time() -> None:
     assert x509check.parse_time("2025-06-01T02:00:00+02:00") == datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
     with pytest.raises(ReportError, match="ISO 8601"):
         x509check.parse_time("yesterday")
+    for edge in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"):  # before: OverflowError (traceback)
+        with pytest.raises(ReportError, match="outside the years UTC"):
+            x509check.parse_time(edge)
 
 
 def test_crl_revokes_and_must_be_genuine_and_current(pki) -> None:  # type: ignore[no-untyped-def]
@@ -105,3 +108,24 @@ def test_load_crls(pki) -> None:  # type: ignore[no-untyped-def]
     for bad in (b"", b"junk", b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"):
         with pytest.raises(ReportError, match=r"not an X\.509 CRL"):
             x509check.load_crls(bad)
+
+
+def test_a_damaged_crl_is_bad_input_when_loaded() -> None:
+    """Before: the genuine Intel Root CA CRL with its issuer's SEQUENCE tag zeroed loaded, then raised ValueError
+    where the issuer was first compared; with its version INTEGER zeroed, load raised InvalidVersion."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = (Path(__file__).parent / "data" / "intel-sgx-root-ca-2023.crl.pem").read_bytes()
+    genuine = x509.load_pem_x509_crl(pem)
+    der = genuine.public_bytes(Encoding.DER)
+    assert len(x509check.load_crls(der)) == 1 and len(x509check.load_crls(pem)) == 1
+    bad_issuer = bytearray(der)
+    bad_issuer[der.index(genuine.issuer.public_bytes())] = 0
+    bad_version = bytearray(der)
+    assert der[7:10] == b"\x02\x01\x01"  # TBSCertList.version v2 (INTEGER 1)
+    bad_version[9] = 0
+    for bad in (bad_issuer, bad_version):
+        with pytest.raises(ReportError, match=r"is not an X\.509 CRL"):
+            x509check.load_crls(bytes(bad), "CRL x")

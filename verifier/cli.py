@@ -3,19 +3,28 @@
     cocoon verify --address unix:///run/agent.sock --reference-values out/reference-values.json \\
                   --initdata out/initdata.img [--trust-sim sim-chain/trust.pem] [--json]
     cocoon verify --evidence evidence.json --nonce HEX --reference-values ... --initdata ...
-    cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX]
+    cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX] [--type snp|tdx]
 
 With ``--address`` a fresh random nonce is sent and checked; with
 ``--evidence`` (the JSON ``cocoon ctl GetEvidence`` prints) pass the nonce
-you sent. ``--report`` takes a raw SNP ATTESTATION_REPORT (1184 bytes, as
-``snpguest report`` writes it) or a raw TDX quote; give the VCEK that KDS
-serves for it with ``--vcek``. Exit status: 0 verified, 1 rejected, 2 bad input.
+you sent (1 to 64 bytes, hex). ``--report`` takes a raw SNP
+ATTESTATION_REPORT (as ``snpguest report`` writes it) or a raw TDX quote,
+told apart by their headers (or by ``--type``); give the VCEK that KDS
+serves for it with ``--vcek``. ``--trust-sim`` trusts the sim root besides
+AMD's (sim evidence passes only with it, and says SIMULATED). ``--at TIME``
+judges certificate validity and collateral freshness at that moment (ISO
+8601, UTC unless it says otherwise) instead of now; ``--crl FILE`` (repeatable,
+DER or PEM: AMD KDS's, Intel PCS's) rejects revoked certificates. The
+reference values are checked against their schema (docs/reference-values.md);
+every JSON input refuses duplicate keys. Exit status: 0 verified, 1 rejected,
+2 bad input (one line on stderr naming what is wrong).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import json
 import os
 import sys
@@ -23,35 +32,93 @@ from typing import Any
 
 from agent.errors import AgentError
 
-
-def _read_json(path: str, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as exc:
-        raise AgentError(f"cannot read {what} {path}: {exc}") from None
+KINDS = {"snp": "snp", "tdx": "tdx-quote"}  # --type -> evidence kind
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_bytes(path: str, what: str = "") -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise AgentError(f"cannot read {path}: {exc.strerror}") from None
+        raise AgentError(f"cannot read {what + ' ' if what else ''}{path}: {exc.strerror}") from None
+
+
+def _nonce(text: str | None) -> bytes | None:
+    """The hex nonce the evidence must be bound to: 1 to 64 bytes, as the agent binds them."""
+    from agent.evidence import MAX_NONCE
+
+    if text is None:
+        return None
+    try:
+        nonce = bytes.fromhex(text)
+    except ValueError:
+        raise AgentError("--nonce must be hex digits, two per byte") from None
+    if not 1 <= len(nonce) <= MAX_NONCE:
+        raise AgentError(f"--nonce is {len(nonce)} bytes; evidence binds 1 to {MAX_NONCE}")
+    return nonce
+
+
+def _public_key(path: str | None) -> bytes | None:
+    """SubjectPublicKeyInfo DER as REPORT_DATA binds it (PEM converted); anything else is bad input, not a mismatch."""
+    if path is None:
+        return None
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    data = _read_bytes(path, "public key")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return serialization.load_pem_public_key(data).public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.load_der_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise AgentError(f"--public-key {path} is not a SubjectPublicKeyInfo (DER or PEM): {exc}") from None
+    return data
+
+
+def _evidence(path: str) -> tuple[str, bytes, bytes, str]:
+    """(kind, report, aux, tee) from the JSON ``cocoon ctl GetEvidence`` prints; other keys are ignored."""
+    from verifier.refs import read_json
+
+    doc = read_json(path, "evidence")
+    if not isinstance(doc, dict):
+        raise AgentError(f"evidence {path} is not GetEvidence JSON: expected an object")
+    out = []
+    for key, required in (("kind", True), ("report", True), ("aux", False), ("tee", False)):
+        value = doc.get(key, "")
+        if not isinstance(value, str) or (required and not value):
+            raise AgentError(f"evidence {path}: {key!r} must be a{' non-empty' if required else ''} string")
+        out.append(value)
+    kind, report, aux, tee = out
+    try:
+        return kind, base64.b64decode(report, validate=True), base64.b64decode(aux, validate=True), tee
+    except (binascii.Error, ValueError) as exc:
+        raise AgentError(f"evidence {path}: report/aux is not base64: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from agent import initdata
-    from verifier.api import verify
+    from verifier.api import evidence_kind, verify
+    from verifier.refs import load
+    from verifier.x509check import load_crls, parse_time
 
-    refs = _read_json(args.reference_values, "reference values")
+    if args.type and not args.report:
+        raise AgentError("--type applies to --report (evidence from an agent says its own kind)")
+    refs = load(args.reference_values)
     digest = initdata.read_path(args.initdata).digest if args.initdata else None
-    public_key = _read_bytes(args.public_key) if args.public_key else None
-    vcek_pem = _read_bytes(args.vcek) if args.vcek else None
-    try:
-        nonce = bytes.fromhex(args.nonce) if args.nonce else None
-    except ValueError:
-        raise AgentError("--nonce must be hex") from None
+    public_key = _public_key(args.public_key)
+    vcek_pem = _read_bytes(args.vcek, "VCEK") if args.vcek else None
+    nonce = _nonce(args.nonce)
+    at = parse_time(args.at) if args.at else None
+    crls = [crl for path in args.crl for crl in load_crls(_read_bytes(path, "CRL"), f"CRL {path}")]
+    collateral = None
+    given = [args.tcb_info, args.qe_identity, args.collateral_chain]
+    if any(given):
+        if not all(given):
+            raise AgentError("TDX collateral needs all three: --tcb-info, --qe-identity, --collateral-chain")
+        from verifier.collateral import load as load_collateral
+
+        collateral = load_collateral(*(_read_bytes(path) for path in given))
     if args.address:
         from agent.ctl import Client
         from agent.rpc import RpcError
@@ -68,26 +135,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         kind, report, aux, tee = ev.kind, ev.report, ev.aux, ev.tee
     elif args.report:
-        report, aux, tee = _read_bytes(args.report), b"", ""
-        kind = "snp" if len(report) == 0x4A0 else "tdx-quote"
+        report, aux, tee = _read_bytes(args.report, "report"), b"", ""
+        kind = KINDS[args.type] if args.type else evidence_kind(report)
     else:
-        doc = _read_json(args.evidence, "evidence")
-        try:
-            kind, tee = doc["kind"], doc.get("tee", "")
-            report = base64.b64decode(doc["report"], validate=True)
-            aux = base64.b64decode(doc.get("aux", ""), validate=True)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AgentError(f"evidence {args.evidence} is not GetEvidence JSON: {exc}") from None
-    collateral = None
-    given = [args.tcb_info, args.qe_identity, args.collateral_chain]
-    if any(given):
-        if not all(given):
-            raise AgentError("TDX collateral needs all three: --tcb-info, --qe-identity, --collateral-chain")
-        from verifier.collateral import load
-
-        collateral = load(*(_read_bytes(path) for path in given))
+        kind, report, aux, tee = _evidence(args.evidence)
     result = verify(kind, report, aux, refs, initdata_digest=digest, nonce=nonce, public_key=public_key,
-                    trust_sim=args.trust_sim, tee=tee, collateral=collateral, vcek_pem=vcek_pem)
+                    trust_sim=args.trust_sim, tee=tee, collateral=collateral, vcek_pem=vcek_pem, at=at, crls=crls)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:
@@ -102,14 +155,21 @@ def register(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--evidence", metavar="FILE", help="GetEvidence JSON (as `cocoon ctl GetEvidence` prints)")
     src.add_argument("--address", metavar="ADDR", help="ask a running agent (fresh nonce)")
-    src.add_argument("--report", metavar="FILE", help="a raw SNP report (1184 bytes) or TDX quote")
-    p.add_argument("--reference-values", required=True, metavar="FILE")
+    src.add_argument("--report", metavar="FILE", help="a raw SNP report or TDX quote (told apart by its header)")
+    p.add_argument("--type", choices=sorted(KINDS), help="--report: the evidence type, instead of its header")
+    p.add_argument("--reference-values", required=True, metavar="FILE",
+                   help="reference-values JSON (schema: docs/reference-values.md)")
     p.add_argument("--initdata", metavar="FILE", help="initdata image/TOML whose digest HOSTDATA/MRCONFIGID must be")
-    p.add_argument("--nonce", metavar="HEX", help="the nonce the evidence must be bound to")
-    p.add_argument("--public-key", metavar="DER", help="SubjectPublicKeyInfo bound with the nonce")
+    p.add_argument("--nonce", metavar="HEX", help="the nonce the evidence must be bound to (1 to 64 bytes)")
+    p.add_argument("--public-key", metavar="FILE", help="SubjectPublicKeyInfo (DER or PEM) bound with the nonce")
     p.add_argument("--vcek", metavar="FILE", help="SNP: the VCEK/VLEK certificate (PEM or DER) when the "
                    "evidence carries none")
-    p.add_argument("--trust-sim", metavar="PEM", help="accept sim-TEE evidence under this sim chain (trust.pem)")
+    p.add_argument("--trust-sim", metavar="PEM", help="also accept sim-TEE evidence under this sim chain "
+                   "(trust.pem); AMD's roots stay trusted")
+    p.add_argument("--at", metavar="TIME", help="judge certificate validity and collateral freshness at this "
+                   "ISO 8601 time (default: now), to audit old evidence")
+    p.add_argument("--crl", metavar="FILE", action="append", default=[],
+                   help="a CRL (DER or PEM; AMD KDS or Intel PCS) whose revoked certificates fail; repeatable")
     p.add_argument("--tcb-info", metavar="FILE", help="TDX: Intel PCS TCB info JSON for the platform's FMSPC")
     p.add_argument("--qe-identity", metavar="FILE", help="TDX: Intel PCS QE identity JSON")
     p.add_argument("--collateral-chain", metavar="PEM",

@@ -33,6 +33,8 @@ def parse_time(text: str) -> datetime.datetime:
         return moment(datetime.datetime.fromisoformat(text.strip()))
     except ValueError:
         raise ReportError(f"time {text!r} is not ISO 8601 (e.g. 2025-06-01T12:00:00Z)") from None
+    except OverflowError:  # year 9999 west of UTC, year 1 east of it
+        raise ReportError(f"time {text!r} falls outside the years UTC can express (1 to 9999)") from None
 
 
 def check_validity(cert: Any, at: datetime.datetime | None, what: str) -> None:
@@ -48,6 +50,7 @@ def check_validity(cert: Any, at: datetime.datetime | None, what: str) -> None:
 def load_crls(data: bytes, what: str = "CRL") -> list[Any]:
     """Every CRL in ``data``: one DER CRL, or any number of PEM blocks."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
 
     try:
         if b"-----BEGIN" in data:
@@ -55,10 +58,15 @@ def load_crls(data: bytes, what: str = "CRL") -> list[Any]:
             blocks = [marker + part for part in data.split(marker)[1:]]
             if not blocks:
                 raise ValueError("no X509 CRL PEM block")
-            return [x509.load_pem_x509_crl(b) for b in blocks]
-        return [x509.load_der_x509_crl(data)]
-    except ValueError as exc:
+            crls = [x509.load_pem_x509_crl(b) for b in blocks]
+        else:
+            crls = [x509.load_der_x509_crl(data)]
+        for crl in crls:  # parsed lazily by cryptography: read now what check_revocation reads, so it cannot raise
+            _ = (crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc, crl.signature_hash_algorithm,
+                 [entry.serial_number for entry in crl])
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise ReportError(f"{what} is not an X.509 CRL: {exc}") from None
+    return crls
 
 
 def _crl_signed_by(crl: Any, issuer: Any) -> bool:

@@ -97,6 +97,11 @@ class AgentServiceStub:
                 request_serializer=agent_dot_protocols_dot_agent__pb2.RemoveStaleVirtiofsShareMountsRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetDiagnosticData = channel.unary_unary(
+                '/grpc.AgentService/GetDiagnosticData',
+                request_serializer=agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataRequest.SerializeToString,
+                response_deserializer=agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataResponse.FromString,
+                _registered_method=True)
         self.WriteStdin = channel.unary_unary(
                 '/grpc.AgentService/WriteStdin',
                 request_serializer=agent_dot_protocols_dot_agent__pb2.WriteStreamRequest.SerializeToString,
@@ -222,6 +227,11 @@ class AgentServiceStub:
                 request_serializer=agent_dot_protocols_dot_agent__pb2.AddSwapRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.AddSwapPath = channel.unary_unary(
+                '/grpc.AgentService/AddSwapPath',
+                request_serializer=agent_dot_protocols_dot_agent__pb2.AddSwapPathRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetVolumeStats = channel.unary_unary(
                 '/grpc.AgentService/GetVolumeStats',
                 request_serializer=agent_dot_protocols_dot_agent__pb2.VolumeStatsRequest.SerializeToString,
@@ -310,6 +320,14 @@ class AgentServiceServicer:
 
     def RemoveStaleVirtiofsShareMounts(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDiagnosticData(self, request, context):
+        """Kata reads a container's Kubernetes termination message; cocoon refuses it
+        (docs/decisions.md, "Kata RPCs cocoon refuses").
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -464,6 +482,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddSwapPath(self, request, context):
+        """swapon(2) on a guest path; refused, as AddSwap is: guest memory would be
+        paged out in the clear to storage the host can read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetVolumeStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -544,6 +570,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RemoveStaleVirtiofsShareMounts,
                     request_deserializer=agent_dot_protocols_dot_agent__pb2.RemoveStaleVirtiofsShareMountsRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetDiagnosticData': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDiagnosticData,
+                    request_deserializer=agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataRequest.FromString,
+                    response_serializer=agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataResponse.SerializeToString,
             ),
             'WriteStdin': grpc.unary_unary_rpc_method_handler(
                     servicer.WriteStdin,
@@ -668,6 +699,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
             'AddSwap': grpc.unary_unary_rpc_method_handler(
                     servicer.AddSwap,
                     request_deserializer=agent_dot_protocols_dot_agent__pb2.AddSwapRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'AddSwapPath': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSwapPath,
+                    request_deserializer=agent_dot_protocols_dot_agent__pb2.AddSwapPathRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetVolumeStats': grpc.unary_unary_rpc_method_handler(
@@ -1010,6 +1046,33 @@ class AgentService:
             '/grpc.AgentService/RemoveStaleVirtiofsShareMounts',
             agent_dot_protocols_dot_agent__pb2.RemoveStaleVirtiofsShareMountsRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDiagnosticData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grpc.AgentService/GetDiagnosticData',
+            agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataRequest.SerializeToString,
+            agent_dot_protocols_dot_agent__pb2.GetDiagnosticDataResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1684,6 +1747,33 @@ class AgentService:
             target,
             '/grpc.AgentService/AddSwap',
             agent_dot_protocols_dot_agent__pb2.AddSwapRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSwapPath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grpc.AgentService/AddSwapPath',
+            agent_dot_protocols_dot_agent__pb2.AddSwapPathRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,

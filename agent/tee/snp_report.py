@@ -173,7 +173,11 @@ def parse(data: bytes) -> SnpReport:
         raise ReportError(f"SNP report must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) != REPORT_SIZE:
-        raise ReportError(f"SNP report must be exactly {REPORT_SIZE} (0x{REPORT_SIZE:x}) bytes, got {len(data)}")
+        # Said as an SNP report's problem, not "unknown evidence": callers decide SNP vs TDX by an explicit type
+        # or the header, so a truncated or padded SNP report must still read as one.
+        how = "short" if len(data) < REPORT_SIZE else "long"
+        raise ReportError(f"SNP report of the wrong size: {len(data)} bytes is {abs(len(data) - REPORT_SIZE)} too "
+                          f"{how}; an ATTESTATION_REPORT is exactly {REPORT_SIZE} (0x{REPORT_SIZE:x}) bytes")
     version = int.from_bytes(data[0:4], "little")
     if version not in SUPPORTED_VERSIONS:
         raise ReportError(f"SNP report version {version} is not supported (supported: 2, 3, 5)")
@@ -257,4 +261,5 @@ def verify_signature(report: SnpReport, public_key: Any) -> None:
             ec.ECDSA(hashes.SHA384()),
         )
     except InvalidSignature:
-        raise ReportError("SNP report signature does not verify with the given VCEK") from None
+        key = "VLEK" if report.signing_key == "vlek" else "VCEK"
+        raise ReportError(f"SNP report signature does not verify with the given {key}") from None

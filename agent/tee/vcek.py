@@ -10,6 +10,11 @@ Extensions"; go-sev-guest ``kds.VcekCertificateExtensions``):
     .3.9 fmcSPL (Turin and later)
     .4 hwID (the CHIP_ID: 64 bytes, 8 on Turin, whose reports put those 8 first;
        VCEK only, VLEKs are not chip-bound)
+    .5 csp_id (IA5String, VLEK only: the cloud provider KDS issued it to;
+       go-sev-guest ``kds.OidCspID``)
+
+A VLEK carries the same extensions except hwID, so one reader serves both;
+``what`` names which key a message is about.
 
 A signature that checks under a genuine VCEK proves only that *some* TCB of
 that chip signed; a relying party must also see that the key's TCB is the
@@ -30,6 +35,7 @@ OID_PRODUCT = f"{ARC}.2"
 OID_SPL = {"bootloader": f"{ARC}.3.1", "tee": f"{ARC}.3.2", "snp": f"{ARC}.3.3", "microcode": f"{ARC}.3.8"}
 OID_FMC = f"{ARC}.3.9"
 OID_HWID = f"{ARC}.4"
+OID_CSP_ID = f"{ARC}.5"
 
 
 @dataclass(frozen=True)
@@ -37,22 +43,23 @@ class VcekExtensions:
     product: str | None
     tcb: dict[str, int] | None  # None: the certificate carries no SPL extensions
     hwid: bytes | None
+    csp_id: str | None = None  # VLEKs: the cloud service provider's name
 
 
 def _der_int(raw: bytes, what: str) -> int:
     # A short DER INTEGER: tag 0x02, one length byte, big-endian two's complement (SPLs are 0..255).
     if len(raw) < 3 or raw[0] != 0x02 or raw[1] != len(raw) - 2 or raw[1] > 8:
-        raise ReportError(f"VCEK extension {what} is not a DER INTEGER: {raw.hex()}")
+        raise ReportError(f"extension {what} is not a DER INTEGER: {raw.hex()}")
     return int.from_bytes(raw[2:], "big", signed=True)
 
 
 def _der_ia5(raw: bytes, what: str) -> str:
     if len(raw) < 2 or raw[0] != 0x16 or raw[1] != len(raw) - 2:
-        raise ReportError(f"VCEK extension {what} is not a DER IA5String: {raw.hex()}")
+        raise ReportError(f"extension {what} is not a DER IA5String: {raw.hex()}")
     try:
         return raw[2:].decode("ascii")
     except UnicodeDecodeError:
-        raise ReportError(f"VCEK extension {what} is not ASCII") from None
+        raise ReportError(f"extension {what} is not ASCII") from None
 
 
 def _hwid(raw: bytes) -> bytes:
@@ -61,7 +68,7 @@ def _hwid(raw: bytes) -> bytes:
         return raw
     if len(raw) in (10, 66) and raw[0] == 0x04 and raw[1] == len(raw) - 2:
         return raw[2:]
-    raise ReportError(f"VCEK hwID extension is {len(raw)} bytes, not an 8- or 64-byte chip ID")
+    raise ReportError(f"hwID extension is {len(raw)} bytes, not an 8- or 64-byte chip ID")
 
 
 def chip_matches(hwid: bytes, chip_id: bytes) -> bool:
@@ -69,8 +76,15 @@ def chip_matches(hwid: bytes, chip_id: bytes) -> bool:
     return len(hwid) in (8, 64) and chip_id[: len(hwid)] == hwid
 
 
-def extensions(cert: Any) -> VcekExtensions:
+def extensions(cert: Any, what: str = "VCEK") -> VcekExtensions:
     """Read the AMD extensions from a cryptography ``x509.Certificate``; absent ones are None."""
+    try:
+        return _extensions(cert)
+    except ReportError as exc:
+        raise ReportError(f"{what} {exc}") from None
+
+
+def _extensions(cert: Any) -> VcekExtensions:
     raw: dict[str, bytes] = {}
     for ext in cert.extensions:
         oid = ext.oid.dotted_string
@@ -80,10 +94,11 @@ def extensions(cert: Any) -> VcekExtensions:
     spl = {name: _der_int(raw[oid], name) for name, oid in OID_SPL.items() if oid in raw}
     if spl and len(spl) != len(OID_SPL):
         missing = sorted(set(OID_SPL) - set(spl))
-        raise ReportError(f"VCEK carries some TCB extensions but not {', '.join(missing)}")
+        raise ReportError(f"carries some TCB extensions but not {', '.join(missing)}")
     if spl and OID_FMC in raw:
         spl["fmc"] = _der_int(raw[OID_FMC], "fmc")
-    return VcekExtensions(product, spl or None, _hwid(raw[OID_HWID]) if OID_HWID in raw else None)
+    csp = _der_ia5(raw[OID_CSP_ID], "csp_id") if OID_CSP_ID in raw else None
+    return VcekExtensions(product, spl or None, _hwid(raw[OID_HWID]) if OID_HWID in raw else None, csp)
 
 
 def extension_values(tcb: dict[str, int] | None = None, hwid: bytes | None = None,

@@ -42,7 +42,7 @@ def mounts() -> list[dict[str, object]]:
     ]
     for name in ("hosts", "hostname", "resolv.conf", "termination-log"):
         out.append({"destination": f"/etc/{name}" if name != "termination-log" else "/dev/termination-log",
-                    "source": f"^$(cpath)/[a-z0-9]{{8,64}}-[a-z0-9]{{16}}-{name}$", "type_": "bind",
+                    "source": f"^$(cpath)/$(bundle-id)-[a-z0-9]{{16}}-{name}$", "type_": "bind",
                     "options": ["rbind", "rprivate", "rw"]})
     return out
 
@@ -54,14 +54,15 @@ def container(name: str, image: str, args: list[str], env_list: list[str], cap_k
         "image": image,
         "OCI": {
             "Version": "1.1.0",
-            "Root": {"Path": "$(cpath)/$(bundle-id)", "Readonly": False},
+            "Root": {"Path": "^$(cpath)/$(bundle-id)/rootfs$", "Readonly": name == "pause"},
             "Annotations": {
                 "io.kubernetes.cri.container-type": "container" if name != "pause" else "sandbox",
                 "io.katacontainers.pkg.oci.container_type": "pod_container" if name != "pause" else "pod_sandbox",
             },
             "Process": {
                 "Terminal": False, "Args": args, "Env": env_list, "Cwd": "/",
-                "User": {"UID": 65535 if name == "pause" else 1000, "GID": 65535 if name == "pause" else 1000},
+                "User": {"UID": 65535 if name == "pause" else 1000, "GID": 65535 if name == "pause" else 1000,
+                         "AdditionalGids": []},
                 "NoNewPrivileges": name != "sidecar",
                 "Capabilities": caps(cap_kind),
             },
@@ -71,9 +72,14 @@ def container(name: str, image: str, args: list[str], env_list: list[str], cap_k
                                       "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
                                       "/proc/scsi", "/sys/firmware"],
                       "ReadonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                        "/proc/sysrq-trigger"]},
+                                        "/proc/sysrq-trigger"],
+                      # the sysctls containerd gives a pause container (genpolicy-settings.json's pause_container)
+                      "Sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
+                                 "net.ipv4.ping_group_range": "0 2147483647"} if name == "pause" else {},
+                      "Devices": []},
         },
         "storages": storages,
+        "devices": [],
         "exec_commands": exec_commands,
         "sandbox_pidns": False,
     }
@@ -82,7 +88,7 @@ def container(name: str, image: str, args: list[str], env_list: list[str], cap_k
 def policy_data() -> dict[str, object]:
     layer = {"driver": "blk", "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
              "source": "^/dev/vd[b-z]$", "fstype": "erofs", "options": ["ro"],
-             "mount_point": "^$(cpath)/[a-z0-9]{8,64}/layers/0$"}
+             "mount_point": "^$(cpath)/$(bundle-id)/layers/0$", "shared": False}
     return {
         "containers": [
             container("pause", "pause:3.9", ["/pause"], ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"],
@@ -111,7 +117,7 @@ def policy_data() -> dict[str, object]:
             "namespace": "default",
             "storages": [{"driver": "ephemeral", "driver_options": [], "source": "^shm$", "fstype": "tmpfs",
                           "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"],
-                          "mount_point": "^/run/kata-containers/sandbox/shm$"}],
+                          "mount_point": "^/run/kata-containers/sandbox/shm$", "shared": False}],
         },
         "request_defaults": {
             "CreateContainerRequest": {"allow_env_regex": [

@@ -2,9 +2,11 @@
 # one rule per request message, a policy_data document appended below by make_policy.py).
 # They are our own rules, not genpolicy's; they exercise the same mechanisms: request
 # defaults, regex placeholders, pstate bookkeeping through JSON-patch ops, exec allow-lists
-# tied to the container recorded at creation, and prints that explain a denial.
+# tied to the container recorded at creation, and prints that explain a denial. They compare
+# what Kata's rules compare for CreateContainer and ExecProcess (see "Containers" below).
 package agent_policy
 
+import future.keywords.contains
 import future.keywords.every
 import future.keywords.if
 import future.keywords.in
@@ -13,6 +15,7 @@ default AllowRequestsFailingPolicy := false
 
 # Lifecycle calls that cannot change what runs are allowed; everything else must be earned.
 default AddARPNeighborsRequest := false
+default AddSwapPathRequest := false
 default AddSwapRequest := false
 default CloseStdinRequest := false
 default CopyFileRequest := false
@@ -20,6 +23,7 @@ default CreateContainerRequest := {"allowed": false}
 default CreateSandboxRequest := false
 default DestroySandboxRequest := true
 default ExecProcessRequest := false
+default GetDiagnosticDataRequest := false
 default GetIPTablesRequest := false
 default GetMetricsRequest := false
 default GetOOMEventRequest := true
@@ -66,72 +70,220 @@ CreateSandboxRequest if {
 	input.sandbox_pidns == false
 	every s in input.storages {
 		some p in policy_data.sandbox.storages
-		storage_matches(p, s)
+		storage_matches(p, s, "")
 	}
 }
 
 # ---------------------------------------------------------------------------------------------
 # Containers
+#
+# Which fields are compared, and how, follows Kata's genpolicy rules.rego (kata-containers
+# src/tools/genpolicy/rules.rego @7c6ba40c: allow_create_container_input, allow_by_anno,
+# allow_by_container_types, allow_by_bundle_or_sandbox_id, allow_process, allow_user, allow_env,
+# allow_caps, allow_linux, allow_storages, allow_devices); the rules below are cocoon's own.
+# Every check is written as a fault: a request is allowed only when the policy container it
+# names has none, and a denial prints each fault, naming the field. A check reads
+# `not same(policy, input)`, so a field missing from the input is a fault too (fail closed).
+
+TYPE_KEY := "io.kubernetes.cri.container-type"
+
+KATA_TYPE_KEY := "io.katacontainers.pkg.oci.container_type"
+
+NAME_KEY := "io.kubernetes.cri.container-name"
 
 CreateContainerRequest := {"ops": ops, "allowed": true} if {
-	create_input_is_plain
-	valid_container_id(input.container_id)
-	not data.pstate[input.container_id]
-	some idx, p in policy_data.containers
-	container_matches(p, input)
+	idx := create_match
 	ops := [{"op": "add", "path": concat("/", ["/pstate", input.container_id]), "value": idx}]
 }
 
-valid_container_id(id) if regex.match(`^[a-z0-9]{8,64}$`, id)
-
-# Fields a host could use to escape the spec the policy describes.
-create_input_is_plain if {
-	count(input.shared_mounts) == 0
-	is_null(input.string_user)
-	oci := input.OCI
-	is_null(oci.Hooks)
-	is_null(oci.Solaris)
-	is_null(oci.Windows)
-	count(oci.Linux.UIDMappings) == 0
-	count(oci.Linux.GIDMappings) == 0
-	is_null(oci.Linux.Seccomp)
-	oci.Linux.RootfsPropagation == ""
-	oci.Linux.MountLabel == ""
-	is_null(oci.Linux.IntelRdt)
-	oci.Process.SelinuxLabel == ""
-	oci.Process.User.Username == ""
+CreateContainerRequest := {"allowed": false} if {
+	not create_match
+	some fault in create_faults
+	print("CreateContainerRequest:", fault)
 }
 
-create_input_is_plain := false if {
-	count(input.shared_mounts) > 0
-	print("CreateContainerRequest: shared_mounts are not allowed")
+# The first policy container (lowest index) the request matches in every field.
+create_match := min(ok) if {
+	count(request_faults) == 0
+	ok := candidates - {f[0] | some f in container_faults}
+	count(ok) > 0
 }
 
-create_input_is_plain := false if {
-	not is_null(input.OCI.Hooks)
-	print("CreateContainerRequest: OCI hooks are not allowed")
+create_faults := request_faults | {msg |
+	some f in container_faults
+	msg := sprintf("%s: %s", [policy_data.containers[f[0]].name, f[1]])
 }
 
-container_matches(p, i) if {
-	p_oci := p.OCI
-	i_oci := i.OCI
-	p_oci.Version == i_oci.Version
-	p_oci.Root.Readonly == i_oci.Root.Readonly
-	annotations_match(p, i_oci)
-	process_matches(p_oci.Process, i_oci.Process)
-	mounts_match(p_oci, i_oci)
-	storages_match(p, i)
-	namespaces_match(p_oci, i_oci)
+same(a, b) if a == b
+
+same_set(a, b) if {x | some x in a} == {x | some x in b}
+
+# The policy containers this request can only be: a "sandbox" (pause) request is matched against
+# the policy's sandbox entries, a "container" request against the entries of its name.
+candidates contains idx if {
+	input.OCI.Annotations[TYPE_KEY] == "container"
+	some idx, p in policy_data.containers
+	p.OCI.Annotations[TYPE_KEY] == "container"
+	p.name == input.OCI.Annotations[NAME_KEY]
 }
 
-annotations_match(p, i_oci) if {
-	i_oci.Annotations["io.kubernetes.cri.image-name"] == p.image
-	i_oci.Annotations["io.kubernetes.cri.container-name"] == p.name
-	i_oci.Annotations["io.kubernetes.cri.sandbox-name"] == policy_data.sandbox.name
-	i_oci.Annotations["io.kubernetes.cri.sandbox-namespace"] == policy_data.sandbox.namespace
-	every key, value in i_oci.Annotations {
-		annotation_allowed(p, key, value)
+candidates contains idx if {
+	input.OCI.Annotations[TYPE_KEY] == "sandbox"
+	some idx, p in policy_data.containers
+	p.OCI.Annotations[TYPE_KEY] == "sandbox"
+}
+
+# Faults of the request itself, whatever policy container it is compared with.
+
+request_faults contains "the request has no OCI spec" if not is_object(input.OCI)
+
+request_faults contains msg if {
+	some key in ["Process", "Root", "Linux", "Annotations"]
+	not is_object(field(input.OCI, key))
+	msg := sprintf("the request's OCI spec has no %s", [key])
+}
+
+request_faults contains msg if {
+	not input.OCI.Annotations[TYPE_KEY] in {"sandbox", "container"}
+	msg := sprintf("annotation %s %v is neither sandbox nor container", [TYPE_KEY, show(field(input.OCI.Annotations, TYPE_KEY))])
+}
+
+request_faults contains msg if {
+	input.OCI.Annotations[TYPE_KEY] in {"sandbox", "container"}
+	count(candidates) == 0
+	msg := sprintf("no %s named %s in the policy", [input.OCI.Annotations[TYPE_KEY], show(field(input.OCI.Annotations, NAME_KEY))])
+}
+
+request_faults contains msg if {
+	not regex.match(`^[a-z0-9]{8,64}$`, str(field(input, "container_id")))
+	msg := sprintf("container id %s is not 8 to 64 lower-case letters and digits", [show(field(input, "container_id"))])
+}
+
+request_faults contains msg if {
+	data.pstate[input.container_id]
+	msg := sprintf("container id %s is already in use", [input.container_id])
+}
+
+# Fields a host could use to escape the spec the policy describes (Kata: allow_create_container_input).
+request_faults contains "shared_mounts are not allowed" if not same(count(input.shared_mounts), 0)
+
+request_faults contains "string_user is not allowed" if not is_null(input.string_user)
+
+request_faults contains "OCI Hooks are not allowed" if not is_null(input.OCI.Hooks)
+
+request_faults contains "OCI Solaris is not allowed" if not is_null(input.OCI.Solaris)
+
+request_faults contains "OCI Windows is not allowed" if not is_null(input.OCI.Windows)
+
+request_faults contains "Linux UIDMappings are not allowed" if not same(count(input.OCI.Linux.UIDMappings), 0)
+
+request_faults contains "Linux GIDMappings are not allowed" if not same(count(input.OCI.Linux.GIDMappings), 0)
+
+request_faults contains "Linux Seccomp is not allowed" if not is_null(input.OCI.Linux.Seccomp)
+
+request_faults contains "Linux RootfsPropagation is not allowed" if not same(input.OCI.Linux.RootfsPropagation, "")
+
+request_faults contains "Linux MountLabel is not allowed" if not same(input.OCI.Linux.MountLabel, "")
+
+request_faults contains "Linux IntelRdt is not allowed" if not is_null(input.OCI.Linux.IntelRdt)
+
+request_faults contains "Linux Resources Devices, BlockIO, Network or Pids are not allowed" if {
+	not resources_plain(input.OCI.Linux.Resources)
+}
+
+request_faults contains "process SelinuxLabel is not allowed" if not same(input.OCI.Process.SelinuxLabel, "")
+
+request_faults contains "process ApparmorProfile is not allowed" if not same(input.OCI.Process.ApparmorProfile, "")
+
+request_faults contains "process User.Username is not allowed" if not same(input.OCI.Process.User.Username, "")
+
+resources_plain(r) if is_null(r)
+
+resources_plain(r) if {
+	count(r.Devices) == 0
+	is_null(r.BlockIO)
+	is_null(r.Network)
+	is_null(r.Pids)
+}
+
+# Faults against one candidate: [index, message].
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	not same(p.sandbox_pidns, field(input, "sandbox_pidns"))
+	msg := sprintf("sandbox_pidns %s is not %s", [show(field(input, "sandbox_pidns")), show(p.sandbox_pidns)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	not same(p.OCI.Version, field(input.OCI, "Version"))
+	msg := sprintf("OCI Version %s is not %s", [show(field(input.OCI, "Version")), show(p.OCI.Version)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	not same(p.OCI.Root.Readonly, field(input.OCI.Root, "Readonly"))
+	msg := sprintf("Root.Readonly %s is not %s", [show(field(input.OCI.Root, "Readonly")), show(p.OCI.Root.Readonly)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	not regex.match(expand_for(p.OCI.Root.Path, input.container_id), str(field(input.OCI.Root, "Path")))
+	msg := sprintf("Root.Path %s does not match %s", [show(field(input.OCI.Root, "Path")), expand_for(p.OCI.Root.Path, input.container_id)])
+}
+
+# --- annotations (Kata: allow_anno, allow_by_container_types, allow_sandbox_name)
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some key in [TYPE_KEY, KATA_TYPE_KEY]
+	not same(p.OCI.Annotations[key], field(input.OCI.Annotations, key))
+	msg := sprintf("annotation %s %s is not %s", [key, show(field(input.OCI.Annotations, key)), show(p.OCI.Annotations[key])])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	some key, want in {
+		"io.kubernetes.cri.sandbox-name": policy_data.sandbox.name,
+		"io.kubernetes.cri.sandbox-namespace": policy_data.sandbox.namespace,
 	}
+	not same(want, field(input.OCI.Annotations, key))
+	msg := sprintf("annotation %s %s is not %s", [key, show(field(input.OCI.Annotations, key)), show(want)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	not regex.match(`^[a-z0-9]{64}$`, str(field(input.OCI.Annotations, "io.kubernetes.cri.sandbox-id")))
+	msg := sprintf("annotation io.kubernetes.cri.sandbox-id %s is not 64 lower-case letters and digits", [show(field(input.OCI.Annotations, "io.kubernetes.cri.sandbox-id"))])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	p.OCI.Annotations[TYPE_KEY] == "container"
+	not same(p.image, field(input.OCI.Annotations, "io.kubernetes.cri.image-name"))
+	msg := sprintf("annotation io.kubernetes.cri.image-name %s is not %s", [show(field(input.OCI.Annotations, "io.kubernetes.cri.image-name")), show(p.image)])
+}
+
+# A sandbox carries no container name (Kata: allow_sandbox_container_name).
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	policy_data.containers[idx].OCI.Annotations[TYPE_KEY] == "sandbox"
+	input.OCI.Annotations[NAME_KEY]
+	msg := sprintf("a sandbox may not carry annotation %s", [NAME_KEY])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some key, value in input.OCI.Annotations
+	not annotation_allowed(p, key, value)
+	msg := sprintf("annotation %s is not allowed", [key])
 }
 
 annotation_allowed(p, key, value) if p.OCI.Annotations[key] == value
@@ -141,59 +293,133 @@ annotation_allowed(_, key, _) if {
 	regex.match(pattern, key)
 }
 
-process_matches(p_proc, i_proc) if {
-	p_proc.Terminal == i_proc.Terminal
-	p_proc.Args == i_proc.Args
-	p_proc.Cwd == i_proc.Cwd
-	p_proc.NoNewPrivileges == i_proc.NoNewPrivileges
-	p_proc.User.UID == i_proc.User.UID
-	p_proc.User.GID == i_proc.User.GID
-	env_matches(p_proc.Env, i_proc.Env)
-	capabilities_match(p_proc.Capabilities, i_proc.Capabilities)
+# --- process (Kata: allow_process, allow_process_common, allow_user, allow_env, allow_caps)
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	some msg in process_faults(policy_data.containers[idx].OCI.Process, input.OCI.Process)
 }
 
-process_matches(p_proc, i_proc) := false if {
-	p_proc.Args != i_proc.Args
-	print("CreateContainerRequest: process args", i_proc.Args, "are not", p_proc.Args)
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p_proc := policy_data.containers[idx].OCI.Process
+	not same(p_proc.Args, field(input.OCI.Process, "Args"))
+	msg := sprintf("process args %s are not %s", [show(field(input.OCI.Process, "Args")), show(p_proc.Args)])
 }
 
-env_matches(p_env, i_env) if {
-	every var in i_env {
-		env_var_allowed(p_env, var)
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p_proc := policy_data.containers[idx].OCI.Process
+	not same(p_proc.Terminal, field(input.OCI.Process, "Terminal"))
+	msg := sprintf("process Terminal %s is not %s", [show(field(input.OCI.Process, "Terminal")), show(p_proc.Terminal)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p_caps := policy_data.containers[idx].OCI.Process.Capabilities
+	i_caps := field(input.OCI.Process, "Capabilities")
+	some set in ["Bounding", "Effective", "Inheritable", "Permitted", "Ambient"]
+	some msg in caps_faults(set, expand_caps(p_caps[set]), field(i_caps, set))
+}
+
+# Faults shared by CreateContainer and ExecProcess: the fields Kata's allow_process_common compares.
+process_faults(p_proc, i_proc) := cwd | nnp | user | env if {
+	cwd := {msg |
+		not same(p_proc.Cwd, field(i_proc, "Cwd"))
+		msg := sprintf("process Cwd %s is not %s", [show(field(i_proc, "Cwd")), show(p_proc.Cwd)])
+	}
+	nnp := {msg |
+		not same(p_proc.NoNewPrivileges, field(i_proc, "NoNewPrivileges"))
+		msg := sprintf("process NoNewPrivileges %s is not %s", [show(field(i_proc, "NoNewPrivileges")), show(p_proc.NoNewPrivileges)])
+	}
+	user := user_faults(field(p_proc, "User"), user_of(i_proc))
+	env := {msg |
+		some var in i_proc.Env
+		not env_var_allowed(p_proc.Env, var)
+		msg := sprintf("environment variable %s is not allowed", [text(var)])
 	}
 }
 
-env_matches(p_env, i_env) := false if {
-	some var in i_env
-	not env_var_allowed(p_env, var)
-	print("CreateContainerRequest: environment variable", var, "is not allowed")
+# An unset User runs as uid 0, gid 0 (the agent's reading of the protobuf default).
+user_of(i_proc) := {"UID": 0, "GID": 0, "AdditionalGids": [], "Username": ""} if is_null(field(i_proc, "User"))
+
+user_of(i_proc) := field(i_proc, "User") if not is_null(field(i_proc, "User"))
+
+# obj[key], null when absent or when obj is not an object: total, so a fault function built on it
+# is always defined (an undefined fault set would read as "no faults").
+field(obj, key) := object.get(obj, key, null) if is_object(obj)
+
+field(obj, _) := null if not is_object(obj)
+
+# A value as JSON, for messages: strings quoted, so an empty one shows.
+show(x) := json.marshal(x)
+
+# A string as it is, anything else as "" (which no anchored pattern matches): regex.match and
+# replace raise on a non-string, and a raised error would be an INTERNAL error, not a denial.
+str(x) := x if is_string(x)
+
+str(x) := "" if not is_string(x)
+
+# How many elements, or "no" for a non-array (count raises on null).
+size(x) := count(x) if is_array(x)
+
+size(x) := "no" if not is_array(x)
+
+# A name as it is, anything else as JSON.
+text(x) := x if is_string(x)
+
+text(x) := json.marshal(x) if not is_string(x)
+
+user_faults(p_user, i_user) := uid | gid | groups if {
+	uid := {msg |
+		not same(field(p_user, "UID"), field(i_user, "UID"))
+		msg := sprintf("process User.UID %s is not %s", [show(field(i_user, "UID")), show(field(p_user, "UID"))])
+	}
+	gid := {msg |
+		not same(field(p_user, "GID"), field(i_user, "GID"))
+		msg := sprintf("process User.GID %s is not %s", [show(field(i_user, "GID")), show(field(p_user, "GID"))])
+	}
+	groups := {msg |
+		not same_set(field(p_user, "AdditionalGids"), field(i_user, "AdditionalGids"))
+		msg := sprintf("process User.AdditionalGids %s are not %s", [show(field(i_user, "AdditionalGids")), show(field(p_user, "AdditionalGids"))])
+	}
 }
 
+# Kata's allow_var: the variable as written, NAME=$(sandbox-name) with the sandbox's name, or a
+# request_defaults regex (service links, HOSTNAME).
 env_var_allowed(p_env, var) if var in p_env
 
 env_var_allowed(p_env, var) if {
 	not var in p_env
+	concat("=", [split(var, "=")[0], "$(sandbox-name)"]) in p_env
+	var == concat("=", [split(var, "=")[0], policy_data.sandbox.name])
+}
+
+env_var_allowed(p_env, var) if {
+	not var in p_env
 	some pattern in env_patterns
-	regex.match(pattern, var)
+	regex.match(pattern, str(var))
 }
 
 # Expanded once per evaluation, not once per variable.
 env_patterns := [expand(p) | some p in policy_data.request_defaults.CreateContainerRequest.allow_env_regex]
 
-capabilities_match(p_caps, i_caps) if {
-	every set in ["Bounding", "Effective", "Inheritable", "Permitted", "Ambient"] {
-		every cap in i_caps[set] {
-			cap in expand_caps(p_caps[set])
-		}
+# Each set equal to the policy's, as Kata's match_caps: none added, none missing.
+caps_faults(set, p_caps, i_caps) := added | missing if {
+	is_array(i_caps)
+	added := {msg |
+		some cap in i_caps
+		not cap in p_caps
+		msg := sprintf("capability %s in %s is not allowed", [text(cap), set])
+	}
+	lost := [cap | some cap in p_caps; not cap in i_caps]
+	missing := {msg |
+		count(lost) > 0
+		msg := sprintf("capabilities %s in %s are missing", [show(lost), set])
 	}
 }
 
-capabilities_match(p_caps, i_caps) := false if {
-	some set in ["Bounding", "Effective", "Inheritable", "Permitted", "Ambient"]
-	some cap in i_caps[set]
-	not cap in expand_caps(p_caps[set])
-	print("CreateContainerRequest: capability", cap, "in", set, "is not allowed")
-}
+caps_faults(set, _, i_caps) := {sprintf("capabilities %s are missing", [set])} if not is_array(i_caps)
 
 expand_caps(caps) := policy_data.common.default_caps if caps == ["$(default_caps)"]
 
@@ -204,65 +430,150 @@ expand_caps(caps) := caps if {
 	caps != ["$(privileged_caps)"]
 }
 
-mounts_match(p_oci, i_oci) if {
-	every m in i_oci.Mounts {
-		some pm in p_oci.Mounts
-		mount_matches(pm, m)
-	}
+# --- mounts (Kata: allow_mount, check_mount): each input mount is one of the policy's, and no
+# policy mount is used twice (policy mounts have distinct destinations).
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some m in input.OCI.Mounts
+	not any_mount_matches(p.OCI.Mounts, m)
+	msg := sprintf("mount %s from %s (%s, options %s) is not allowed", [text(field(m, "destination")), text(field(m, "source")), text(field(m, "type_")), show(field(m, "options"))])
 }
 
-mounts_match(p_oci, i_oci) := false if {
-	some m in i_oci.Mounts
-	not any_mount_matches(p_oci.Mounts, m)
-	print("CreateContainerRequest: mount", m.destination, "from", m.source, "is not allowed")
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	some dest in {m.destination | some m in input.OCI.Mounts}
+	count([m | some m in input.OCI.Mounts; m.destination == dest]) > 1
+	msg := sprintf("mount %s appears more than once", [show(dest)])
 }
 
 any_mount_matches(p_mounts, m) if {
 	some pm in p_mounts
-	mount_matches(pm, m)
-}
-
-mount_matches(pm, m) if {
 	pm.destination == m.destination
 	pm.type_ == m.type_
 	pm.options == m.options
-	regex.match(expand(pm.source), m.source)
+	source_matches(pm.source, m.source, input.container_id)
 }
 
-storages_match(p, i) if {
-	count(p.storages) == count(i.storages)
-	every s in i.storages {
-		some ps in p.storages
-		storage_matches(ps, s)
-	}
+# A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
+source_matches(p_value, i_value, cid) if {
+	not startswith(p_value, "^")
+	p_value == i_value
 }
 
-storages_match(p, i) := false if {
-	some s in i.storages
-	not any_storage_matches(p.storages, s)
-	print("CreateContainerRequest: storage", s.source, "->", s.mount_point, "does not match the policy (layer hash?)")
+source_matches(p_value, i_value, cid) if {
+	startswith(p_value, "^")
+	regex.match(expand_for(p_value, cid), str(i_value))
 }
 
-any_storage_matches(ps_list, s) if {
+# --- storages (Kata: allow_storages, allow_storage, allow_storage_base): as many as the policy
+# lists, each one of them in every field. `shared` (Storage field 8) and `fs_group` are compared
+# when present and read as false / null when absent.
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	not same(count(p.storages), count(input.storages))
+	msg := sprintf("%s storages, the policy has %d", [text(size(field(input, "storages"))), count(p.storages)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some s in input.storages
+	not any_storage_matches(p.storages, s, input.container_id)
+	msg := sprintf("storage %s does not match the policy's (driver, source, options, mount point, layer hash?)", [show(s)])
+}
+
+any_storage_matches(ps_list, s, cid) if {
 	some ps in ps_list
-	storage_matches(ps, s)
+	storage_matches(ps, s, cid)
 }
 
-storage_matches(ps, s) if {
+storage_matches(ps, s, cid) if {
 	ps.driver == s.driver
 	ps.fstype == s.fstype
 	ps.options == s.options
 	ps.driver_options == s.driver_options
-	regex.match(expand(ps.source), s.source)
-	regex.match(expand(ps.mount_point), s.mount_point)
+	object.get(ps, "fs_group", null) == object.get(s, "fs_group", null)
+	object.get(ps, "shared", false) == object.get(s, "shared", false)
+	source_matches(ps.source, s.source, cid)
+	source_matches(ps.mount_point, s.mount_point, cid)
 }
 
-namespaces_match(p_oci, i_oci) if {
-	every ns in i_oci.Linux.Namespaces {
-		ns.Path == ""
-		some pns in p_oci.Linux.Namespaces
-		pns.Type == ns.Type
-	}
+# --- devices (Kata: allow_devices, allow_linux_devices): only those the policy lists.
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some d in input.devices
+	not field(d, "container_path") in {x.container_path | some x in p.devices}
+	msg := sprintf("device %s is not allowed", [show(d)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some d in input.OCI.Linux.Devices
+	not field(d, "Path") in {x.Path | some x in p.OCI.Linux.Devices}
+	msg := sprintf("Linux device %s is not allowed", [show(d)])
+}
+
+# --- Linux (Kata: allow_linux, allow_masked_paths, allow_readonly_paths, allow_linux_sysctl)
+
+# The namespaces are the policy's, none missing, none added, none joined by path; the network
+# namespace is the VM's whatever its path says (the agent ignores it), cgroup is not compared.
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	want := {ns.Type | some ns in p.OCI.Linux.Namespaces; not ns.Type in {"network", "cgroup"}}
+	have := {ns.Type | some ns in input.OCI.Linux.Namespaces; not ns.Type in {"network", "cgroup"}}
+	some t in want - have
+	msg := sprintf("namespace %s is missing", [t])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	want := {ns.Type | some ns in p.OCI.Linux.Namespaces}
+	some ns in input.OCI.Linux.Namespaces
+	not field(ns, "Type") in want
+	not field(ns, "Type") == "cgroup"
+	msg := sprintf("namespace %s is not allowed", [show(ns)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	some ns in input.OCI.Linux.Namespaces
+	not field(ns, "Type") == "network"
+	not same(field(ns, "Path"), "")
+	msg := sprintf("namespace %s joins a path", [show(ns)])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some path in p.OCI.Linux.MaskedPaths
+	not path in input.OCI.Linux.MaskedPaths
+	msg := sprintf("masked path %s is not masked", [path])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some path in p.OCI.Linux.ReadonlyPaths
+	not path in input.OCI.Linux.ReadonlyPaths
+	not path in input.OCI.Linux.MaskedPaths
+	msg := sprintf("read-only path %s is neither read-only nor masked", [path])
+}
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some name, value in input.OCI.Linux.Sysctl
+	not same(field(p.OCI.Linux.Sysctl, name), value)
+	msg := sprintf("sysctl %s=%s is not allowed", [text(name), show(value)])
 }
 
 # $(name) placeholders from policy_data.common, as genpolicy writes them.
@@ -275,61 +586,77 @@ expand(s) := out if {
 	out := replace(s5, "$(sandbox-name)", policy_data.sandbox.name)
 }
 
+# ... and $(bundle-id), which is the container's id: the runtime's bundle is named after it.
+expand_for(s, cid) := replace(expand(s), "$(bundle-id)", str(cid))
+
 RemoveContainerRequest := {"allowed": true, "ops": ops} if {
 	data.pstate[input.container_id]
 	ops := [{"op": "remove", "path": concat("/", ["/pstate", input.container_id])}]
 }
 
 # ---------------------------------------------------------------------------------------------
-# Exec: only commands the policy lists, for the container created under that id.
+# Exec: only commands the policy lists, into a container created under this policy, with that
+# container's process settings (Kata: ExecProcessRequest, allow_exec, allow_interactive_exec,
+# allow_probe_process, allow_exec_caps): cwd, no_new_privileges, user and env as the container's,
+# no capabilities of its own (it gets the container's), and the container's terminal setting
+# unless the command is an interactive one (request_defaults.ExecProcessRequest).
 
 ExecProcessRequest if {
-	exec_input_is_plain
-	some command in policy_data.request_defaults.ExecProcessRequest.allowed_commands
-	command == input.process.Args
+	count(exec_faults) == 0
 }
 
-ExecProcessRequest if {
-	exec_input_is_plain
-	idx := data.pstate[input.container_id]
-	some command in policy_data.containers[idx].exec_commands
-	command == input.process.Args
+ExecProcessRequest := false if {
+	some fault in exec_faults
+	print("ExecProcessRequest:", fault)
 }
 
-ExecProcessRequest if {
-	exec_input_is_plain
+exec_container := policy_data.containers[data.pstate[input.container_id]]
+
+exec_probe if input.process.Args in exec_container.exec_commands
+
+exec_interactive if input.process.Args in policy_data.request_defaults.ExecProcessRequest.allowed_commands
+
+exec_interactive if {
 	some pattern in policy_data.request_defaults.ExecProcessRequest.regex
 	regex.match(pattern, concat(" ", input.process.Args))
 }
 
-ExecProcessRequest := false if {
-	not exec_listed
+exec_faults contains msg if {
 	not data.pstate[input.container_id]
-	print("ExecProcessRequest: container", input.container_id, "was not created under this policy")
+	msg := sprintf("container %s was not created under this policy", [show(field(input, "container_id"))])
 }
 
-ExecProcessRequest := false if {
-	not exec_listed
-	data.pstate[input.container_id]
-	print("ExecProcessRequest: command", input.process.Args, "is not in the allow list")
+exec_faults contains msg if {
+	exec_container
+	not exec_probe
+	not exec_interactive
+	msg := sprintf("command %s is not in the allow list", [show(field(input.process, "Args"))])
 }
 
-exec_listed if {
-	idx := data.pstate[input.container_id]
-	input.process.Args in policy_data.containers[idx].exec_commands
+exec_faults contains "the request has no process" if not is_object(input.process)
+
+exec_faults contains "string_user is not allowed" if not is_null(input.string_user)
+
+exec_faults contains "process SelinuxLabel is not allowed" if not same(input.process.SelinuxLabel, "")
+
+exec_faults contains "process ApparmorProfile is not allowed" if not same(input.process.ApparmorProfile, "")
+
+exec_faults contains "process User.Username is not allowed" if not same(user_of(input.process).Username, "")
+
+exec_faults contains msg if {
+	exec_probe
+	not same(exec_container.OCI.Process.Terminal, field(input.process, "Terminal"))
+	msg := sprintf("process Terminal %s is not %s", [show(field(input.process, "Terminal")), show(exec_container.OCI.Process.Terminal)])
 }
 
-exec_listed if input.process.Args in policy_data.request_defaults.ExecProcessRequest.allowed_commands
-
-exec_listed if {
-	some pattern in policy_data.request_defaults.ExecProcessRequest.regex
-	regex.match(pattern, concat(" ", input.process.Args))
+exec_faults contains msg if {
+	exec_container
+	not is_null(field(input.process, "Capabilities"))
+	msg := sprintf("process Capabilities %s: an exec gets its container's and may not name any", [show(field(input.process, "Capabilities"))])
 }
 
-exec_input_is_plain if {
-	is_null(input.string_user)
-	input.process.SelinuxLabel == ""
-	input.process.ApparmorProfile == ""
+exec_faults contains msg if {
+	some msg in process_faults(exec_container.OCI.Process, input.process)
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +737,8 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
-          "Readonly": false
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
+          "Readonly": true
         },
         "Annotations": {
           "io.kubernetes.cri.container-type": "sandbox",
@@ -428,7 +755,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 65535,
-            "GID": 65535
+            "GID": 65535,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -480,7 +808,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -490,7 +818,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -500,7 +828,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -510,7 +838,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -555,10 +883,16 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {
+            "net.ipv4.ip_unprivileged_port_start": "0",
+            "net.ipv4.ping_group_range": "0 2147483647"
+          },
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [],
       "sandbox_pidns": false
     },
@@ -568,7 +902,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -629,7 +963,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -681,7 +1016,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -691,7 +1026,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -701,7 +1036,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -711,7 +1046,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -756,7 +1091,9 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [
@@ -770,9 +1107,11 @@ policy_data := {
           "options": [
             "ro"
           ],
-          "mount_point": "^$(cpath)/[a-z0-9]{8,64}/layers/0$"
+          "mount_point": "^$(cpath)/$(bundle-id)/layers/0$",
+          "shared": false
         }
       ],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/ls",
@@ -791,7 +1130,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -850,7 +1189,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": false,
           "Capabilities": {
@@ -902,7 +1242,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -912,7 +1252,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -922,7 +1262,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -932,7 +1272,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -977,10 +1317,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/sidecar",
@@ -995,7 +1338,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -1055,7 +1398,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -1107,7 +1451,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1117,7 +1461,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1127,7 +1471,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1137,7 +1481,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1182,10 +1526,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/worker",
@@ -1200,7 +1547,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -1260,7 +1607,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -1312,7 +1660,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1322,7 +1670,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1332,7 +1680,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1342,7 +1690,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1387,10 +1735,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/worker",
@@ -1405,7 +1756,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -1465,7 +1816,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -1517,7 +1869,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1527,7 +1879,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1537,7 +1889,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1547,7 +1899,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1592,10 +1944,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/worker",
@@ -1610,7 +1965,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -1670,7 +2025,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -1722,7 +2078,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1732,7 +2088,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1742,7 +2098,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1752,7 +2108,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1797,10 +2153,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/worker",
@@ -1815,7 +2174,7 @@ policy_data := {
       "OCI": {
         "Version": "1.1.0",
         "Root": {
-          "Path": "$(cpath)/$(bundle-id)",
+          "Path": "^$(cpath)/$(bundle-id)/rootfs$",
           "Readonly": false
         },
         "Annotations": {
@@ -1875,7 +2234,8 @@ policy_data := {
           "Cwd": "/",
           "User": {
             "UID": 1000,
-            "GID": 1000
+            "GID": 1000,
+            "AdditionalGids": []
           },
           "NoNewPrivileges": true,
           "Capabilities": {
@@ -1927,7 +2287,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hosts",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hosts$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hosts$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1937,7 +2297,7 @@ policy_data := {
           },
           {
             "destination": "/etc/hostname",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-hostname$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-hostname$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1947,7 +2307,7 @@ policy_data := {
           },
           {
             "destination": "/etc/resolv.conf",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-resolv.conf$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-resolv.conf$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -1957,7 +2317,7 @@ policy_data := {
           },
           {
             "destination": "/dev/termination-log",
-            "source": "^$(cpath)/[a-z0-9]{8,64}-[a-z0-9]{16}-termination-log$",
+            "source": "^$(cpath)/$(bundle-id)-[a-z0-9]{16}-termination-log$",
             "type_": "bind",
             "options": [
               "rbind",
@@ -2002,10 +2362,13 @@ policy_data := {
             "/proc/irq",
             "/proc/sys",
             "/proc/sysrq-trigger"
-          ]
+          ],
+          "Sysctl": {},
+          "Devices": []
         }
       },
       "storages": [],
+      "devices": [],
       "exec_commands": [
         [
           "/bin/worker",
@@ -2081,7 +2444,8 @@ policy_data := {
           "mode=1777",
           "size=67108864"
         ],
-        "mount_point": "^/run/kata-containers/sandbox/shm$"
+        "mount_point": "^/run/kata-containers/sandbox/shm$",
+        "shared": false
       }
     ]
   },
