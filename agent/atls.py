@@ -185,14 +185,22 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
+def _ready(sock: ssl.SSLSocket, events: int, timeout_ms: int = 1000) -> bool:
+    """Whether ``sock`` has any of ``events`` (or an error/hang-up) within the timeout."""
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(timeout_ms))
+
+
 class TlsStream:
     """A TLS socket used by one reader thread and other writer threads.
 
     OpenSSL does not allow SSL_read and SSL_write on one connection at the
     same time: a reader blocked inside SSL_read stalled every write (seen as
     a client that never got an answer). The reader therefore waits in
-    select() and enters SSL_read only when bytes (or buffered plaintext) are
-    there; a lock keeps reads and writes from overlapping.
+    poll() and enters SSL_read only when bytes (or buffered plaintext) are
+    there; a lock keeps reads and writes from overlapping. poll, not select:
+    the unit's LimitNOFILE lets descriptors pass 1024, which select() refuses.
     """
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
@@ -205,7 +213,7 @@ class TlsStream:
                 if self.sock.pending():
                     return self.sock.recv_into(buffer, nbytes)
             try:
-                readable, _, _ = select.select([self.sock], [], [], 1.0)
+                readable = _ready(self.sock, select.POLLIN)
             except (ValueError, OSError):  # closed by another thread (fd -1): the stream has ended
                 return 0
             if readable:
@@ -222,13 +230,13 @@ class TlsStream:
                 try:
                     sent = self.sock.send(view)
                 except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    select.select([self.sock], [self.sock], [], 1.0)
+                    _ready(self.sock, select.POLLIN | select.POLLOUT)
                     continue
                 view = view[sent:]
 
     def do_handshake(self) -> None:
         self.sock.do_handshake()
-        self.sock.setblocking(False)  # reads happen only after select() said so
+        self.sock.setblocking(False)  # reads happen only after poll() said so
 
     def shutdown(self, how: int) -> None:
         self.sock.shutdown(how)

@@ -186,3 +186,39 @@ def test_concurrent_calls_over_one_atls_connection(atls_server) -> None:  # type
         t.join()
     client.close()
     assert errors == []
+
+
+def test_atls_serves_descriptors_past_1024(atls_server) -> None:  # type: ignore[no-untyped-def]
+    """The unit's LimitNOFILE admits fds past FD_SETSIZE, where select() raises: both ends must still work."""
+    import resource
+
+    from agent.atls import connect_verified
+    from agent.ttrpc import TtrpcClient
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    filler = []
+    try:
+        while len(filler) < 1100:
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+        start, binding = atls_server
+        host, port = start(binding)
+
+        class Accept:
+            ok = True
+
+        sock, _ = connect_verified(f"tcp://{host}:{port}", lambda ev, nonce, spki: Accept())
+        assert getattr(sock, "sock", sock).fileno() > 1024
+        client = TtrpcClient(f"tcp://{host}:{port}", sock=sock)
+        try:
+            r = client.call("grpc.Health", "Check", health_pb2.CheckRequest(), health_pb2.HealthCheckResponse,
+                            timeout=20)
+            assert r.status == 1
+        finally:
+            client.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
