@@ -239,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.state_dir, args.shared_dir, args.sandbox_dir, pause_rootfs=args.pause_rootfs)
 
         backend = LazyBackend(load_backend)
-    agent = Agent(binding, backend)
+    # DestroySandbox ends the agent, as Kata's does (rpc.rs destroy_sandbox signals its main loop): the
+    # same stop as SIGTERM, after the answer is sent; in the image systemd then starts a fresh agent.
+    agent = Agent(binding, backend, on_destroyed=lambda: os.kill(os.getpid(), signal.SIGTERM))
     registry = agent.registry()
     server = TtrpcServer(registry)
     grpc_server = None

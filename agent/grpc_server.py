@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from agent.rpc import Code, Context, Method, Registry, RpcError
+from agent.rpc import Code, Context, Method, Registry, RpcError, run_after_reply
 from agent.transport import Address
 
 
@@ -31,6 +31,7 @@ def _wrap(method: Method):  # type: ignore[no-untyped-def]
         remaining = context.time_remaining()
         ctx = Context("grpc", context.peer(), remaining if remaining is not None and remaining < 1e9 else None,
                       {k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        context.add_callback(lambda: run_after_reply(ctx))  # grpc runs it when the call has ended
         try:
             return method.handler(request, ctx)
         except RpcError as exc:

@@ -51,12 +51,28 @@ class RpcError(Exception):
 
 @record
 class Context:
-    """Per-call facts a handler may use: which transport, the peer, the deadline."""
+    """Per-call facts a handler may use: which transport, the peer, the deadline.
+
+    ``after_reply``: what to run once the answer is on its way (Kata's agent answers DestroySandbox and
+    then exits: acting first would cut the connection the answer travels on).
+    """
 
     transport: str
     peer: str = ""
     timeout: float | None = None
     metadata: dict[str, str] = factory(dict)
+    after_reply: list[Callable[[], None]] = factory(list)
+
+
+def run_after_reply(ctx: Context) -> None:
+    """Run a call's after-reply actions; one that fails is logged, never raised into the transport."""
+    import logging
+
+    for fn in ctx.after_reply:
+        try:
+            fn()
+        except Exception:
+            logging.getLogger("cocoon.agent").exception("after-reply action failed")
 
 
 Handler = Callable[[Any, Context], Any]

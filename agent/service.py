@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from agent import evidence as evidence_mod
@@ -69,9 +70,10 @@ def copy_file_policy_input(req: agent_pb2.CopyFileRequest) -> dict[str, Any]:
 class Agent:
     """Policy gate + backend; builds the registry both transports serve."""
 
-    def __init__(self, binding: Binding, backend: Any = None) -> None:
+    def __init__(self, binding: Binding, backend: Any = None, on_destroyed: Callable[[], None] | None = None) -> None:
         self.binding = binding
         self.backend = backend
+        self.on_destroyed = on_destroyed  # the daemon's stop: Kata's agent exits once DestroySandbox answered
 
     # --- policy -------------------------------------------------------------------------------
     def authorize(self, endpoint: str, input_json: str, container_id: str = "") -> None:
@@ -111,7 +113,10 @@ class Agent:
                 self.authorize(endpoint, to_json(req))
                 return self._set_policy(req)
             self.authorize(endpoint, to_json(req), container_id)
-            return self._act(rpc, req, ctx)
+            resp = self._act(rpc, req, ctx)
+            if rpc == "DestroySandbox" and self.on_destroyed is not None:
+                ctx.after_reply.append(self.on_destroyed)
+            return resp
 
         return handle
 

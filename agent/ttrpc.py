@@ -28,7 +28,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from agent.protocols import ttrpc_pb2
-from agent.rpc import Code, Context, Registry, RpcError
+from agent.rpc import Code, Context, Registry, RpcError, run_after_reply
 from agent.transport import Address, Listener, Stream, connect
 
 log = logging.getLogger("cocoon.ttrpc")
@@ -176,6 +176,7 @@ class TtrpcServer:
             response = method.handler(request, ctx)
             body = ttrpc_pb2.Response(status=ttrpc_pb2.Status(code=0), payload=response.SerializeToString())
             conn.send(sid, body.SerializeToString())
+            run_after_reply(ctx)
         except RpcError as exc:
             conn.send(sid, _status_response(exc.code, exc.message))
         except (KeyboardInterrupt, SystemExit):

@@ -371,6 +371,7 @@ def test_destroy_sandbox_unmounts_shm(tmp_path, sim_chain, layer) -> None:  # ty
             c.call("DestroySandbox", {})
             assert mounts_below(tmp_path) == ()
             assert loops_below(tmp_path) == [] and cocoon_dm_devices() == []
+        assert proc.proc.wait(timeout=60) == 0  # and then the agent ends, as Kata's does (systemd restarts it)
     finally:
         proc.stop()
 

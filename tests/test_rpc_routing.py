@@ -112,3 +112,42 @@ def test_refused_rpcs_are_judged_by_the_policy_first(rpc: str) -> None:
         method.handler(method.request(), None)
     assert err.value.code == Code.PERMISSION_DENIED
     assert backend.calls == []
+
+
+@pytest.mark.parametrize("use_grpc", [False, True])
+@pytest.mark.parametrize("allowed", [True, False])
+def test_destroy_sandbox_stops_the_agent_after_answering(tmp_path, use_grpc: bool, allowed: bool) -> None:  # type: ignore[no-untyped-def]
+    """Kata's agent exits once DestroySandbox is answered: the stop runs after the reply, and only if allowed."""
+    import threading
+
+    policy = ALLOW_ALL.replace("default DestroySandboxRequest := true",
+                               f"default DestroySandboxRequest := {str(allowed).lower()}")
+    stopped = threading.Event()
+    seen_reply = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        assert seen_reply.wait(10)  # the client had its answer before the stop began
+
+    agent = Agent(Binding(READY, "test", policy=Policy(policy)), Echo(), on_destroyed=stop)
+    registry = agent.registry()
+    address = f"unix://{tmp_path}/a.sock"
+    server = GrpcServer(registry) if use_grpc else TtrpcServer(registry)
+    server.listen(parse(address))
+    if use_grpc:
+        server.start()  # type: ignore[union-attr]
+    try:
+        with Client(address, use_grpc=use_grpc) as c:
+            if allowed:
+                c.call("DestroySandbox", {})
+                seen_reply.set()
+                assert stopped.wait(10)
+            else:
+                with pytest.raises(RpcError) as err:
+                    c.call("DestroySandbox", {})
+                assert err.value.code == Code.PERMISSION_DENIED
+                c.call("Check", {})  # a round trip later, still no stop
+                assert not stopped.is_set()
+    finally:
+        seen_reply.set()
+        server.stop()
