@@ -129,9 +129,21 @@ def policy(layer: Layer, chaos: bool = False) -> str:
                   expected_container(SERVICE_COMMAND, layer, [PROBE_COMMAND])]
     if chaos:
         containers.append(expected_container(KILL_AGENT_COMMAND, layer, []))
-    defaults = "\n".join(f"default {name}Request := true" for name in ALLOWED)
+    defaults = "\n".join([*(f"default {name}Request := true" for name in ALLOWED),
+                          *(f"default {name} := false" for name in _denied_requests())])
     document = {"sandbox_storages": [SHM_STORAGE], "containers": containers}
     return POLICY_RULES.replace("@DEFAULTS@", defaults) + "pod := " + json.dumps(document, indent=2) + "\n"
+
+
+def _denied_requests() -> list[str]:
+    """Every other AgentService request: denied by a rule of its own, so the agent answers PERMISSION_DENIED
+    (an endpoint the policy leaves undefined is an engine error, INTERNAL, which says nothing about why)."""
+    from agent.protocols import agent_pb2
+
+    ruled = {f"{name}Request" for name in ALLOWED} | {
+        "CreateSandboxRequest", "CreateContainerRequest", "ExecProcessRequest", "RemoveContainerRequest"}
+    methods = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods
+    return sorted({m.input_type.name for m in methods} - ruled)
 
 
 def initdata_document(layer: Layer, chaos: bool = False) -> bytes:

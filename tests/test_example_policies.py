@@ -522,3 +522,18 @@ def test_every_agent_service_request_has_a_decision_in_pod_rego() -> None:
             assert isinstance(decision.allowed, bool), name
     finally:
         policy.close()
+
+
+def test_every_agent_service_request_has_a_decision_in_the_demo_policy() -> None:
+    """The demo's policy denies what it does not name with a denial, not an engine error."""
+    layer = pod.Layer(Path("/unused"), "ab" * 32, 4096)
+    policy = Policy(pod.policy(layer))
+    try:
+        service = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+        for name in sorted({m.input_type.name for m in service.methods}):
+            decision = policy.evaluate(name, "{}")
+            assert isinstance(decision.allowed, bool), name
+        assert not policy.evaluate("CopyFileRequest", "{}").allowed
+        assert not policy.evaluate("SetPolicyRequest", "{}").allowed
+    finally:
+        policy.close()
