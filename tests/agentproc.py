@@ -16,6 +16,11 @@ from agent.cli import render_document
 MEASUREMENT = b"\x42" * 48
 
 
+def allow_policy(*rpcs: str) -> str:
+    """A policy allowing exactly these requests (``CreateSandbox`` -> ``CreateSandboxRequest``), nothing else."""
+    return "package agent_policy\n" + "".join(f"default {rpc}Request := true\n" for rpc in rpcs)
+
+
 @dataclass
 class AgentProcess:
     proc: subprocess.Popen  # type: ignore[type-arg]

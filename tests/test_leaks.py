@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, start_agent
+from agentproc import AgentProcess, allow_policy, start_agent
 from layers import attach, busybox_tree, detach, verity_layer
 
 from agent.ctl import Client
@@ -37,21 +37,9 @@ CYCLES = int(os.environ.get("COCOON_LEAK_CYCLES", "2000"))
 BATCH = 8  # execs started before the first of them is waited for
 POOL = 32  # the ttRPC server's worker threads (agent/ttrpc.py): started on demand, then kept
 
-POLICY = """package agent_policy
-default CreateSandboxRequest := true
-default DestroySandboxRequest := true
-default CreateContainerRequest := true
-default StartContainerRequest := true
-default ExecProcessRequest := true
-default WaitProcessRequest := true
-default ReadStreamRequest := true
-default WriteStreamRequest := true
-default CloseStdinRequest := true
-default SignalProcessRequest := true
-default RemoveContainerRequest := true
-default TtyWinResizeRequest := true
-default GetOOMEventRequest := true
-"""
+POLICY = allow_policy("CreateSandbox", "DestroySandbox", "CreateContainer", "StartContainer", "ExecProcess",
+                      "WaitProcess", "ReadStream", "WriteStream", "CloseStdin", "SignalProcess", "RemoveContainer",
+                      "TtyWinResize", "GetOOMEvent")
 BASE_MOUNTS = [
     {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
