@@ -16,6 +16,19 @@ from agent.cli import render_document
 MEASUREMENT = b"\x42" * 48
 
 
+def read_to_eof(client, cid: str, exec_id: str, rpc: str = "ReadStdout") -> bytes:  # type: ignore[no-untyped-def]
+    """Everything a process wrote to one stream, until the agent reports EOF."""
+    from agent.rpc import RpcError
+
+    out = b""
+    while True:
+        try:
+            out += client.call(rpc, {"container_id": cid, "exec_id": exec_id, "len": 65536}).data
+        except RpcError as exc:
+            assert "EOF" in exc.message, exc
+            return out
+
+
 def allow_policy(*rpcs: str) -> str:
     """A policy allowing exactly these requests (``CreateSandbox`` -> ``CreateSandboxRequest``), nothing else."""
     return "package agent_policy\n" + "".join(f"default {rpc}Request := true\n" for rpc in rpcs)

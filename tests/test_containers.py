@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agentproc import start_agent
+from agentproc import read_to_eof, start_agent
 from layers import attach, busybox_tree, detach, verity_layer
 
 from agent.cli import render_document
@@ -113,13 +113,7 @@ def container_request(cid: str, shared: str, layer: dict, args: list[str], devic
 
 
 def read_all(c: Client, rpc: str, cid: str, exec_id: str) -> bytes:
-    out = b""
-    while True:
-        try:
-            out += c.call(rpc, {"container_id": cid, "exec_id": exec_id, "len": 65536}).data
-        except RpcError as exc:
-            assert "EOF" in exc.message, exc
-            return out
+    return read_to_eof(c, cid, exec_id, rpc)
 
 
 def test_container_runs_from_a_verity_layer(agent, layer) -> None:  # type: ignore[no-untyped-def]

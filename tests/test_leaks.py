@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, allow_policy, start_agent
+from agentproc import AgentProcess, allow_policy, read_to_eof, start_agent
 from layers import attach, busybox_tree, detach, verity_layer
 
 from agent.ctl import Client
@@ -83,16 +83,6 @@ def container(cid: str, shared: str, layer: dict, args: list[str], terminal: boo
 
 def process(args: list[str], terminal: bool = False) -> dict:
     return {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "Terminal": terminal}
-
-
-def read_to_eof(c: Client, cid: str, exec_id: str, rpc: str = "ReadStdout") -> bytes:
-    out = b""
-    while True:
-        try:
-            out += c.call(rpc, {"container_id": cid, "exec_id": exec_id, "len": 65536}).data
-        except RpcError as exc:
-            assert "EOF" in exc.message, exc
-            return out
 
 
 @dataclass(frozen=True)
