@@ -1,10 +1,13 @@
 """Regenerate the Python protobuf and gRPC modules from the .proto files here.
 
-    python -m agent.protocols.generate           # rewrite the *_pb2*.py files
+    python -m agent.protocols.generate           # rewrite the *_pb2*.py files and *_pb2.pyi stubs
     python -m agent.protocols.generate --check   # exit 1 if they are stale
 
 The generated modules are committed so the guest image needs no protoc; the
 test suite runs ``--check`` so a .proto edit without regeneration fails CI.
+The ``.pyi`` stubs exist for the type checker only (protobuf builds message
+classes at import time, so mypy sees no names in the modules themselves); the
+image does not install them.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ def generate(out: Path) -> list[Path]:
     produced: list[Path] = []
     for proto in PROTOS:
         rel = f"agent/protocols/{proto}"
-        args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}"]
+        args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}"]
         if proto in WITH_GRPC:
             args.append(f"--grpc_python_out={out}")
         if protoc.main([*args, rel]) != 0:
             raise SystemExit(f"protoc failed on {rel}")
         stem = proto.removesuffix(".proto")
         produced.append(Path("agent/protocols") / f"{stem}_pb2.py")
+        produced.append(Path("agent/protocols") / f"{stem}_pb2.pyi")
         if proto in WITH_GRPC:
             produced.append(Path("agent/protocols") / f"{stem}_pb2_grpc.py")
     return produced
