@@ -248,7 +248,8 @@ def install_agent(root: Path, cache: Path) -> None:
         junk.unlink()  # absolute install paths would leak the build directory
     shutil.rmtree(site / "bin", ignore_errors=True)
     dest = root / "usr/lib/cocoon/agent"
-    shutil.copytree(ROOT_DIR / "agent", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", "generate.py"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", "generate.py")
+    shutil.copytree(ROOT_DIR / "agent", dest, ignore=skip)
     unit_dir = root / "etc/systemd/system"
     shutil.copy(ROOT_DIR / "image" / "cocoon-agent.service", unit_dir / "cocoon-agent.service")
     wants = unit_dir / "multi-user.target.wants"
