@@ -18,12 +18,12 @@ value, mutable ones are unhashable); tests/test_record.py holds them to it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 T = TypeVar("T")
 
 
-class factory:
+class _Factory:
     """A default made fresh for every instance (``dataclasses.field(default_factory=...)``)."""
 
     __slots__ = ("make",)
@@ -58,7 +58,7 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
             default = cls.__record_defaults__.get(name, _MISSING)
             if default is _MISSING:
                 raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
-            value = default.make() if isinstance(default, factory) else default
+            value = default.make() if isinstance(default, _Factory) else default
         setter(self, name, value)
 
 
@@ -89,7 +89,7 @@ def _refuse_del(self: Any, name: str) -> None:
     raise FrozenError(f"cannot delete field {name!r} of a frozen {type(self).__name__}")
 
 
-def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
+def _record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
     """Class decorator: fields are the class's own annotations, in order (``ClassVar`` ones excluded)."""
 
     def wrap(cls: type[T]) -> type[T]:
@@ -103,24 +103,23 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
         for name in names:
             if name in own and name in cls.__dict__:
                 defaults[name] = cls.__dict__[name]
-                if isinstance(defaults[name], factory):
+                if isinstance(defaults[name], _Factory):
                     delattr(cls, name)  # the class attribute would otherwise shadow nothing useful
             if name in defaults:
                 seen_default = True
             elif seen_default:
                 raise TypeError(f"{cls.__name__}: field {name!r} without a default follows one with a default")
-        cls.__record_fields__ = names  # type: ignore[attr-defined]
-        cls.__record_defaults__ = defaults  # type: ignore[attr-defined]
-        cls.__init__ = _init  # type: ignore[assignment,misc]
-        cls.__eq__ = _eq  # type: ignore[assignment,method-assign]
+        # setattr: the type checker rightly refuses assigning methods to a class; here that is the point
+        members: dict[str, Any] = {"__record_fields__": names, "__record_defaults__": defaults,
+                                   "__init__": _init, "__eq__": _eq}
         if "__repr__" not in cls.__dict__:
-            cls.__repr__ = _repr  # type: ignore[assignment,method-assign]
+            members["__repr__"] = _repr
         if frozen:
-            cls.__setattr__ = _refuse_set  # type: ignore[assignment,method-assign]
-            cls.__delattr__ = _refuse_del  # type: ignore[assignment,method-assign]
-            cls.__hash__ = _hash  # type: ignore[assignment,method-assign]
+            members.update(__setattr__=_refuse_set, __delattr__=_refuse_del, __hash__=_hash)
         else:
-            cls.__hash__ = None  # type: ignore[assignment]
+            members["__hash__"] = None
+        for key, value in members.items():
+            setattr(cls, key, value)
         return cls
 
     return wrap if cls is None else wrap(cls)
@@ -128,4 +127,16 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
 
 def fields(obj: Any) -> tuple[str, ...]:
     """A record's field names, in order."""
-    return obj.__record_fields__  # type: ignore[no-any-return]
+    names: tuple[str, ...] = obj.__record_fields__
+    return names
+
+
+if TYPE_CHECKING:
+    # The type checker reads records as the dataclasses whose semantics they follow, and a factory call as
+    # the value it makes; the implementations above are what runs (and are checked themselves).
+    from dataclasses import dataclass as record
+
+    def factory(make: Callable[[], T]) -> T: ...
+else:
+    record = _record
+    factory = _Factory
