@@ -14,12 +14,15 @@ the routes on the links it names.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agent.errors import AgentError
 from agent.protocols import agent_pb2, types_pb2
 
-V4, V6 = types_pb2.IPFamily.Value("v4"), types_pb2.IPFamily.Value("v6")
+T = TypeVar("T")
+
+V4, V6 = types_pb2.v4, types_pb2.v6
 MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 
@@ -50,7 +53,7 @@ def _prefix(mask: str, family: int) -> int:
     return n
 
 
-def _netlink(what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _netlink(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # pyroute2 raises NetlinkError (an OSError) and ValueError

@@ -44,7 +44,7 @@ class Result:
 
 def set_subreaper() -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def _status(info: os.waitid_result) -> int:

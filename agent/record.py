@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+__all__ = ["FrozenError", "factory", "fields", "record"]
+
 T = TypeVar("T")
 
 
@@ -66,7 +68,7 @@ def _values(self: Any) -> tuple[Any, ...]:
     return tuple(getattr(self, name) for name in self.__record_fields__)
 
 
-def _eq(self: Any, other: object) -> bool:
+def _eq(self: Any, other: object) -> Any:  # bool, or NotImplemented
     if other.__class__ is not self.__class__:
         return NotImplemented
     return _values(self) == _values(other)

@@ -28,7 +28,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from agent.protocols import ttrpc_pb2
-from agent.rpc import Code, Context, Registry, RpcError, run_after_reply
+from agent.rpc import Code, Context, Method, Registry, RpcError, run_after_reply
 from agent.transport import Address, Listener, Stream, connect
 
 log = logging.getLogger("cocoon.ttrpc")
@@ -147,11 +147,11 @@ class _Connection:
             return
         ctx = Context("ttrpc", self.peer, req.timeout_nano / 1e9 if req.timeout_nano > 0 else None,
                       {kv.key: kv.value for kv in req.metadata})
-        job = (self.server.call, self, sid, method, req.payload, ctx)
+        args = (self, sid, method, req.payload, ctx)
         if method.long_running:
-            threading.Thread(target=job[0], args=job[1:], daemon=True, name=f"ttrpc-{method.name}").start()
+            threading.Thread(target=self.server.call, args=args, daemon=True, name=f"ttrpc-{method.name}").start()
         else:
-            self.server.pool.submit(*job)
+            self.server.pool.submit(self.server.call, *args)
 
 
 class TtrpcServer:
@@ -166,7 +166,7 @@ class TtrpcServer:
         self._conns: set[_Connection] = set()
         self._lock = threading.Lock()
 
-    def call(self, conn: _Connection, sid: int, method, payload: bytes, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+    def call(self, conn: _Connection, sid: int, method: Method, payload: bytes, ctx: Context) -> None:
         try:
             request = method.request()
             try:

@@ -94,7 +94,9 @@ def log(msg: str) -> None:
 
 
 def run(*argv: str, **kw: object) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout  # type: ignore[call-overload]
+    out: str = subprocess.run(argv, check=True, capture_output=True, text=True,  # type: ignore[call-overload]
+                              **kw).stdout  # (kw's keys are subprocess.run's own; mypy cannot see that)
+    return out
 
 
 def derive(name: str) -> bytes:

@@ -126,7 +126,7 @@ class Cpio:
         self._parent(path)
         self.entries[path.strip("/")] = (stat.S_IFLNK | 0o777, target.encode())
 
-    def bytes(self) -> bytes:
+    def archive(self) -> bytes:
         out = io.BytesIO()
         for ino, name in enumerate(sorted(self.entries), start=1):
             mode, data = self.entries[name]
@@ -184,7 +184,10 @@ def _module_order(tree: Path, kver: str, wanted: tuple[str, ...],
     mdir = tree / "usr/lib/modules" / kver
     deps: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
-    norm = lambda p: re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(p)).replace("-", "_")  # noqa: E731
+
+    def norm(p: str) -> str:
+        return re.sub(r"\.ko(\.xz|\.zst|\.gz)?$", "", os.path.basename(p)).replace("-", "_")
+
     for line in (mdir / "modules.dep").read_text().splitlines():
         path, _, rest = line.partition(":")
         paths[norm(path)] = path
@@ -278,4 +281,4 @@ def build_initrd(tree: Path, kver: str, out: Path, mtime: int) -> None:
                 raw = lzma.decompress(raw)
             cpio.file(f"lib/modules/{name}.ko", raw)
         cpio.file(listing, ("\n".join(name for name, _ in modules) + "\n").encode())
-    out.write_bytes(gzip.compress(cpio.bytes(), compresslevel=9, mtime=0))
+    out.write_bytes(gzip.compress(cpio.archive(), compresslevel=9, mtime=0))

@@ -31,7 +31,9 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from agent.errors import AgentError
 
@@ -72,7 +74,16 @@ MAGICS = (("gzip", b"\x1f\x8b"), ("bzip2", b"BZh"), ("xz", b"\xfd7zXZ\x00"), ("l
           ("zstd", b"\x28\xb5\x2f\xfd"), ("lz4", b"\x02\x21\x4c\x18"), ("lzo", b"\x89LZO"))
 
 
-DECOMPRESSORS = {
+class _Decompressor(Protocol):
+    """What zlib's, bz2's and lzma's streaming decompressors have in common."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+DECOMPRESSORS: dict[str, Callable[[], _Decompressor]] = {
     "gzip": lambda: zlib.decompressobj(wbits=31),
     "bzip2": bz2.BZ2Decompressor,
     "xz": lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ),

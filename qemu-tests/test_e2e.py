@@ -140,7 +140,8 @@ def test_pod_lifecycle_attestation_and_agent_isolation(image: Image, tmp_path: P
 
 
 def image_kernel(image: Image) -> str:
-    return json.loads((image.out / "manifest.json").read_text())["kernel"]
+    kernel: str = json.loads((image.out / "manifest.json").read_text())["kernel"]
+    return kernel
 
 
 def test_demo_command_shows_every_step(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]

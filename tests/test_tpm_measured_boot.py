@@ -75,7 +75,7 @@ def busybox_initrd() -> bytes:
         cpio.dir(d)
     cpio.file("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)
     cpio.file("init", INIT, 0o755)
-    return gzip.compress(cpio.bytes(), mtime=0)
+    return gzip.compress(cpio.archive(), mtime=0)
 
 
 class Boot:
