@@ -1,3 +1,5 @@
 """cocoon: the guest side of confidential containers, and the pipeline that measures it."""
 
-__version__ = "0.1.0"
+from agent import __version__
+
+__all__ = ["__version__"]
