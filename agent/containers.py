@@ -33,17 +33,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
 
+from agent import __version__
 from agent.errors import AgentError
 from agent.ocispec import _process, network_sysctls, to_config
 from agent.protocols import agent_pb2
 from agent.reaper import ProcessError, Reaper
 from agent.stdio import EndOfStream, IoLoop, OutputStream
-from agent.storage import Mounted, Storage, StorageError, confined, layer_spec, make_dir
+from agent.storage import ANNOUNCED, Mounted, Storage, StorageError, confined
 from agent.sysctl import apply_network
+
+if TYPE_CHECKING:
+    from agent.network import Network
+    from agent.protocols import types_pb2
 
 CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: The pause rootfs in the measured root image (image/pause.py); --pause-rootfs for host tests.
@@ -52,7 +57,6 @@ PAUSE_ARGS = ["/pause"]
 #: How a CRI runtime marks the sandbox (pause) container; the keys Kata's agent reads
 #: (src/agent/src/confidential_data_hub/image.rs K8S_CONTAINER_TYPE_KEYS, is_sandbox).
 CONTAINER_TYPE_KEYS = ("io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType")
-VERSION = "0.1.0"
 # A waited process whose output is not read to EOF is kept (for a client that waits first and reads
 # after) until LINGER_SECONDS after its wait, or while fewer than LINGER_MAX such processes are kept.
 LINGER_SECONDS = 30.0
@@ -133,14 +137,7 @@ class Container:
 
 
 class Backend:
-    """Containers, and (by delegation) the network RPCs."""
-
-    def __getattr__(self, rpc: str) -> Any:
-        if rpc in ("UpdateInterface", "UpdateRoutes", "ListInterfaces", "ListRoutes", "AddARPNeighbors"):
-            from agent.network import Network
-
-            return getattr(Network(), rpc)
-        raise AttributeError(rpc)
+    """Containers, their storages (agent/storage.py) and, handed on, the network RPCs (agent/network.py)."""
 
     def __init__(self, runtime: str = "runc", state_dir: str = "/run/cocoon",
                  shared_dir: str = "/run/kata-containers/shared/containers",
@@ -324,9 +321,7 @@ class Backend:
         self.sandbox_pidns = req.sandbox_pidns
         self._drop_pidns()
         undo = self.sandbox_mounted  # kept: DestroySandbox and shutdown unmount it
-        for s in req.storages:
-            if s.driver == "ephemeral":
-                self.storage.tmpfs(s.mount_point, undo, ",".join(o for o in s.options if "=" in o) or "mode=1777")
+        self.storage.add_sandbox_storages(req.storages, undo)
         return empty_pb2.Empty()
 
     def DestroySandbox(self, req: Any, ctx: Any) -> empty_pb2.Empty:
@@ -354,20 +349,7 @@ class Backend:
         mounted = Mounted()
         try:
             os.makedirs(bundle, exist_ok=False)
-            layers: list[str] = []
-            for i, s in enumerate(req.storages):
-                if s.driver in ("blk", "virtio-blk"):
-                    spec = layer_spec(list(s.driver_options), s.source, s.mount_point)
-                    if spec is None:
-                        raise StorageError(f"block storage {s.source} has no pinned verity root hash")
-                    self.storage.open_layer(spec, f"{cid}-{i}", mounted)
-                    layers.append(confined(s.mount_point, self.storage.prefixes))
-                elif s.driver == "ephemeral":
-                    self.storage.tmpfs(s.mount_point, mounted)
-                elif s.driver == "local":
-                    make_dir(s.mount_point, self.storage.prefixes)  # no symlink on the way is followed
-                else:
-                    raise StorageError(f"storage driver {s.driver!r} is not supported")
+            layers = self.storage.add_container_storages(req.storages, cid, mounted)
             rootfs, readonly = self._rootfs(req, cid, bundle, layers, mounted)
             for m in req.OCI.Mounts:
                 if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
@@ -714,6 +696,27 @@ class Backend:
         t.join(30)
         os.close(pidfd)
 
+    # --- network: agent/network.py, imported when the first network RPC arrives ---------------
+    def _network(self) -> Network:
+        from agent.network import Network
+
+        return Network()
+
+    def UpdateInterface(self, req: agent_pb2.UpdateInterfaceRequest, ctx: Any) -> types_pb2.Interface:
+        return self._network().UpdateInterface(req, ctx)
+
+    def UpdateRoutes(self, req: agent_pb2.UpdateRoutesRequest, ctx: Any) -> agent_pb2.Routes:
+        return self._network().UpdateRoutes(req, ctx)
+
+    def ListInterfaces(self, req: agent_pb2.ListInterfacesRequest, ctx: Any) -> agent_pb2.Interfaces:
+        return self._network().ListInterfaces(req, ctx)
+
+    def ListRoutes(self, req: agent_pb2.ListRoutesRequest, ctx: Any) -> agent_pb2.Routes:
+        return self._network().ListRoutes(req, ctx)
+
+    def AddARPNeighbors(self, req: agent_pb2.AddARPNeighborsRequest, ctx: Any) -> Any:
+        return self._network().AddARPNeighbors(req, ctx)
+
     # --- guest -------------------------------------------------------------------------------
     def GetGuestDetails(self, req: agent_pb2.GuestDetailsRequest, ctx: Any) -> agent_pb2.GuestDetailsResponse:
         size = 0
@@ -723,8 +726,8 @@ class Backend:
         return agent_pb2.GuestDetailsResponse(
             mem_block_size_bytes=size,
             support_mem_hotplug_probe=os.path.exists("/sys/devices/system/memory/probe"),
-            agent_details=agent_pb2.AgentDetails(version=VERSION, init_daemon=os.getpid() == 1,
-                                                 storage_handlers=["blk", "ephemeral", "local"]),
+            agent_details=agent_pb2.AgentDetails(version=__version__, init_daemon=os.getpid() == 1,
+                                                 storage_handlers=ANNOUNCED),
         )
 
 

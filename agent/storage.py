@@ -11,7 +11,9 @@ the kernel would resolve again. Layers are ``blk``
 storages whose driver options pin ``cocoon.verity.roothash=<hex>`` and
 ``cocoon.verity.hashoffset=<bytes>`` (the hash area follows the erofs data
 on the same device); they are mounted read-only and combined with overlayfs
-under a writable tmpfs upper layer.
+under a writable tmpfs upper layer. ``STORAGE_HANDLERS`` (as Kata's agent names
+it) is the one list of drivers: what is accepted, how each is mounted, what
+GetGuestDetails announces.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ import contextlib
 import ctypes
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent import verity
 from agent.devices import resolve
 from agent.errors import AgentError
 from agent.reaper import Reaper
+
+if TYPE_CHECKING:
+    from agent.protocols import agent_pb2
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -288,6 +295,70 @@ class Storage:
         undo.loops.clear()
         undo.files.clear()
         undo.layers.clear()
+
+
+    def add_container_storages(self, storages: Sequence[agent_pb2.Storage], cid: str, undo: Mounted) -> list[str]:
+        """Mount a container's storages; returns its verity layers' mount points (the overlay's lowers)."""
+        layers: list[str] = []
+        for i, s in enumerate(storages):
+            driver = STORAGE_HANDLERS.get(s.driver)
+            if driver is None:
+                raise StorageError(f"storage driver {s.driver!r} is not supported")
+            lower = driver.container(self, s, f"{cid}-{i}", undo)
+            if lower is not None:
+                layers.append(lower)
+        return layers
+
+    def add_sandbox_storages(self, storages: Sequence[agent_pb2.Storage], undo: Mounted) -> None:
+        """CreateSandbox's storages: the drivers with a sandbox handler (shm); the others are left alone."""
+        for s in storages:
+            driver = STORAGE_HANDLERS.get(s.driver)
+            if driver is not None and driver.sandbox is not None:
+                driver.sandbox(self, s, "", undo)
+
+
+#: (storage, the request's storage, a name unique to it, what to undo) -> a layer to stack, or None
+StorageHandler = Callable[[Storage, "agent_pb2.Storage", str, Mounted], "str | None"]
+
+
+def _verity_layer(storage: Storage, s: agent_pb2.Storage, name: str, undo: Mounted) -> str | None:
+    spec = layer_spec(list(s.driver_options), s.source, s.mount_point)
+    if spec is None:
+        raise StorageError(f"block storage {s.source} has no pinned verity root hash")
+    storage.open_layer(spec, name, undo)
+    return confined(s.mount_point, storage.prefixes)
+
+
+def _tmpfs(storage: Storage, s: agent_pb2.Storage, name: str, undo: Mounted) -> str | None:
+    storage.tmpfs(s.mount_point, undo)
+    return None
+
+
+def _sandbox_tmpfs(storage: Storage, s: agent_pb2.Storage, name: str, undo: Mounted) -> str | None:
+    storage.tmpfs(s.mount_point, undo, ",".join(o for o in s.options if "=" in o) or "mode=1777")
+    return None
+
+
+def _local_dir(storage: Storage, s: agent_pb2.Storage, name: str, undo: Mounted) -> str | None:
+    make_dir(s.mount_point, storage.prefixes)  # no symlink on the way is followed
+    return None
+
+
+@dataclass(frozen=True)
+class Driver:
+    container: StorageHandler  # a CreateContainer storage
+    sandbox: StorageHandler | None = None  # a CreateSandbox storage (None: left alone there)
+    announced: bool = True  # listed in GetGuestDetails' storage_handlers
+
+
+#: Storage driver name -> handler, as Kata's agent's STORAGE_HANDLERS; a driver not named here is refused.
+STORAGE_HANDLERS: dict[str, Driver] = {
+    "blk": Driver(_verity_layer),
+    "virtio-blk": Driver(_verity_layer, announced=False),
+    "ephemeral": Driver(_tmpfs, sandbox=_sandbox_tmpfs),
+    "local": Driver(_local_dir),
+}
+ANNOUNCED = [name for name, driver in STORAGE_HANDLERS.items() if driver.announced]
 
 
 def _read_all(device: str) -> None:
