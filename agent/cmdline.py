@@ -8,13 +8,14 @@ the image; the host cannot change them without changing the measurement.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection
 
 PREFIX = "cocoon."
-KEYS = ("tee", "initdata", "sim", "listen", "log", "runtime")
 
 
-def parse(text: str) -> dict[str, list[str]]:
-    """All ``cocoon.*`` values, in order (``listen`` may repeat); unknown cocoon keys are ignored."""
+def parse(text: str, keys: Collection[str]) -> dict[str, list[str]]:
+    """The ``cocoon.<key>=`` values for ``keys`` (the daemon's OPTIONS name them), in order (``listen``
+    may repeat); other cocoon keys are ignored."""
     out: dict[str, list[str]] = {}
     try:
         tokens = shlex.split(text)
@@ -24,14 +25,14 @@ def parse(text: str) -> dict[str, list[str]]:
         if not token.startswith(PREFIX) or "=" not in token:
             continue
         key, value = token[len(PREFIX) :].split("=", 1)
-        if key in KEYS:
+        if key in keys:
             out.setdefault(key, []).append(value)
     return out
 
 
-def read(path: str = "/proc/cmdline") -> dict[str, list[str]]:
+def read(path: str, keys: Collection[str]) -> dict[str, list[str]]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return parse(f.read(1 << 16))
+            return parse(f.read(1 << 16), keys)
     except OSError:
         return {}

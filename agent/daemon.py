@@ -3,9 +3,9 @@
     cocoon-agent --tee sim --sim-config sim.json --initdata initdata.img --listen unix:///run/agent.sock
 
 Settings come from the command line, else the kernel command line
-(``cocoon.tee=``, ``cocoon.initdata=``, ``cocoon.sim=``, ``cocoon.listen=``),
-else defaults (TEE auto-detected among snp/tdx, never sim; initdata device
-discovered; ``vsock://-1:1024``). Whatever happens at startup the agent ends
+(``cocoon.tee=``, ``cocoon.initdata=``, ``cocoon.sim=``, ``cocoon.listen=``, ``cocoon.runtime=``),
+else defaults (TEE auto-detected among snp/tdx, never sim; initdata device discovered;
+``vsock://-1:1024``), one row each in ``OPTIONS``. Whatever happens at startup the agent ends
 up serving: READY with the verified policy, or deny-all naming the reason.
 """
 
@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent import cmdline, initdata
 from agent.binding import Binding, bind_safely
@@ -31,37 +31,68 @@ from agent.transport import DEFAULT_ADDRESS, AddressError, parse
 if TYPE_CHECKING:
     import argparse
 
+    from agent.containers import Backend
+    from agent.tee import TeeProvider
+
 log = logging.getLogger("cocoon.agent")
 
 
-#: The daemon's options, one row each: (flag, kind, default, choices, metavar, help). ``kind`` is "value",
-#: "append" or "flag". This table drives both the argparse parser (--help, errors) and ``quick_parse``.
-OPTIONS: tuple[tuple[str, str, object, tuple[str, ...] | None, str | None, str], ...] = (
-    ("--tee", "value", None, NAMES, None,
-     "TEE to use (default: cocoon.tee= on the kernel command line, else auto: snp or tdx; sim only when named)"),
-    ("--sim-config", "value", None, None, "PATH", "sim TEE document (default: fw_cfg opt/io.cocoon/sim)"),
-    ("--initdata", "value", None, None, "PATH", "initdata device or file (default: discovered)"),
-    ("--initdata-layout", "value", "auto", ("auto", "block", "toml"), None, "how to read --initdata (default: auto)"),
-    ("--listen", "append", None, None, "ADDR",
-     f"ttRPC address, repeatable (default: {DEFAULT_ADDRESS}); "
-     "vsock://CID:PORT, unix://PATH, tcp://HOST:PORT, serial:///dev/virtio-ports/NAME"),
-    ("--grpc-listen", "append", (), None, "ADDR", "also serve gRPC here (unix://, tcp://, vsock://), repeatable"),
-    ("--atls-listen", "append", (), None, "ADDR",
-     "also serve ttRPC over aTLS here (tcp:// or vsock://): the TLS certificate carries "
-     "evidence bound to the client's nonce (sent as SNI <hex>.atls.cocoon)"),
-    ("--runtime", "value", None, None, None,
-     "OCI runtime binary (default: cocoon.runtime= or crun if present, else runc)"),
-    ("--state-dir", "value", "/run/cocoon", None, None, "bundles, verified layer copies (default /run/cocoon)"),
-    ("--shared-dir", "value", "/run/kata-containers/shared/containers", None, None,
-     "container directory the runtime's paths point into (mount points must be below it)"),
-    ("--sandbox-dir", "value", "/run/kata-containers/sandbox", None, None, "sandbox-wide mounts (shm)"),
-    ("--pause-rootfs", "value", "/usr/share/cocoon/pause", None, "DIR",
-     "the sandbox container's rootfs, holding /pause (default: the image's /usr/share/cocoon/pause)"),
-    ("--kernel-cmdline", "value", "/proc/cmdline", None, "PATH",
-     "where to read cocoon.* settings (default: /proc/cmdline)"),
-    ("--log-level", "value", "info", ("debug", "info", "warning", "error"), None, "log level"),
-    ("--exit-after-ready", "flag", False, None, None, ""),  # bench/startup.py; hidden
+class Option(NamedTuple):
+    """One daemon option. Its value is the flag, else (for a ``key``) the kernel command line's
+    ``cocoon.<key>=`` (every one for an "append" option, else the last), else ``default``: see ``settle``."""
+
+    flag: str
+    kind: str  # "value", "append" or "flag"
+    default: object
+    choices: tuple[str, ...] | None
+    metavar: str | None
+    help: str
+    key: str | None = None  # the kernel command line's cocoon.<key>=
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def parsed_default(self) -> object:
+        """What the parsers give when the flag is absent: None for a keyed option (the command line is next)."""
+        if self.key is not None:
+            return None
+        return list(self.default) if isinstance(self.default, tuple) else self.default
+
+
+#: The daemon's options, one row each. This table drives the argparse parser (--help, errors),
+#: ``quick_parse``, the kernel command line keys read and ``settle``.
+OPTIONS: tuple[Option, ...] = (
+    Option("--tee", "value", "auto", NAMES, None,
+           "TEE to use (default: cocoon.tee= on the kernel command line, else auto: snp or tdx; sim only when named)",
+           key="tee"),
+    Option("--sim-config", "value", None, None, "PATH", "sim TEE document (default: fw_cfg opt/io.cocoon/sim)",
+           key="sim"),
+    Option("--initdata", "value", None, None, "PATH", "initdata device or file (default: discovered)",
+           key="initdata"),
+    Option("--initdata-layout", "value", "auto", ("auto", "block", "toml"), None,
+           "how to read --initdata (default: auto)"),
+    Option("--listen", "append", (DEFAULT_ADDRESS,), None, "ADDR",
+           f"ttRPC address, repeatable (default: {DEFAULT_ADDRESS}); "
+           "vsock://CID:PORT, unix://PATH, tcp://HOST:PORT, serial:///dev/virtio-ports/NAME", key="listen"),
+    Option("--grpc-listen", "append", (), None, "ADDR", "also serve gRPC here (unix://, tcp://, vsock://), repeatable"),
+    Option("--atls-listen", "append", (), None, "ADDR",
+           "also serve ttRPC over aTLS here (tcp:// or vsock://): the TLS certificate carries "
+           "evidence bound to the client's nonce (sent as SNI <hex>.atls.cocoon)"),
+    Option("--runtime", "value", None, None, None,
+           "OCI runtime binary (default: cocoon.runtime= or crun if present, else runc)", key="runtime"),
+    Option("--state-dir", "value", "/run/cocoon", None, None, "bundles, verified layer copies (default /run/cocoon)"),
+    Option("--shared-dir", "value", "/run/kata-containers/shared/containers", None, None,
+           "container directory the runtime's paths point into (mount points must be below it)"),
+    Option("--sandbox-dir", "value", "/run/kata-containers/sandbox", None, None, "sandbox-wide mounts (shm)"),
+    Option("--pause-rootfs", "value", "/usr/share/cocoon/pause", None, "DIR",
+           "the sandbox container's rootfs, holding /pause (default: the image's /usr/share/cocoon/pause)"),
+    Option("--kernel-cmdline", "value", "/proc/cmdline", None, "PATH",
+           "where to read cocoon.* settings (default: /proc/cmdline)"),
+    Option("--log-level", "value", "info", ("debug", "info", "warning", "error"), None, "log level"),
+    Option("--exit-after-ready", "flag", False, None, None, ""),  # bench/startup.py; hidden
 )
+CMDLINE_KEYS = tuple(o.key for o in OPTIONS if o.key is not None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,13 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Guest agent for confidential containers: binds the pod policy (initdata) to the TEE report, "
                     "then serves Kata's AgentService over ttRPC (and gRPC), deny-all on any failure.",
     )
-    for flag, kind, default, choices, metavar, text in OPTIONS:
-        if kind == "flag":
-            p.add_argument(flag, action="store_true", help=text or argparse.SUPPRESS)
+    for o in OPTIONS:
+        if o.kind == "flag":
+            p.add_argument(o.flag, action="store_true", help=o.help or argparse.SUPPRESS)
         else:
-            p.add_argument(flag, action="append" if kind == "append" else "store",
-                           default=list(default) if isinstance(default, tuple) else default,
-                           choices=choices, metavar=metavar, help=text)
+            p.add_argument(o.flag, action="append" if o.kind == "append" else "store", default=o.parsed_default(),
+                           choices=o.choices, metavar=o.metavar, help=o.help)
     return p
 
 
@@ -86,20 +116,18 @@ def quick_parse(argv: Sequence[str]) -> SimpleNamespace | None:
     """The options argparse would give for the plain forms (``--opt value``, ``--opt=value``, flags), or
     None for anything else (help, unknown or abbreviated options, bad choices), which argparse then
     handles. Why: argparse's import alone is ~20 ms of a ~200 ms start, seconds under emulation."""
-    spec = {row[0]: row for row in OPTIONS}
-    values = {flag[2:].replace("-", "_"): list(default) if isinstance(default, tuple) else default
-              for flag, _, default, *_ in OPTIONS}
+    spec = {o.flag: o for o in OPTIONS}
+    values = {o.dest: o.parsed_default() for o in OPTIONS}
     i = 0
     while i < len(argv):
         flag, eq, value = argv[i].partition("=")
-        row = spec.get(flag)
-        if row is None:
+        o = spec.get(flag)
+        if o is None:
             return None
-        kind, choices, dest = row[1], row[3], flag[2:].replace("-", "_")
-        if kind == "flag":
+        if o.kind == "flag":
             if eq:
                 return None
-            values[dest] = True
+            values[o.dest] = True
             i += 1
             continue
         if not eq:
@@ -108,12 +136,13 @@ def quick_parse(argv: Sequence[str]) -> SimpleNamespace | None:
             value = argv[i + 1]
             i += 1
         i += 1
-        if choices is not None and value not in choices:
+        if o.choices is not None and value not in o.choices:
             return None
-        if kind == "append":
-            values[dest] = [*(values[dest] or []), value]
+        if o.kind == "append":
+            before = values[o.dest]
+            values[o.dest] = [*(before if isinstance(before, list) else []), value]
         else:
-            values[dest] = value
+            values[o.dest] = value
     return SimpleNamespace(**values)
 
 
@@ -121,16 +150,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace | SimpleNamespace:
     return quick_parse(argv) or build_parser().parse_args(argv)
 
 
-def startup(args: argparse.Namespace | SimpleNamespace, kernel: dict[str, list[str]]) -> Binding:
-    tee_name = args.tee or (kernel.get("tee") or ["auto"])[-1]
-    sim_config = args.sim_config or (kernel.get("sim") or [None])[-1]
-    initdata_path = args.initdata or (kernel.get("initdata") or [None])[-1]
+def settle(args: argparse.Namespace | SimpleNamespace, kernel: dict[str, list[str]]) -> SimpleNamespace:
+    """The settings in effect, by one precedence: the flag, else the kernel command line, else the default."""
+    values = dict(vars(args))
+    for o in OPTIONS:
+        if o.key is None or values[o.dest]:
+            continue
+        found = kernel.get(o.key)
+        if found:
+            values[o.dest] = list(found) if o.kind == "append" else found[-1]
+        else:
+            values[o.dest] = list(o.default) if isinstance(o.default, tuple) else o.default
+    return SimpleNamespace(**values)
 
-    def open_tee():  # type: ignore[no-untyped-def]
-        return open_provider(tee_name, sim_config=sim_config)
+
+def startup(settings: SimpleNamespace) -> Binding:
+    def open_tee() -> TeeProvider:
+        return open_provider(settings.tee, sim_config=settings.sim_config)
 
     def read_initdata() -> initdata.Initdata:
-        return initdata.read_path(initdata_path or initdata.discover(), args.initdata_layout)
+        return initdata.read_path(settings.initdata or initdata.discover(), settings.initdata_layout)
 
     return bind_safely(open_tee, read_initdata)
 
@@ -204,11 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     signals = signal_pipe()
     setup_logging(args.log_level)
-    kernel = cmdline.read(args.kernel_cmdline)
+    settings = settle(args, cmdline.read(args.kernel_cmdline, CMDLINE_KEYS))
     try:
-        listen = [parse(a) for a in (args.listen or kernel.get("listen") or [DEFAULT_ADDRESS])]
-        grpc_listen = [parse(a) for a in args.grpc_listen]
-        atls_listen = [parse(a) for a in args.atls_listen]
+        listen = [parse(a) for a in settings.listen]
+        grpc_listen = [parse(a) for a in settings.grpc_listen]
+        atls_listen = [parse(a) for a in settings.atls_listen]
         for a in atls_listen:
             if a.scheme not in ("tcp", "vsock"):
                 raise AddressError(f"aTLS listens on tcp:// or vsock://, not {a}")
@@ -218,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Bind on a helper thread while this one imports the protocol stack: the policy compile inside
     # the binding releases the GIL, so the two overlap. Nothing is served before the binding is done.
     result: list[Binding] = []
-    binder = threading.Thread(target=lambda: result.append(startup(args, kernel)), name="bind")
+    binder = threading.Thread(target=lambda: result.append(startup(settings)), name="bind")
     binder.start()
     from agent.service import Agent
     from agent.ttrpc import TtrpcServer
@@ -228,15 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     backend = None
     if binding.ready:
-        runtime = args.runtime or (kernel.get("runtime") or [None])[-1]
+        runtime = settings.runtime
 
-        def load_backend():  # type: ignore[no-untyped-def]
+        def load_backend() -> Backend:
             import shutil
 
             from agent.containers import Backend
 
             return Backend(runtime or ("crun" if shutil.which("crun") else "runc"),
-                           args.state_dir, args.shared_dir, args.sandbox_dir, pause_rootfs=args.pause_rootfs)
+                           settings.state_dir, settings.shared_dir, settings.sandbox_dir,
+                           pause_rootfs=settings.pause_rootfs)
 
         backend = LazyBackend(load_backend)
     # DestroySandbox ends the agent, as Kata's does (rpc.rs destroy_sandbox signals its main loop): the
@@ -270,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cocoon-agent: startup: {startup_timings(binding, t0)}", file=sys.stderr, flush=True)
     if backend is not None:
         backend.start()  # after READY: nothing container-related is needed to answer until a request comes
-    if args.exit_after_ready:
+    if settings.exit_after_ready:
         server.stop()
         return 0
 

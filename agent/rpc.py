@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.record import factory, record
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 
 class Code(enum.IntEnum):
@@ -81,8 +84,8 @@ Handler = Callable[[Any, Context], Any]
 @record(frozen=True)
 class Method:
     name: str
-    request: type
-    response: type
+    request: type[Message]
+    response: type[Message]
     handler: Handler
     long_running: bool = False  # blocks for a long time (long polls): gets its own thread
 

@@ -186,7 +186,9 @@ class TtrpcServer:
             conn.send(sid, _status_response(Code.INTERNAL, f"{method.name} failed: {type(exc).__name__}: {exc}"))
 
     def listen(self, address: Address) -> Listener:
-        return self.add_listener(Listener(address))
+        listener = Listener(address)
+        self.add_listener(listener)
+        return listener
 
     def add_listener(self, listener: Any) -> Any:
         """Serve on anything with accept()/released()/close() (a Listener, or aTLS around one)."""
