@@ -22,7 +22,6 @@ import json
 import logging
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
@@ -34,6 +33,7 @@ from agent.errors import AgentError, PolicyError, TeeError
 from agent.policy import Policy
 from agent.policy.serde import to_dict, to_json
 from agent.protocols import agent_pb2, cocoon_pb2, health_pb2
+from agent.record import record
 from agent.rpc import Code, Context, Handler, Method, Registry, RpcError, Service
 
 log = logging.getLogger("cocoon.agent")
@@ -63,7 +63,7 @@ def _blank_data(resp: Any) -> Any:
     return resp
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
     """How one AgentService RPC is handled: who acts, and where it leaves the plain shape.
 
