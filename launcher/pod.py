@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from launcher.layers import busybox_tree
 
 SHARED = "/run/kata-containers/shared/containers"
 APPLETS = ("sh", "echo", "cat", "sleep", "kill", "pidof", "uname", "ls", "true")
@@ -58,11 +59,7 @@ def build_layer(dest: Path, busybox: str = "/usr/bin/busybox") -> Layer:
         raise PodError(f"the demo layer needs {busybox} (busybox-static) and mkfs.erofs (erofs-utils): make setup")
     tree = dest.with_suffix(".tree")
     shutil.rmtree(tree, ignore_errors=True)
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc"):
-        (tree / d).mkdir(parents=True)
-    shutil.copy(busybox, tree / "bin" / "busybox")
-    for applet in APPLETS:
-        os.symlink("busybox", tree / "bin" / applet)
+    busybox_tree(tree, APPLETS, busybox)
     (tree / "etc" / "motd").write_text("this file comes from a dm-verity protected erofs layer\n")
     data = dest.with_suffix(".erofs")
     subprocess.run(["mkfs.erofs", "-T0", "-U", "00000000-0000-4000-8000-000000000000", "--all-root", "-x-1",

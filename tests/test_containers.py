@@ -15,13 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agentproc import read_to_eof, start_agent
-from layers import attach, busybox_tree, detach, verity_layer
+from support.agentio import read_to_eof
 
 from agent.cli import render_document
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
 from image.pause import PAUSE, make_pause_rootfs
+from launcher.layers import attach, busybox_tree, detach, verity_layer
+from launcher.localagent import start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
 

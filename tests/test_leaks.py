@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, allow_policy, read_to_eof, start_agent
-from layers import attach, busybox_tree, detach, verity_layer
+from support.agentio import read_to_eof
 
 from agent.ctl import Client
 from agent.rpc import RpcError
+from launcher.layers import attach, busybox_tree, detach, verity_layer
+from launcher.localagent import LocalAgent, allow_policy, start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
 
@@ -113,7 +114,7 @@ def mounts_below(root: Path) -> tuple[str, ...]:
     return tuple(sorted(p for p in points if p.startswith(prefix)))
 
 
-def held(agent: AgentProcess) -> Held:
+def held(agent: LocalAgent) -> Held:
     fds = []
     for fd in os.listdir(f"/proc/{agent.pid}/fd"):
         try:
@@ -127,7 +128,7 @@ def held(agent: AgentProcess) -> Held:
                 mounts_below(agent.tmp))
 
 
-def settled(agent: AgentProcess, baseline: Held, wait: float = 30.0) -> Held:
+def settled(agent: LocalAgent, baseline: Held, wait: float = 30.0) -> Held:
     """What the agent holds once it is back to ``baseline``, or after ``wait`` seconds of trying.
 
     A thread that answered the last call, or the reaper collecting the last runc, may take a
@@ -142,7 +143,7 @@ def settled(agent: AgentProcess, baseline: Held, wait: float = 30.0) -> Held:
         time.sleep(0.1)
 
 
-def steady(agent: AgentProcess) -> Held:
+def steady(agent: LocalAgent) -> Held:
     """A baseline: what the agent holds once threads that answered the last calls have ended."""
     last = held(agent)
     for _ in range(100):
@@ -189,7 +190,7 @@ def cycle(c: Client, cid: str, ids: list[str]) -> None:
             assert read_to_eof(c, cid, i, "ReadStderr") == f"err {i}\n".encode()
 
 
-def warm_up(agent: AgentProcess, cid: str) -> None:
+def warm_up(agent: LocalAgent, cid: str) -> None:
     """Bring the server's call pool to its full size (its threads stay; they are not per request)."""
     with ThreadPoolExecutor(POOL + 4) as pool:
         clients = [Client(agent.address) for _ in range(POOL + 4)]
@@ -224,7 +225,7 @@ def test_thousands_of_execs_leave_nothing_behind(agent, layer) -> None:  # type:
         c.call("RemoveContainer", {"container_id": cid})
 
 
-def pipe_of(agent: AgentProcess, needle: str, fd: int) -> str:
+def pipe_of(agent: LocalAgent, needle: str, fd: int) -> str:
     """What fd ``fd`` of the agent's child whose command line contains ``needle`` refers to (pipe:[N])."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -237,7 +238,7 @@ def pipe_of(agent: AgentProcess, needle: str, fd: int) -> str:
     raise AssertionError(f"no process runs {needle!r}")
 
 
-def agent_fds(agent: AgentProcess) -> set[str]:
+def agent_fds(agent: LocalAgent) -> set[str]:
     found = set()
     for fd in os.listdir(f"/proc/{agent.pid}/fd"):
         with contextlib.suppress(OSError):
@@ -332,7 +333,7 @@ def cocoon_dm_devices() -> list[str]:
     return found
 
 
-def shm_request(agent: AgentProcess) -> dict:
+def shm_request(agent: LocalAgent) -> dict:
     return {"hostname": "pod", "storages": [{"driver": "ephemeral", "source": "shm", "fstype": "tmpfs",
                                              "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=65536k"],
                                              "mount_point": f"{agent.tmp}/sandbox/shm"}]}
