@@ -30,23 +30,16 @@ from agent.cli import render_document
 from agent.ctl import Client
 from agent.ocispec import to_config
 from agent.tee.simca import make_chain
-from launcher.layers import attach, busybox_tree, detach, verity_layer
+from launcher.layers import attach, busybox_tree, container_request, detach, verity_layer
 from launcher.localagent import agent_argv, allow_policy, spawn, write_inputs
 
 POLICY = allow_policy("CreateContainer", "StartContainer", "WaitProcess", "RemoveContainer")
 
 
 def request(cid: str, shared: str, device: str, root_hash: str, offset: int) -> dict[str, Any]:
-    return {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": device, "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={root_hash}", f"cocoon.verity.hashoffset={offset}"],
-                      "mount_point": f"{shared}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0", "Process": {"Args": ["true"], "Env": ["PATH=/bin"], "Cwd": "/"},
-                "Root": {"Path": f"{shared}/{cid}/rootfs"},
-                "Mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount")]}},
-    }
+    return container_request(cid, ["true"], device, root_hash, offset, shared,
+                             mounts=[{"destination": "/proc", "type": "proc", "source": "proc"}],
+                             namespaces=("pid", "ipc", "uts", "mount"))
 
 
 def main() -> int:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "ls", "stty", "head", "tr", "wc", "readlink")
+# Mounts and namespaces a container's spec usually lists (as containerd's default spec has them).
+PROC_MOUNT = {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}
+DEV_MOUNT = {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755"]}
+DEVPTS_MOUNT = {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}
+NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
 
 
 def run(*argv: str) -> str:
@@ -42,3 +51,24 @@ def attach(img: Path) -> str:
 
 def detach(loop: str) -> None:
     subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def container_request(cid: str, args: list[str], device: str, root_hash: str, hash_offset: int, shared: str,
+                      mounts: Sequence[Mapping[str, Any]], namespaces: Iterable[str],
+                      process: Mapping[str, Any] | None = None, **oci: Any) -> dict[str, Any]:
+    """CreateContainerRequest JSON (proto field names) for ``args`` run from one erofs layer on ``device`` under
+    dm-verity (``root_hash``, hash tree at ``hash_offset``), its directories under ``shared`` as Kata's runtime
+    names them. ``process`` adds to the process (PATH=/bin, cwd /), ``oci`` to the spec (e.g. Hostname)."""
+    return {
+        "container_id": cid, "exec_id": cid,
+        "storages": [{"driver": "blk", "source": device, "fstype": "erofs", "options": ["ro"],
+                      "driver_options": [f"cocoon.verity.roothash={root_hash}",
+                                         f"cocoon.verity.hashoffset={hash_offset}"],
+                      "mount_point": f"{shared}/{cid}/layers/0"}],
+        "OCI": {"Version": "1.1.0",
+                "Process": {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", **(process or {})},
+                "Root": {"Path": f"{shared}/{cid}/rootfs"},
+                **oci,
+                "Mounts": copy.deepcopy(list(mounts)),  # the caller may edit a request: never the constants
+                "Linux": {"Namespaces": [{"Type": t} for t in namespaces]}},
+    }

@@ -27,7 +27,17 @@ from support.agentio import read_to_eof
 
 from agent.ctl import Client
 from agent.rpc import RpcError
-from launcher.layers import attach, busybox_tree, detach, verity_layer
+from launcher.layers import (
+    DEV_MOUNT,
+    DEVPTS_MOUNT,
+    NAMESPACES,
+    PROC_MOUNT,
+    attach,
+    busybox_tree,
+    container_request,
+    detach,
+    verity_layer,
+)
 from launcher.localagent import LocalAgent, allow_policy, start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
@@ -41,12 +51,7 @@ POOL = 32  # the ttRPC server's worker threads (agent/ttrpc.py): started on dema
 POLICY = allow_policy("CreateSandbox", "DestroySandbox", "CreateContainer", "StartContainer", "ExecProcess",
                       "WaitProcess", "ReadStream", "WriteStream", "CloseStdin", "SignalProcess", "RemoveContainer",
                       "TtyWinResize", "GetOOMEvent")
-BASE_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-]
+BASE_MOUNTS = [PROC_MOUNT, DEV_MOUNT, DEVPTS_MOUNT]
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +73,8 @@ def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
 
 
 def container(cid: str, shared: str, layer: dict, args: list[str], terminal: bool = False) -> dict:
-    return {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": layer["device"], "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={layer['root_hash']}",
-                                         f"cocoon.verity.hashoffset={layer['offset']}"],
-                      "mount_point": f"{shared}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0",
-                "Process": {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "Terminal": terminal},
-                "Root": {"Path": f"{shared}/{cid}/rootfs"},
-                "Mounts": BASE_MOUNTS,
-                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount", "network")]}},
-    }
+    return container_request(cid, args, layer["device"], layer["root_hash"], layer["offset"], shared, BASE_MOUNTS,
+                             NAMESPACES, {"Terminal": terminal})
 
 
 def process(args: list[str], terminal: bool = False) -> dict:
