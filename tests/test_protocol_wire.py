@@ -1,4 +1,4 @@
-"""Our .proto files against Kata's wire contract (tests/kata_wire.py, transcribed from upstream)."""
+"""Our .proto files against Kata's wire contract (tests/support/kata_wire.py, transcribed from upstream)."""
 
 from __future__ import annotations
 
