@@ -68,12 +68,12 @@ demo: venv
 	COCOON_LOCK=$${COCOON_LOCK-report} $(VENV)/bin/cocoon demo --image out
 
 bench: venv
-	$(PY) bench/measure.py
-	$(PY) bench/startup.py
-	$(PY) bench/policy.py
-	$(PY) bench/rpc.py
-	$(PY) bench/containers.py
-	$(PY) bench/verify.py
+	$(PY) -m bench.measure
+	$(PY) -m bench.startup
+	$(PY) -m bench.policy
+	$(PY) -m bench.rpc
+	$(PY) -m bench.containers
+	$(PY) -m bench.verify
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv

@@ -16,45 +16,30 @@ printed too. Needs root, runc, busybox-static, erofs-utils, veritysetup.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from agent.cli import render_document
+from agent.ctl import Client
+from agent.ocispec import to_config
+from agent.tee.simca import make_chain
+from launcher.layers import attach, busybox_tree, container_request, detach, verity_layer
+from launcher.localagent import agent_argv, allow_policy, spawn, write_inputs
 
-from layers import attach, busybox_tree, detach, verity_layer  # noqa: E402
-
-from agent import initdata  # noqa: E402
-from agent.cli import render_document  # noqa: E402
-from agent.ctl import Client  # noqa: E402
-from agent.ocispec import to_config  # noqa: E402
-from agent.tee.simca import make_chain, make_config  # noqa: E402
-
-POLICY = "package agent_policy\n" + "".join(
-    f"default {n} := true\n" for n in ("CreateContainerRequest", "StartContainerRequest", "WaitProcessRequest",
-                                       "RemoveContainerRequest"))
+POLICY = allow_policy("CreateContainer", "StartContainer", "WaitProcess", "RemoveContainer")
 
 
-def request(cid: str, shared: str, device: str, root_hash: str, offset: int) -> dict:
-    return {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": device, "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={root_hash}", f"cocoon.verity.hashoffset={offset}"],
-                      "mount_point": f"{shared}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0", "Process": {"Args": ["true"], "Env": ["PATH=/bin"], "Cwd": "/"},
-                "Root": {"Path": f"{shared}/{cid}/rootfs"},
-                "Mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount")]}},
-    }
+def request(cid: str, shared: str, device: str, root_hash: str, offset: int) -> dict[str, Any]:
+    return container_request(cid, ["true"], device, root_hash, offset, shared,
+                             mounts=[{"destination": "/proc", "type": "proc", "source": "proc"}],
+                             namespaces=("pid", "ipc", "uts", "mount"))
 
 
 def main() -> int:
@@ -74,21 +59,9 @@ def main() -> int:
         tree = busybox_tree(tmp / "tree")
         root_hash, offset = verity_layer(tree, tmp / "layer.img")
         loop = attach(tmp / "layer.img")
-        doc = render_document({"policy.rego": POLICY})
-        (tmp / "initdata.img").write_bytes(initdata.encode_block(doc))
-        (tmp / "sim.json").write_text(make_config(make_chain(2048), b"\x42" * 48,
-                                                  hashlib.sha256(doc).digest()).to_json())
-        shared = str(tmp / "shared")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(tmp / "notify"))
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", str(tmp / "sim.json"),
-             "--initdata", str(tmp / "initdata.img"), "--listen", f"unix://{tmp}/a.sock", "--kernel-cmdline",
-             "/dev/null", "--runtime", "runc", "--state-dir", str(tmp / "state"), "--shared-dir", shared,
-             "--sandbox-dir", str(tmp / "sandbox")],
-            env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify")}, stderr=subprocess.DEVNULL)
-        while b"READY=1" not in notify.recv(4096):
-            pass
+        dev, sim = write_inputs(tmp, make_chain(2048), render_document({"policy.rego": POLICY}))
+        agent = spawn(agent_argv(tmp, dev, sim), tmp, dev, stderr=subprocess.DEVNULL)
+        shared = agent.shared
         # direct: a bundle with the same spec on the unpacked tree
         bundle = tmp / "bundle"
         bundle.mkdir()
@@ -100,7 +73,7 @@ def main() -> int:
 
         set_subreaper()
         try:
-            with Client(f"unix://{tmp}/a.sock") as c:
+            with Client(agent.address) as c:
                 for i in range(args.runs + 1):
                     cid = f"bench{i}"
                     t0 = time.perf_counter()
@@ -133,8 +106,7 @@ def main() -> int:
                         direct.append(t3 - t2)
                         run_times.append(t5 - t4)
         finally:
-            agent.terminate()
-            agent.wait(timeout=60)
+            agent.stop()
             detach(loop)
     a, d, rr = statistics.median(via_agent), statistics.median(direct), statistics.median(run_times)
     result = {"agent_ms": round(a * 1000, 1), "runc_ms": round(d * 1000, 1), "runc_run_ms": round(rr * 1000, 1),

@@ -26,15 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fwgen import make_firmware  # noqa: E402
 
 from igvm import file as igf  # noqa: E402
 from igvm.defs import PlatformType  # noqa: E402
 from igvm.file import make  # noqa: E402
 from igvm.snp import pageinfo  # noqa: E402
 from igvm.snp.igvm_measure import measure  # noqa: E402
+from launcher.fwgen import make_firmware  # noqa: E402
 
 
 def best(fn: Callable[[], object], baseline: Callable[[], object], repeat: int) -> tuple[float, float]:

@@ -16,19 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from podreq import POLICY_TEXT, web_request  # noqa: E402
-
-from agent.policy import Policy  # noqa: E402
-from agent.policy.engine import MAX_COL, MAX_FILE_BYTES, MAX_LINES  # noqa: E402
-from agent.policy.serde import to_json  # noqa: E402
+from agent.policy import Policy
+from agent.policy.engine import MAX_COL, MAX_FILE_BYTES, MAX_LINES
+from agent.policy.serde import to_json
+from launcher.podspec import POLICY_TEXT, web_request
 
 
 def main() -> int:

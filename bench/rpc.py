@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SERVER = """
-import sys, time
-sys.path.insert(0, {root!r})
+import sys
 from agent.binding import Binding
 from agent.service import Agent
 from agent.ttrpc import TtrpcServer
@@ -56,7 +54,7 @@ def main() -> int:
     from agent.ctl import Client
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), tmp=tmp)],
+        server = subprocess.Popen([sys.executable, "-c", SERVER.format(tmp=tmp)], cwd=ROOT,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == "up"

@@ -18,12 +18,10 @@ ratio is what to compare across machines.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import site
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,12 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from agent.cli import render_document
+from agent.tee.simca import make_chain
+from launcher.localagent import agent_argv, spawn, write_inputs
+from launcher.podspec import POLICY_TEXT
 
-from agent import initdata  # noqa: E402
-from agent.cli import render_document  # noqa: E402
-from agent.tee.simca import make_chain, make_config  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def stage_agent(tmp: str) -> dict[str, str]:
@@ -49,24 +47,11 @@ def stage_agent(tmp: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([lib, *site.getsitepackages()])}
 
 
-def time_ready(cmd: list[str], tmp: str, env: dict[str, str]) -> float:
-    path = os.path.join(tmp, "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(path)
-        notify.settimeout(60)
-        env = {**env, "NOTIFY_SOCKET": path}
-        start = time.perf_counter()
-        # cwd outside the source tree, whatever the interpreter does with it
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=tmp)
-        try:
-            while b"READY=1" not in notify.recv(65536):
-                pass
-            elapsed = time.perf_counter() - start
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    os.unlink(path)
-    return elapsed
+def time_ready(cmd: list[str], tmp: Path, dev: Path, env: dict[str, str]) -> float:
+    # cwd outside the source tree, whatever the interpreter does with it
+    agent = spawn(cmd, tmp, dev, env=env, stderr=subprocess.DEVNULL, cwd=tmp)
+    agent.stop(timeout=30)
+    return agent.ready_seconds
 
 
 def time_exit(cmd: list[str]) -> float:
@@ -80,26 +65,19 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    policy = (ROOT / "tests" / "policies" / "pod.rego").read_text()
-    with tempfile.TemporaryDirectory() as tmp:
-        doc = render_document({"policy.rego": policy})
-        dev = os.path.join(tmp, "initdata.img")
-        with open(dev, "wb") as f:
-            f.write(initdata.encode_block(doc))
-        sim = os.path.join(tmp, "sim.json")
-        with open(sim, "w") as f:
-            f.write(make_config(make_chain(rsa_bits=2048), b"\x42" * 48, hashlib.sha256(doc).digest()).to_json())
-        env = stage_agent(tmp)
+    policy = POLICY_TEXT
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        dev, sim = write_inputs(tmp, make_chain(rsa_bits=2048), render_document({"policy.rego": policy}))
+        env = stage_agent(tmp_s)
         main_py = os.path.join(env["PYTHONPATH"].split(os.pathsep)[0], "agent", "__main__.py")
-        agent = [sys.executable, "-S", "-P", main_py, "--tee", "sim", "--sim-config", sim, "--initdata", dev,
-                 "--listen", f"unix://{tmp}/agent.sock", "--kernel-cmdline", "/dev/null",
-                 "--state-dir", f"{tmp}/state", "--shared-dir", f"{tmp}/shared", "--sandbox-dir", f"{tmp}/sandbox"]
+        agent = agent_argv(tmp, dev, sim, command=[sys.executable, "-S", "-P", main_py], runtime=None)
         base = [sys.executable, "-S", "-c", "pass"]
         ready, baseline = [], []
-        time_ready(agent, tmp, env)  # warm the page cache
+        time_ready(agent, tmp, dev, env)  # warm the page cache
         for _ in range(args.runs):
             baseline.append(time_exit(base))
-            ready.append(time_ready(agent, tmp, env))
+            ready.append(time_ready(agent, tmp, dev, env))
     med, med_base = statistics.median(ready), statistics.median(baseline)
     result = {"policy_bytes": len(policy), "ready_median_ms": round(med * 1000, 1),
               "python_pass_median_ms": round(med_base * 1000, 1), "ratio": round(med / med_base, 2),

@@ -11,17 +11,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agent.tee import open_provider, snp_report  # noqa: E402
-from agent.tee.simca import make_chain, make_config  # noqa: E402
-from verifier.api import verify  # noqa: E402
+from agent.tee import open_provider, snp_report
+from agent.tee.simca import make_chain, make_config
+from verifier.api import verify
 
 
 def rate(fn, seconds: float) -> float:  # type: ignore[no-untyped-def]

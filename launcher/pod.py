@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from launcher import layers
 
 SHARED = "/run/kata-containers/shared/containers"
 APPLETS = ("sh", "echo", "cat", "sleep", "kill", "pidof", "uname", "ls", "true")
@@ -58,11 +59,7 @@ def build_layer(dest: Path, busybox: str = "/usr/bin/busybox") -> Layer:
         raise PodError(f"the demo layer needs {busybox} (busybox-static) and mkfs.erofs (erofs-utils): make setup")
     tree = dest.with_suffix(".tree")
     shutil.rmtree(tree, ignore_errors=True)
-    for d in ("bin", "proc", "dev", "sys", "tmp", "etc"):
-        (tree / d).mkdir(parents=True)
-    shutil.copy(busybox, tree / "bin" / "busybox")
-    for applet in APPLETS:
-        os.symlink("busybox", tree / "bin" / applet)
+    layers.busybox_tree(tree, APPLETS, busybox)
     (tree / "etc" / "motd").write_text("this file comes from a dm-verity protected erofs layer\n")
     data = dest.with_suffix(".erofs")
     subprocess.run(["mkfs.erofs", "-T0", "-U", "00000000-0000-4000-8000-000000000000", "--all-root", "-x-1",
@@ -158,25 +155,13 @@ def container_request(cid: str, args: list[str], layer: Layer,
 
     Root.Path is what Kata's runtime sends; the agent does not use it (the root is the layer's overlay).
     """
-    namespaces = ["ipc", "uts", "mount", "network", "pid"]
     caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
-    return {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": device, "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={layer.root_hash}",
-                                         f"cocoon.verity.hashoffset={layer.hash_offset}"],
-                      "mount_point": f"{SHARED}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0",
-                "Process": {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "NoNewPrivileges": True,
-                            "Capabilities": {k: caps for k in ("Bounding", "Effective", "Permitted")}},
-                "Root": {"Path": f"{SHARED}/{cid}/rootfs"},
-                "Hostname": "demo-pod",
-                "Mounts": [{"destination": "/proc", "type": "proc", "source": "proc",
-                            "options": ["nosuid", "noexec", "nodev"]},
-                           {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                            "options": ["nosuid", "strictatime", "mode=755"]}],
-                "Linux": {"Namespaces": [{"Type": t} for t in namespaces]}},
-    }
+    return layers.container_request(
+        cid, args, device, layer.root_hash, layer.hash_offset, SHARED,
+        mounts=[layers.PROC_MOUNT, layers.DEV_MOUNT],
+        namespaces=["ipc", "uts", "mount", "network", "pid"],
+        process={"NoNewPrivileges": True, "Capabilities": {k: caps for k in ("Bounding", "Effective", "Permitted")}},
+        Hostname="demo-pod")
 
 
 def exec_request(cid: str, exec_id: str, args: list[str]) -> dict[str, Any]:

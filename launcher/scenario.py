@@ -131,7 +131,9 @@ class Session:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                out += vm.call(rpc, {"container_id": cid, "exec_id": exec_id, "len": 65536}, timeout=timeout).data
+                body = {"container_id": cid, "exec_id": exec_id, "len": 65536}
+                chunk: bytes = vm.call(rpc, body, timeout=timeout).data
+                out += chunk
             except RpcError as exc:
                 if "EOF" in exc.message:
                     return out

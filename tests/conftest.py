@@ -1,12 +1,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 DEBIAN_OVMF = Path("/usr/share/ovmf/OVMF.fd")
 

@@ -18,10 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent import initdata
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
 from agent.tee import certtable, snp_report
+from launcher.localagent import agent_argv, spawn, write_inputs
 
 POLICY = """package agent_policy
 import future.keywords.if
@@ -42,34 +42,19 @@ class Agent:
 
 
 @pytest.fixture
-def start_agent(tmp_path, sim_tee):  # type: ignore[no-untyped-def]
+def start_agent(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
     started: list[subprocess.Popen] = []  # type: ignore[type-arg]
 
     def start(doc: bytes, bound_doc: bytes | None = None) -> Agent:
-        dev = tmp_path / "initdata.img"
-        dev.write_bytes(initdata.encode_block(doc))
-        cfg = sim_tee(hashlib.sha256(bound_doc if bound_doc is not None else doc).digest())
-        notify_path = str(tmp_path / "notify")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(notify_path)
-        notify.settimeout(60)
-        sock, gsock = tmp_path / "agent.sock", tmp_path / "agent-grpc.sock"
-        env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+        dev, sim = write_inputs(tmp_path, sim_chain, doc, bound=bound_doc)
+        gsock = tmp_path / "agent-grpc.sock"
+        env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
         env.pop("INVOCATION_ID", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--tee", "sim", "--sim-config", cfg, "--initdata", str(dev),
-             "--listen", f"unix://{sock}", "--grpc-listen", f"unix://{gsock}", "--kernel-cmdline", "/dev/null",
-             "--state-dir", str(tmp_path / "state"), "--shared-dir", str(tmp_path / "shared"),
-             "--sandbox-dir", str(tmp_path / "sandbox"), "--runtime", "runc"],
-            env=env, stderr=subprocess.PIPE, text=True,
-        )
-        started.append(proc)
-        notes: list[str] = []
-        while not any("READY=1" in n for n in notes):
-            notes.append(notify.recv(65536).decode())
-        notify.close()
-        return Agent(proc, f"unix://{sock}", f"unix://{gsock}", notes)
+        agent = spawn(agent_argv(tmp_path, dev, sim, extra=["--grpc-listen", f"unix://{gsock}"]), tmp_path, dev,
+                      env=env)
+        started.append(agent.proc)
+        return Agent(agent.proc, agent.address, f"unix://{gsock}", agent.notes)
 
     yield start
     for proc in started:

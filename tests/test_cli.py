@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fwgen import make_firmware
 from sevsnpmeasure import guest as ssm_guest
 from sevsnpmeasure import vcpu_types as ssm_vcpu
 from sevsnpmeasure.sev_mode import SevMode
+
+from launcher.fwgen import make_firmware
 
 
 def cocoon(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tdxgen import World, make_quote
+from support.tdxgen import World, make_quote
 
 from agent.tee import tdx_report
 from verifier import collateral as col

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tdxgen import World
+from support.tdxgen import World
 
 from verifier import collateral as col
 from verifier.claims import Result

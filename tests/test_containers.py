@@ -15,13 +15,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agentproc import read_to_eof, start_agent
-from layers import attach, busybox_tree, detach, verity_layer
+from support.agentio import read_to_eof
 
 from agent.cli import render_document
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
 from image.pause import PAUSE, make_pause_rootfs
+from launcher import layers
+from launcher.layers import DEV_MOUNT, DEVPTS_MOUNT, NAMESPACES, PROC_MOUNT, attach, busybox_tree, detach, verity_layer
+from launcher.localagent import start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
 
@@ -49,12 +51,7 @@ default ExecProcessRequest := false
 ExecProcessRequest if { input.process.Args[0] == "echo" }
 """
 DOC = render_document({"policy.rego": POLICY})
-BASE_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-]
+BASE_MOUNTS = [PROC_MOUNT, DEV_MOUNT, DEVPTS_MOUNT]
 CAPS = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
 
 
@@ -95,20 +92,10 @@ def rootfs_of(agent_tmp: Path, cid: str) -> str:
 
 def container_request(cid: str, shared: str, layer: dict, args: list[str], device: str | None = None,
                       **extra: object) -> dict:
-    req = {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": device or layer["device"], "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={layer['root_hash']}",
-                                         f"cocoon.verity.hashoffset={layer['offset']}"],
-                      "mount_point": f"{shared}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0",
-                "Process": {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "NoNewPrivileges": True,
-                            "Capabilities": {k: CAPS for k in ("Bounding", "Effective", "Permitted")}},
-                "Root": {"Path": f"{shared}/{cid}/rootfs"},
-                "Mounts": BASE_MOUNTS,
-                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount", "network")]}},
-    }
-    req.update(extra)  # type: ignore[arg-type]
+    req = layers.container_request(
+        cid, args, device or layer["device"], layer["root_hash"], layer["offset"], shared, BASE_MOUNTS, NAMESPACES,
+        {"NoNewPrivileges": True, "Capabilities": {k: CAPS for k in ("Bounding", "Effective", "Permitted")}})
+    req.update(extra)
     return req
 
 

@@ -24,7 +24,6 @@ import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from podreq import POLICY_TEXT, web_request
 
 from agent.errors import PolicyError
 from agent.policy import Policy
@@ -32,6 +31,7 @@ from agent.policy.engine import Decision
 from agent.policy.serde import to_json
 from agent.protocols import agent_pb2
 from launcher import pod
+from launcher.podspec import POLICY_TEXT, web_request
 
 Edit = Callable[[dict[str, Any]], None]
 LAYER = pod.Layer(Path("/nonexistent/layer.img"), "ab" * 32, 8192)
@@ -284,12 +284,12 @@ def test_demo_policy_admits_what_the_demo_sends_and_records_it() -> None:
         p.close()
 
 
-def test_pod_rego_is_what_make_policy_writes() -> None:
-    """pod.rego is generated (python tests/policies/make_policy.py): a hand edit, or rules.rego changed without
+def test_pod_rego_is_what_podspec_writes() -> None:
+    """pod.rego is generated (python -m launcher.podspec): a hand edit, or rules.rego changed without
     regenerating, would test one policy and ship another."""
-    import make_policy
+    from launcher import podspec
 
-    assert make_policy.render() == POLICY_TEXT
+    assert podspec.render() == POLICY_TEXT
 
 
 def test_demo_policy_is_deterministic() -> None:
@@ -300,10 +300,10 @@ def test_demo_policy_is_deterministic() -> None:
 # --- pod.rego's pause container: the image's own pause, no storage --------------------------------
 
 def pause_dict(cid: str = "ba5eba11ba5eba11", **changes: Any) -> dict[str, Any]:
-    import make_policy
+    from launcher import podspec
 
     body = web_dict(cid)
-    p = make_policy.policy_data()["containers"][0]  # type: ignore[index]
+    p = podspec.policy_data()["containers"][0]
     oci = body["OCI"]
     ann = oci["Annotations"]
     ann.pop("io.kubernetes.cri.container-name")

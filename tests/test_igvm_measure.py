@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from fwgen import make_firmware
 from sevsnpmeasure import guest as ssm_guest
 from sevsnpmeasure import vcpu_types as ssm_vcpu
 from sevsnpmeasure.gctx import GCTX
@@ -23,6 +22,7 @@ from igvm.snp.hashes import from_files
 from igvm.snp.igvm_measure import ZeroPages, measure
 from igvm.tdx.igvm_mrtd import measure as tdx_measure
 from igvm.tdx.mrtd import tdvf_mrtd
+from launcher.fwgen import make_firmware
 
 
 def ssm(fw: Path, vcpus: int, vcpu_type: str, kernel: str | None = None, initrd: str | None = None,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from built import guest_kernel
+from support.built import guest_kernel
 
 from image import firmware
 

@@ -23,11 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agentproc import AgentProcess, allow_policy, read_to_eof, start_agent
-from layers import attach, busybox_tree, detach, verity_layer
+from support.agentio import read_to_eof
 
 from agent.ctl import Client
 from agent.rpc import RpcError
+from launcher.layers import (
+    DEV_MOUNT,
+    DEVPTS_MOUNT,
+    NAMESPACES,
+    PROC_MOUNT,
+    attach,
+    busybox_tree,
+    container_request,
+    detach,
+    verity_layer,
+)
+from launcher.localagent import LocalAgent, allow_policy, start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runc"), reason="needs root and runc")
 
@@ -40,12 +51,7 @@ POOL = 32  # the ttRPC server's worker threads (agent/ttrpc.py): started on dema
 POLICY = allow_policy("CreateSandbox", "DestroySandbox", "CreateContainer", "StartContainer", "ExecProcess",
                       "WaitProcess", "ReadStream", "WriteStream", "CloseStdin", "SignalProcess", "RemoveContainer",
                       "TtyWinResize", "GetOOMEvent")
-BASE_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-]
+BASE_MOUNTS = [PROC_MOUNT, DEV_MOUNT, DEVPTS_MOUNT]
 
 
 @pytest.fixture(scope="module")
@@ -67,18 +73,8 @@ def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
 
 
 def container(cid: str, shared: str, layer: dict, args: list[str], terminal: bool = False) -> dict:
-    return {
-        "container_id": cid, "exec_id": cid,
-        "storages": [{"driver": "blk", "source": layer["device"], "fstype": "erofs", "options": ["ro"],
-                      "driver_options": [f"cocoon.verity.roothash={layer['root_hash']}",
-                                         f"cocoon.verity.hashoffset={layer['offset']}"],
-                      "mount_point": f"{shared}/{cid}/layers/0"}],
-        "OCI": {"Version": "1.1.0",
-                "Process": {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "Terminal": terminal},
-                "Root": {"Path": f"{shared}/{cid}/rootfs"},
-                "Mounts": BASE_MOUNTS,
-                "Linux": {"Namespaces": [{"Type": t} for t in ("pid", "ipc", "uts", "mount", "network")]}},
-    }
+    return container_request(cid, args, layer["device"], layer["root_hash"], layer["offset"], shared, BASE_MOUNTS,
+                             NAMESPACES, {"Terminal": terminal})
 
 
 def process(args: list[str], terminal: bool = False) -> dict:
@@ -113,7 +109,7 @@ def mounts_below(root: Path) -> tuple[str, ...]:
     return tuple(sorted(p for p in points if p.startswith(prefix)))
 
 
-def held(agent: AgentProcess) -> Held:
+def held(agent: LocalAgent) -> Held:
     fds = []
     for fd in os.listdir(f"/proc/{agent.pid}/fd"):
         try:
@@ -127,7 +123,7 @@ def held(agent: AgentProcess) -> Held:
                 mounts_below(agent.tmp))
 
 
-def settled(agent: AgentProcess, baseline: Held, wait: float = 30.0) -> Held:
+def settled(agent: LocalAgent, baseline: Held, wait: float = 30.0) -> Held:
     """What the agent holds once it is back to ``baseline``, or after ``wait`` seconds of trying.
 
     A thread that answered the last call, or the reaper collecting the last runc, may take a
@@ -142,7 +138,7 @@ def settled(agent: AgentProcess, baseline: Held, wait: float = 30.0) -> Held:
         time.sleep(0.1)
 
 
-def steady(agent: AgentProcess) -> Held:
+def steady(agent: LocalAgent) -> Held:
     """A baseline: what the agent holds once threads that answered the last calls have ended."""
     last = held(agent)
     for _ in range(100):
@@ -189,7 +185,7 @@ def cycle(c: Client, cid: str, ids: list[str]) -> None:
             assert read_to_eof(c, cid, i, "ReadStderr") == f"err {i}\n".encode()
 
 
-def warm_up(agent: AgentProcess, cid: str) -> None:
+def warm_up(agent: LocalAgent, cid: str) -> None:
     """Bring the server's call pool to its full size (its threads stay; they are not per request)."""
     with ThreadPoolExecutor(POOL + 4) as pool:
         clients = [Client(agent.address) for _ in range(POOL + 4)]
@@ -224,7 +220,7 @@ def test_thousands_of_execs_leave_nothing_behind(agent, layer) -> None:  # type:
         c.call("RemoveContainer", {"container_id": cid})
 
 
-def pipe_of(agent: AgentProcess, needle: str, fd: int) -> str:
+def pipe_of(agent: LocalAgent, needle: str, fd: int) -> str:
     """What fd ``fd`` of the agent's child whose command line contains ``needle`` refers to (pipe:[N])."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -237,7 +233,7 @@ def pipe_of(agent: AgentProcess, needle: str, fd: int) -> str:
     raise AssertionError(f"no process runs {needle!r}")
 
 
-def agent_fds(agent: AgentProcess) -> set[str]:
+def agent_fds(agent: LocalAgent) -> set[str]:
     found = set()
     for fd in os.listdir(f"/proc/{agent.pid}/fd"):
         with contextlib.suppress(OSError):
@@ -332,7 +328,7 @@ def cocoon_dm_devices() -> list[str]:
     return found
 
 
-def shm_request(agent: AgentProcess) -> dict:
+def shm_request(agent: LocalAgent) -> dict:
     return {"hostname": "pod", "storages": [{"driver": "ephemeral", "source": "shm", "fstype": "tmpfs",
                                              "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=65536k"],
                                              "mount_point": f"{agent.tmp}/sandbox/shm"}]}

@@ -8,10 +8,10 @@ import shutil
 import subprocess
 
 import pytest
-from agentproc import start_agent
 
 from agent.ctl import Client
 from agent.rpc import Code, RpcError
+from launcher.localagent import start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2")
 NS = f"cocoon-test-{os.getpid()}"

@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from fwgen import DEFAULT_SEV, make_firmware
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from igvm import ovmf
 from igvm.errors import FirmwareError
 from igvm.snp.launch import SnpLaunch, snp_digest
 from igvm.tdx.mrtd import tdvf_mrtd
+from launcher.fwgen import DEFAULT_SEV, make_firmware
 
 
 def test_debian_ovmf_layout(debian_ovmf: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from google.protobuf import json_format
-from podreq import web_request
 
 from agent.service import request_json
 from cocoon.cli import main
+from launcher.podspec import web_request
 
 POLICY = "tests/policies/pod.rego"
 

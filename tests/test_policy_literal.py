@@ -15,11 +15,11 @@ import pytest
 import regorus
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from podreq import POLICY_TEXT
 
 from agent.errors import PolicyError
 from agent.policy import Policy, literal
 from agent.policy.engine import MAX_COL, MAX_FILE_BYTES, MAX_LINES
+from launcher.podspec import POLICY_TEXT
 
 HEAD = "package agent_policy\n\ndefault Allowed := false\nAllowed if { policy_data.allow == true }\n\n"
 

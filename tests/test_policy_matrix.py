@@ -11,13 +11,13 @@ import stat
 
 import pytest
 from google.protobuf import json_format
-from podreq import POLICY_TEXT, web_request
 
 from agent.binding import READY, Binding
 from agent.policy import Policy, literal
 from agent.protocols import agent_pb2
 from agent.rpc import Code, Context, RpcError
 from agent.service import Agent
+from launcher.podspec import POLICY_TEXT, web_request
 
 CPATH = "/run/kata-containers/shared/containers"
 CTX = Context("test")

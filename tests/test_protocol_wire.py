@@ -1,10 +1,10 @@
-"""Our .proto files against Kata's wire contract (tests/kata_wire.py, transcribed from upstream)."""
+"""Our .proto files against Kata's wire contract (tests/support/kata_wire.py, transcribed from upstream)."""
 
 from __future__ import annotations
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
-from kata_wire import ENUMS, HEALTH_RPCS, MESSAGES, RPCS
+from support.kata_wire import ENUMS, HEALTH_RPCS, MESSAGES, RPCS
 
 from agent.protocols import agent_pb2, csi_pb2, health_pb2, oci_pb2, types_pb2
 
@@ -110,7 +110,7 @@ def test_protos_cite_the_commit_the_table_was_read_at() -> None:
     import re
     from pathlib import Path
 
-    import kata_wire
+    from support import kata_wire
 
     commits = set(re.findall(r"main\s+@([0-9a-f]{40})", kata_wire.__doc__ or ""))
     assert len(commits) == 1, commits

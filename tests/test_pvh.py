@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from built import guest_kernel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.built import guest_kernel
 
 from launcher import pvh
 from launcher.qemu import Image, Machine

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from built import guest_kernel
-from fwgen import make_firmware
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.built import guest_kernel
 
 from agent.errors import ReportError
 from agent.tee import tdx_report
 from igvm.reference_values import SCHEMA, Inputs, generate
+from launcher.fwgen import make_firmware
 from verifier import refs
 from verifier.api import verify
 from verifier.refs import ReferenceValuesError, validate

@@ -23,7 +23,7 @@ CASES = {
     "reseed": agent_pb2.ReseedRandomDevRequest,
     "set_guest_date_time": agent_pb2.SetGuestDateTimeRequest,
     "copy_file": agent_pb2.CopyFileRequest,
-    # Fields and RPCs Kata added after our first transcription (tests/kata_wire.py names the commit):
+    # Fields and RPCs Kata added after our first transcription (tests/support/kata_wire.py names the commit):
     # Storage.shared, Route.mtu, GetDiagnosticDataRequest, AddSwapPathRequest.
     "create_sandbox": agent_pb2.CreateSandboxRequest,
     "update_routes": agent_pb2.UpdateRoutesRequest,

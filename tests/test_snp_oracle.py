@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fwgen import DEFAULT_SEV, make_firmware
 from sevsnpmeasure import guest as ssm_guest
 from sevsnpmeasure import vcpu_types as ssm_vcpu
 from sevsnpmeasure.sev_mode import SevMode
@@ -17,6 +16,7 @@ from igvm.snp.cpu import VCPU_SIGNATURES, vcpu_signature
 from igvm.snp.hashes import from_files
 from igvm.snp.launch import SnpLaunch, digests_per_vcpu_count, ovmf_digest, snp_digest
 from igvm.snp.vmsa import Vmm
+from launcher.fwgen import DEFAULT_SEV, make_firmware
 
 
 def oracle(fw: Path, vcpus: int, vcpu_type: str, features: int, *, kernel: str | None = None,

@@ -6,11 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from fwgen import make_firmware
 
 from igvm import ovmf
 from igvm.errors import FirmwareError
 from igvm.tdx.mrtd import tdvf_mrtd
+from launcher.fwgen import make_firmware
 
 
 def reference_mrtd(fw: ovmf.Ovmf, two_pass: bool) -> bytes:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tdxgen import World
+from support.tdxgen import World
 
 from agent.errors import ReportError
 from agent.tee import tdx_report
@@ -183,7 +183,7 @@ def _pem(*certs: x509.Certificate) -> bytes:
 def test_a_pck_key_cannot_issue_a_pck_certificate() -> None:
     """Before: [fake leaf <- real PCK leaf (cA false) <- CA <- root] passed tdx.pck_chain, the fake leaf's SGX
     extension (any FMSPC and SVNs) then judged against the TCB info as UpToDate."""
-    from tdxgen import PckChain, cert, make_quote, sgx_extension
+    from support.tdxgen import PckChain, cert, make_quote, sgx_extension
 
     w = World()
     fake_k = ec.generate_private_key(ec.SECP256R1())
@@ -195,7 +195,7 @@ def test_a_pck_key_cannot_issue_a_pck_certificate() -> None:
 
 
 def test_path_length_and_key_usage_of_a_ca_are_honoured() -> None:
-    from tdxgen import cert
+    from support.tdxgen import cert
 
     from verifier.tdx import _chain
 
@@ -264,7 +264,7 @@ def test_a_certificate_with_a_malformed_name_in_the_pck_chain_is_a_claim_not_a_t
 def test_a_pck_certificate_of_an_unknown_x509_version_is_a_claim() -> None:
     """Before: cryptography's InvalidVersion (not a ValueError) escaped verify_tdx from the quote's chain."""
     from cryptography.hazmat.primitives.serialization import Encoding
-    from tdxgen import PckChain, make_quote
+    from support.tdxgen import PckChain, make_quote
 
     w = World()
     der = bytearray(w.leaf.public_bytes(Encoding.DER))

@@ -8,9 +8,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from built import guest_kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.built import guest_kernel
 
 from igvm.tdx import eventlog, rtmr
 from igvm.tdx.eventlog import EventLogError

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from teedouble import KernelTsm, SevGuestDriver, TdxGuestDriver, snp_report_for
+from support.teedouble import KernelTsm, SevGuestDriver, TdxGuestDriver, snp_report_for
 
 from agent.errors import ReportError, TeeError
 from agent.tee import certtable, ioctl, open_provider, snp_report, tdx_report

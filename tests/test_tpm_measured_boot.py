@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import pytest
-from built import guest_kernel
+from support.built import guest_kernel
 
 from igvm.tdx import eventlog, rtmr
 from image.initrd import Cpio

@@ -10,15 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
-from agentproc import start_agent
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tdxgen import make_pck_chain, make_quote
+from support.tdxgen import make_pck_chain, make_quote
 
 from agent.errors import ReportError
 from agent.tee import certtable, open_provider
 from agent.tee.simca import make_chain, make_config
 from cocoon.cli import main
+from launcher.localagent import start_agent
 from verifier.api import verify
 from verifier.claims import Result
 from verifier.trust import AMD_PRODUCTS, AMD_SHA256, HERE, INTEL_ROOT_SHA256, amd_anchors

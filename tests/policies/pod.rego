@@ -1,5 +1,5 @@
 # cocoon's test policy rules, written in the shape genpolicy generates (package agent_policy,
-# one rule per request message, a policy_data document appended below by make_policy.py).
+# one rule per request message, a policy_data document appended below by launcher/podspec.py).
 # They are our own rules, not genpolicy's; they exercise the same mechanisms: request
 # defaults, regex placeholders, pstate bookkeeping through JSON-patch ops, exec allow-lists
 # tied to the container recorded at creation, and prints that explain a denial. They compare

@@ -33,21 +33,15 @@ class PckChain:
     leaf_key: ec.EllipticCurvePrivateKey
 
 
-def _cert(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:  # type: ignore[no-untyped-def]
-    now = datetime.datetime.now(datetime.UTC)
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-            .public_key(key.public_key()).serial_number(int.from_bytes(os.urandom(8), "big"))
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(issuer_key, hashes.SHA256()))
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def make_pck_chain() -> PckChain:
     root_k, inter_k, leaf_k = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = _cert("TEST SGX Root CA", root_k, "TEST SGX Root CA", root_k, True)
-    inter = _cert("TEST SGX PCK Platform CA", inter_k, "TEST SGX Root CA", root_k, True)
-    leaf = _cert("TEST SGX PCK Certificate", leaf_k, "TEST SGX PCK Platform CA", inter_k, False)
+    root = cert("TEST SGX Root CA", root_k, "TEST SGX Root CA", root_k, True)
+    inter = cert("TEST SGX PCK Platform CA", inter_k, "TEST SGX Root CA", root_k, True)
+    leaf = cert("TEST SGX PCK Certificate", leaf_k, "TEST SGX PCK Platform CA", inter_k, False)
     pem = serialization.Encoding.PEM
     return PckChain(root.public_bytes(pem), b"".join(c.public_bytes(pem) for c in (leaf, inter, root)), leaf_k)
 
@@ -109,14 +103,17 @@ def cert(subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool, ext: by
          window: tuple[datetime.datetime, datetime.datetime] | None = None) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     start, end = window or (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
          .public_key(key.public_key()).serial_number(int.from_bytes(os.urandom(8), "big"))
          .not_valid_before(start).not_valid_after(end)
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if ext is not None:
         b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX), ext), critical=False)
     return b.sign(issuer_key, hashes.SHA256())
+
+
+def _comps(svn: int) -> list[dict[str, int]]:
+    return [{"svn": svn} for _ in range(16)]
 
 
 def stamp(when: datetime.datetime) -> str:
@@ -151,14 +148,13 @@ class World:
                             self.leaf_k)
         self.chain_pem = self.signing.public_bytes(PEM) + self.root_pem
         issued, later = stamp(base - datetime.timedelta(days=1)), stamp(base + datetime.timedelta(days=200))
-        comps = lambda v: [{"svn": v} for _ in range(16)]  # noqa: E731
         self.tcb_info: dict[str, Any] = {
             "id": "TDX", "version": 3, "issueDate": issued, "nextUpdate": later,
             "fmspc": FMSPC.hex(), "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
             "tcbLevels": [
-                {"tcb": {"sgxtcbcomponents": comps(3), "pcesvn": 11, "tdxtcbcomponents": comps(0)},
+                {"tcb": {"sgxtcbcomponents": _comps(3), "pcesvn": 11, "tdxtcbcomponents": _comps(0)},
                  "tcbDate": "2026-08-01T00:00:00Z", "tcbStatus": "UpToDate"},
-                {"tcb": {"sgxtcbcomponents": comps(2), "pcesvn": 10, "tdxtcbcomponents": comps(0)},
+                {"tcb": {"sgxtcbcomponents": _comps(2), "pcesvn": 10, "tdxtcbcomponents": _comps(0)},
                  "tcbDate": "2025-08-01T00:00:00Z", "tcbStatus": "OutOfDate"}],
             # SEAM module identities (Intel's real documents list MRSIGNER 0 for Intel-signed modules)
             "tdxModule": {"mrsigner": "00" * 48, "attributes": "0000000000000000",

@@ -1,21 +1,28 @@
-#!/usr/bin/env python3
-"""Write pod.rego: rules.rego + the policy_data of cocoon's test pod, in genpolicy's shape (~70 KB).
+"""cocoon's test pod in genpolicy's shape: its policy (tests/policies/pod.rego) and the requests it allows.
 
-    python tests/policies/make_policy.py        # rewrite pod.rego (deterministic)
+    python -m launcher.podspec        # rewrite tests/policies/pod.rego: rules.rego + policy_data (deterministic)
 
 The pod ("demo-pod" in "default"): the pause container, "web" (runs from a
 dm-verity erofs layer whose root hash the policy pins, may exec two probe
 commands), "sidecar" and the workers. Five "worker-N"
 containers make the document as large as genpolicy's output for a real pod
 (~70 KB), so the startup and policy benchmarks pay for a realistic size.
+``web_request`` is a CreateContainerRequest for "web" as the Kata runtime would
+send it (tests and bench/policy.py).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from google.protobuf import json_format
+
+from agent.protocols import agent_pb2
+
+HERE = Path(__file__).resolve().parent.parent / "tests" / "policies"
 WEB_LAYER_ROOT_HASH = "5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70"
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
@@ -34,7 +41,7 @@ def caps(kind: str) -> dict[str, list[str]]:
 
 
 def mounts() -> list[dict[str, object]]:
-    out = [
+    out: list[dict[str, object]] = [
         {"destination": "/proc", "source": "proc", "type_": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "source": "tmpfs", "type_": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -85,7 +92,7 @@ def container(name: str, image: str, args: list[str], env_list: list[str], cap_k
     }
 
 
-def policy_data() -> dict[str, object]:
+def policy_data() -> dict[str, Any]:
     layer = {"driver": "blk", "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
              "source": "^/dev/vd[b-z]$", "fstype": "erofs", "options": ["ro"],
              "mount_point": "^$(cpath)/$(bundle-id)/layers/0$", "shared": False}
@@ -145,6 +152,67 @@ def policy_data() -> dict[str, object]:
 def render() -> str:
     rules = (HERE / "rules.rego").read_text()
     return rules + "\npolicy_data := " + json.dumps(policy_data(), indent=2) + "\n"
+
+
+# --- the requests it allows ------------------------------------------------------------------------------
+
+CPATH = "/run/kata-containers/shared/containers"
+POLICY_TEXT = (HERE / "pod.rego").read_text()
+
+
+def web_spec(container_id: str) -> dict[str, Any]:
+    data = policy_data()
+    web = data["containers"][1]
+    oci: dict[str, Any] = copy.deepcopy(web["OCI"])
+    oci["Root"] = {"Path": f"{CPATH}/{container_id}/rootfs", "Readonly": False}
+    oci["Annotations"] = {
+        **oci["Annotations"],
+        "io.kubernetes.cri.image-name": web["image"],
+        "io.kubernetes.cri.container-name": "web",
+        "io.kubernetes.cri.sandbox-name": "demo-pod",
+        "io.kubernetes.cri.sandbox-namespace": "default",
+        "io.kubernetes.cri.sandbox-id": "f" * 64,
+    }
+    proc = oci["Process"]
+    proc["Env"] = ["HOSTNAME=demo-pod" if e == "HOSTNAME=$(sandbox-name)" else e for e in proc["Env"]]
+    proc["Env"].append("WEB_SERVICE_HOST=100.64.0.10")
+    proc["Capabilities"] = {k: (DEFAULT_CAPS if v else []) for k, v in proc["Capabilities"].items()}
+    mounts = []
+    for m in oci["Mounts"]:
+        source = m["source"]
+        if source.startswith("^"):  # a regex in the policy: the runtime's concrete path
+            source = f"{CPATH}/{container_id}-0123456789abcdef-{m['destination'].rsplit('/', 1)[-1]}"
+        mounts.append({"destination": m["destination"], "source": source, "type": m["type_"],
+                       "options": m["options"]})
+    oci["Mounts"] = mounts
+    oci["Linux"]["Namespaces"] = [{"Type": ns["Type"], "Path": ""} for ns in oci["Linux"]["Namespaces"]]
+    return oci
+
+
+def web_request(container_id: str = "c0ffee00c0ffee00", **edits: Any) -> agent_pb2.CreateContainerRequest:
+    """A CreateContainerRequest the test policy allows; ``edits`` are applied to its JSON first."""
+    body: dict[str, Any] = {
+        "container_id": container_id,
+        "exec_id": container_id,
+        "storages": [{
+            "driver": "blk",
+            "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
+            "source": "/dev/vdb", "fstype": "erofs", "options": ["ro"],
+            "mount_point": f"{CPATH}/{container_id}/layers/0",
+        }],
+        "OCI": web_spec(container_id),
+    }
+    for path, value in edits.items():
+        node = body
+        keys = path.split("__")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        last = keys[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return json_format.ParseDict(body, agent_pb2.CreateContainerRequest())
 
 
 if __name__ == "__main__":

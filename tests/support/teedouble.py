@@ -16,6 +16,7 @@ import ctypes
 import errno
 import os
 from collections.abc import Callable
+from typing import Any
 
 from agent.tee import snp_report, tdx_report
 from agent.tee.ioctl import (
@@ -43,11 +44,11 @@ class KernelTsm:
         self.provider = provider
         self.make_outblob = make_outblob
         self.auxblob = auxblob
-        self.reports: dict[str, dict] = {}
-        self.on_outblob: Callable[[dict], None] | None = None
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.on_outblob: Callable[[dict[str, Any]], None] | None = None
         self.removed: list[str] = []
 
-    def _entry(self, path: str) -> tuple[dict, str]:
+    def _entry(self, path: str) -> tuple[dict[str, Any], str]:
         directory, attr = os.path.split(path)
         if directory not in self.reports:
             raise OSError(errno.ENOENT, "No such file or directory")
@@ -90,9 +91,10 @@ class KernelTsm:
                 raise OSError(errno.EINVAL, "Invalid argument")
             if self.on_outblob:
                 self.on_outblob(entry)
-            if entry["outblob"] is None:
-                entry["outblob"] = self.make_outblob(entry["inblob"])
-            return entry["outblob"]
+            out: bytes | None = entry["outblob"]
+            if out is None:
+                out = entry["outblob"] = self.make_outblob(entry["inblob"])
+            return out
         if attr == "auxblob":
             if self.auxblob is None:
                 raise OSError(errno.ENOENT, "No such file or directory")

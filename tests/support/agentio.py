@@ -1,0 +1,17 @@
+"""Reading a process's output from an agent the way the tests assert on it."""
+
+from __future__ import annotations
+
+from agent.ctl import Client
+from agent.rpc import RpcError
+
+
+def read_to_eof(client: Client, cid: str, exec_id: str, rpc: str = "ReadStdout") -> bytes:
+    """Everything a process wrote to one stream, until the agent reports EOF."""
+    out = b""
+    while True:
+        try:
+            out += client.call(rpc, {"container_id": cid, "exec_id": exec_id, "len": 65536}).data
+        except RpcError as exc:
+            assert "EOF" in exc.message, exc
+            return out
