@@ -1,7 +1,7 @@
 # cocoon — one set-up command, one test command.
 #   make setup   system packages (Debian bookworm + bookworm-backports) and .venv with pinned PyPI packages
-#   make demo    build the guest image if missing, boot it under QEMU, attest it, run a pod
-#   make test    lint + every test (unit, image build x2, QEMU end-to-end)
+#   make demo    set up if needed, build the guest image if missing, boot it under QEMU, attest it, run a pod
+#   make test    set up if needed, lint (ruff + mypy) + every test (unit, image build x2, QEMU end-to-end)
 #   make bench   performance figures (ratios to a baseline measured in the same run)
 SHELL := /bin/bash
 VENV ?= .venv
@@ -50,21 +50,24 @@ $(VENV)/.installed: pyproject.toml igvm/snp/_sha384mb.c
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# ruff, then mypy (strict; pyproject's [tool.mypy]); qemu-tests/ apart: its conftest would clash with tests/'s
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy qemu-tests
 
 # tests/ then qemu-tests/ (the built image booted under QEMU); COCOON_SKIP_IMAGE=1 skips both image parts.
 # COCOON_LOCK=report: a Debian update since the lock was written is printed, not fatal (image/lock.py).
-test: lint
+test: setup lint
 	COCOON_REPRO=$${COCOON_REPRO-1} COCOON_LOCK=$${COCOON_LOCK-report} $(PY) -m pytest -q tests qemu-tests
 
 # Only the QEMU end-to-end scenarios (builds the image into build/qemu-image unless COCOON_QEMU_IMAGE=out).
-qemu-test: venv
+qemu-test: setup
 	$(PY) -m pytest -q qemu-tests
 
 # The main job: build what is missing, boot under QEMU with the sim TEE, show every guarantee hold.
 # COCOON_LOCK=report as for the tests: a Debian update since the lock was written is a warning (docs/decisions.md).
-demo: venv
+demo: setup
 	COCOON_LOCK=$${COCOON_LOCK-report} $(VENV)/bin/cocoon demo --image out
 
 bench: venv

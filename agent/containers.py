@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
 
-from agent import __version__
+import agent
 from agent.errors import AgentError
 from agent.ocispec import _process, network_sysctls, to_config
 from agent.protocols import agent_pb2
@@ -726,7 +726,7 @@ class Backend:
         return agent_pb2.GuestDetailsResponse(
             mem_block_size_bytes=size,
             support_mem_hotplug_probe=os.path.exists("/sys/devices/system/memory/probe"),
-            agent_details=agent_pb2.AgentDetails(version=__version__, init_daemon=os.getpid() == 1,
+            agent_details=agent_pb2.AgentDetails(version=agent.__version__, init_daemon=os.getpid() == 1,
                                                  storage_handlers=ANNOUNCED),
         )
 

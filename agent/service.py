@@ -26,7 +26,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from agent import __version__
+import agent
 from agent import evidence as evidence_mod
 from agent.binding import Binding
 from agent.errors import AgentError, PolicyError, TeeError
@@ -230,7 +230,8 @@ class Agent:
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
     def version(self, req: health_pb2.CheckRequest, ctx: Context) -> health_pb2.VersionCheckResponse:
-        return health_pb2.VersionCheckResponse(grpc_version=__version__, agent_version=f"cocoon {__version__}")
+        version = agent.__version__
+        return health_pb2.VersionCheckResponse(grpc_version=version, agent_version=f"cocoon {version}")
 
     def get_evidence(self, req: cocoon_pb2.GetEvidenceRequest, ctx: Context) -> cocoon_pb2.GetEvidenceResponse:
         if not self.binding.ready or self.binding.tee is None:

@@ -66,7 +66,7 @@ _WARMUP_SCALAR = (0x6B6F636F6F6E).to_bytes(48, "big")
 
 
 def document() -> bytes:
-    from agent.cli import render_document
+    from agent.initdata import render_document
 
     return render_document({"policy.rego": POLICY})
 

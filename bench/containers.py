@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.cli import render_document
-from agent.ctl import Client
+from agent.initdata import render_document
 from agent.ocispec import to_config
-from agent.tee.simca import make_chain
+from launcher.client import Client
 from launcher.layers import attach, busybox_tree, container_request, detach, verity_layer
 from launcher.localagent import agent_argv, allow_policy, spawn, write_inputs
+from launcher.simca import make_chain
 
 POLICY = allow_policy("CreateContainer", "StartContainer", "WaitProcess", "RemoveContainer")
 

@@ -51,7 +51,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    from agent.ctl import Client
+    from launcher.client import Client
 
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen([sys.executable, "-c", SERVER.format(tmp=tmp)], cwd=ROOT,

@@ -29,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.cli import render_document
-from agent.tee.simca import make_chain
+from agent.initdata import render_document
 from launcher.localagent import agent_argv, spawn, write_inputs
 from launcher.podspec import POLICY_TEXT
+from launcher.simca import make_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from agent.tee import open_provider, snp_report
-from agent.tee.simca import make_chain, make_config
+from launcher.simca import make_chain, make_config
 from verifier.api import verify
 
 

@@ -19,10 +19,10 @@ from cocoon import __version__
 #: (``cocoon measure`` need not load the agent, the policy engine or the verifier)
 SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "igvm.cli": ("measure", "igvm", "reference-values"),
-    "agent.cli": ("initdata", "sim-tee"),
-    "agent.policy.cli": ("policy",),
-    "agent.ctl": ("ctl",),
-    "verifier.cli": ("verify",),
+    "cocoon.initdata_cli": ("initdata", "sim-tee"),
+    "cocoon.policy_cli": ("policy",),
+    "cocoon.ctl": ("ctl",),
+    "cocoon.verify": ("verify",),
     "launcher.cli": ("launch", "demo"),
 }
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent import initdata
-from agent.cli import render_document
-from agent.tee.simca import SimChain, make_config
+from agent.initdata import render_document
+from launcher.simca import SimChain, make_config
 
 MEASUREMENT = b"\x42" * 48
 SOCKET = "agent.sock"

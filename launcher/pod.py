@@ -144,7 +144,7 @@ def _denied_requests() -> list[str]:
 
 
 def initdata_document(layer: Layer, chaos: bool = False) -> bytes:
-    from agent.cli import render_document
+    from agent.initdata import render_document
 
     return render_document({"policy.rego": policy(layer, chaos)})
 

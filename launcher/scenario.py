@@ -58,7 +58,7 @@ class Session:
     # --- what the launcher prepares -------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
         """Chain, layer, initdata, sim PSP document; returns what was measured and bound."""
-        from agent.tee.simca import make_chain, make_config
+        from launcher.simca import make_chain, make_config
 
         chain = make_chain()
         self.trust = self.work / "sim-trust.pem"

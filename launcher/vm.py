@@ -85,7 +85,7 @@ class Vm:
     def client(self, timeout: float = 240) -> Any:
         """The VM's one agent connection (made on first use, once QEMU created the socket)."""
         if self._client is None:
-            from agent.ctl import Client
+            from launcher.client import Client
 
             deadline = time.monotonic() + timeout
             while True:

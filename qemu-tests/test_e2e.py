@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.ctl import Client
 from agent.rpc import Code, RpcError
 from launcher import pod
+from launcher.client import Client
 from launcher.qemu import Image
 from launcher.scenario import Session, denied
 

@@ -20,7 +20,7 @@ def debian_ovmf() -> Path:
 @pytest.fixture(scope="session")
 def sim_chain():  # type: ignore[no-untyped-def]
     """One sim ARK/ASK/VCEK chain per session: RSA-4096 key generation costs about a second."""
-    from agent.tee.simca import make_chain
+    from launcher.simca import make_chain
 
     return make_chain()
 
@@ -28,7 +28,7 @@ def sim_chain():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def sim_tee(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
     """Factory: write a sim TEE config for the given HOSTDATA and return its path."""
-    from agent.tee.simca import make_config
+    from launcher.simca import make_config
 
     def make(host_data: bytes, measurement: bytes = b"\x42" * 48) -> str:
         path = tmp_path / f"sim-{host_data.hex()[:8]}.json"

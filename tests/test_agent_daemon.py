@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.ctl import Client
 from agent.rpc import Code, RpcError
 from agent.tee import certtable, snp_report
+from launcher.client import Client
 from launcher.localagent import agent_argv, spawn, write_inputs
 
 POLICY = """package agent_policy

@@ -120,9 +120,9 @@ def test_ctl_verifies_before_sending(tmp_path, sim_chain, capsys) -> None:  # ty
     """`cocoon ctl --atls` sends its RPC only after the certificate's evidence verified."""
     import json
 
-    from agent.cli import render_document
-    from agent.tee.simca import make_config
+    from agent.initdata import render_document
     from cocoon.cli import main
+    from launcher.simca import make_config
 
     doc = render_document({"policy.rego": "package agent_policy\n"})
     img = tmp_path / "initdata.img"

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from support.agentio import read_to_eof
 
-from agent.cli import render_document
-from agent.ctl import Client
+from agent.initdata import render_document
 from agent.rpc import Code, RpcError
 from image.pause import PAUSE, make_pause_rootfs
 from launcher import layers
+from launcher.client import Client
 from launcher.layers import DEV_MOUNT, DEVPTS_MOUNT, NAMESPACES, PROC_MOUNT, attach, busybox_tree, detach, verity_layer
 from launcher.localagent import start_agent
 

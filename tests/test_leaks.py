@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from support.agentio import read_to_eof
 
-from agent.ctl import Client
 from agent.rpc import RpcError
+from launcher.client import Client
 from launcher.layers import (
     DEV_MOUNT,
     DEVPTS_MOUNT,

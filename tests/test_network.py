@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from agent.ctl import Client
 from agent.rpc import Code, RpcError
+from launcher.client import Client
 from launcher.localagent import start_agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2")

@@ -6,7 +6,6 @@ import pytest
 from google.protobuf import empty_pb2
 
 from agent.binding import READY, Binding
-from agent.ctl import Client, catalog
 from agent.grpc_server import GrpcServer
 from agent.policy import Policy
 from agent.protocols import agent_pb2
@@ -14,6 +13,7 @@ from agent.rpc import Code, RpcError
 from agent.service import REFUSED, Agent
 from agent.transport import parse
 from agent.ttrpc import TtrpcServer
+from launcher.client import Client, catalog
 
 RPCS = [m for m in agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods]
 ALLOW_ALL = "package agent_policy\n" + "".join(

@@ -43,7 +43,7 @@ def test_sim_report_is_signed_by_the_chain_it_ships(sim_tee) -> None:  # type: i
 
 
 def test_sim_report_with_foreign_key_fails_verification(sim_tee, sim_chain) -> None:  # type: ignore[no-untyped-def]
-    from agent.tee.simca import make_chain
+    from launcher.simca import make_chain
 
     other = make_chain(rsa_bits=2048)
     ev = open_provider("sim", sim_config=sim_tee(HOST)).report(RD)
@@ -81,7 +81,7 @@ def test_sim_config_missing_and_garbage(tmp_path) -> None:  # type: ignore[no-un
 
 def test_chain_and_signature_helpers(sim_tee, sim_chain) -> None:  # type: ignore[no-untyped-def]
     from agent.tee import snp_chain
-    from agent.tee.simca import make_chain
+    from launcher.simca import make_chain
 
     ev = open_provider("sim", sim_config=sim_tee(HOST)).report(RD)
     rep = snp_chain.verify_evidence(ev.report, ev.aux, sim_chain.ark_pem)

@@ -16,9 +16,9 @@ from support.tdxgen import make_pck_chain, make_quote
 
 from agent.errors import ReportError
 from agent.tee import certtable, open_provider
-from agent.tee.simca import make_chain, make_config
 from cocoon.cli import main
 from launcher.localagent import start_agent
+from launcher.simca import make_chain, make_config
 from verifier.api import verify
 from verifier.claims import Result
 from verifier.trust import AMD_PRODUCTS, AMD_SHA256, HERE, INTEL_ROOT_SHA256, amd_anchors

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from agent.errors import ReportError
 from agent.tee import open_provider
-from agent.tee.simca import make_config
 from cocoon.cli import main
+from launcher.simca import make_config
 from verifier import api
 from verifier.api import evidence_kind, verify
 

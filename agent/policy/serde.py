@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -65,7 +65,9 @@ def _synthetic(oneof: Any) -> bool:
 
 def _is_repeated(f: FieldDescriptor) -> bool:
     is_repeated = getattr(f, "is_repeated", None)
-    return bool(is_repeated) if is_repeated is not None else f.label == FieldDescriptor.LABEL_REPEATED
+    # protobuf >= 5.28 has is_repeated; older runtimes only label (absent from newer stubs)
+    label = getattr(f, "label", None)
+    return bool(is_repeated) if is_repeated is not None else label == FieldDescriptor.LABEL_REPEATED
 
 
 def _scalar(f: FieldDescriptor, value: Any) -> Any:
@@ -98,7 +100,8 @@ def to_dict(msg: Message) -> dict[str, Any]:
             if which is None:
                 out[key] = None
             else:
-                member = msg.DESCRIPTOR.fields_by_name[which]
+                # the upb runtime's descriptor class, which the stubs type apart from the Python one
+                member = cast(FieldDescriptor, msg.DESCRIPTOR.fields_by_name[which])
                 out[key] = {rust_name(which): _value(member, getattr(msg, which))}
     return out
 

@@ -1,13 +1,16 @@
-"""Regenerate the Python protobuf and gRPC modules from the .proto files here.
+"""Regenerate the Python protobuf modules from the .proto files here.
 
-    python -m agent.protocols.generate           # rewrite the *_pb2*.py files and *_pb2.pyi stubs
+    python -m agent.protocols.generate           # rewrite the *_pb2.py files and *_pb2.pyi stubs
     python -m agent.protocols.generate --check   # exit 1 if they are stale
 
 The generated modules are committed so the guest image needs no protoc; the
 test suite runs ``--check`` so a .proto edit without regeneration fails CI.
 The ``.pyi`` stubs exist for the type checker only (protobuf builds message
 classes at import time, so mypy sees no names in the modules themselves); the
-image does not install them.
+image does not install them. No ``*_pb2_grpc`` stubs: the gRPC server routes
+through generic handlers built from the descriptors (agent/grpc_server.py) and
+host clients call by method path (launcher/client.py), so stubs would ship in
+the guest unused.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PROTOS = ("types.proto", "oci.proto", "csi.proto", "health.proto", "agent.proto", "ttrpc.proto", "cocoon.proto")
-WITH_GRPC = ("health.proto", "agent.proto", "cocoon.proto")
 
 
 def generate(out: Path) -> list[Path]:
@@ -34,15 +36,11 @@ def generate(out: Path) -> list[Path]:
     for proto in PROTOS:
         rel = f"agent/protocols/{proto}"
         args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}"]
-        if proto in WITH_GRPC:
-            args.append(f"--grpc_python_out={out}")
         if protoc.main([*args, rel]) != 0:
             raise SystemExit(f"protoc failed on {rel}")
         stem = proto.removesuffix(".proto")
         produced.append(Path("agent/protocols") / f"{stem}_pb2.py")
         produced.append(Path("agent/protocols") / f"{stem}_pb2.pyi")
-        if proto in WITH_GRPC:
-            produced.append(Path("agent/protocols") / f"{stem}_pb2_grpc.py")
     return produced
 
 

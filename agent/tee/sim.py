@@ -8,7 +8,7 @@ sim/raw``; tests pass a file. A verifier accepts such evidence only when told
 to trust the sim chain, so a sim VM can never pass for real hardware.
 
 The document (schema ``cocoon.sim-tee/v1``) is JSON written by
-``agent.tee.simca``: ``measurement`` (48 bytes hex), ``host_data`` (32
+``launcher.simca``: ``measurement`` (48 bytes hex), ``host_data`` (32
 hex), ``policy``, ``chip_id`` (64 hex), ``tcb`` (u64), ``vcek_private_key``
 (the 48-byte EC P-384 scalar, hex: loading it needs no ASN.1/PEM machinery,
 which keeps agent startup short) and ``certificates`` (PEM of vcek, ask,

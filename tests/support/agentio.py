@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.ctl import Client
 from agent.rpc import RpcError
+from launcher.client import Client
 
 
 def read_to_eof(client: Client, cid: str, exec_id: str, rpc: str = "ReadStdout") -> bytes:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import initdata
-from agent.cli import render_document
+from agent.initdata import render_document
 from agent.tee import open_provider, snp_report
 from cocoon.cli import main
 

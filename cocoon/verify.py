@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
         collateral = load_collateral(*(_read_bytes(path) for path in given))
     if args.address:
-        from agent.ctl import Client
         from agent.rpc import RpcError
+        from launcher.client import Client
 
         nonce = nonce if nonce is not None else os.urandom(32)
         body: dict[str, Any] = {"nonce": base64.b64encode(nonce).decode()}

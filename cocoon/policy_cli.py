@@ -40,7 +40,7 @@ def _read_policy(path: str) -> str:
 
 def _endpoint(name: str) -> str:
     """Accept the message name or the RPC name (ReadStdout -> ReadStreamRequest)."""
-    from agent.ctl import catalog
+    from launcher.client import catalog
 
     rpcs = catalog()
     if name in rpcs:
@@ -58,15 +58,15 @@ def _load_json(path: str, what: str) -> Any:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from agent.policy import Policy
-    from agent.policy.explain import render, stops
+    from cocoon.policy_explain import render, stops
 
     endpoint = _endpoint(args.request)
     doc = _load_json(args.input, "input")
     if args.proto:
         from google.protobuf import json_format
 
-        from agent.ctl import catalog
         from agent.service import request_json
+        from launcher.client import catalog
 
         msgs = {r.request.DESCRIPTOR.name: r.request for r in catalog().values()}
         if endpoint not in msgs:
@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_hash(args: argparse.Namespace) -> int:
     from agent import initdata
-    from agent.cli import render_document
+    from agent.initdata import render_document
 
     text = _read_policy(args.policy)
     d = initdata.parse_document(render_document({"policy.rego": text}, args.algorithm), args.policy)
