@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from .defs import (
     ARCH_AARCH64,
@@ -407,8 +407,9 @@ def _validate(headers: Sequence[Header], data_start: int, size: int) -> None:
             raise IgvmError(at, "GUEST_POLICY mask must name exactly one declared platform")
         if kind.data is not None:
             offset = h.int("file_offset")
-            nbytes = data_size(h)
-            assert nbytes is not None
+            sized = data_size(h)
+            assert sized is not None
+            nbytes = sized
             if offset and (offset < data_start or offset + nbytes > size):
                 raise IgvmError(at, f"{kind.name} data [{offset:#x}, {offset + nbytes:#x}) lies outside "
                                     f"the file data region [{data_start:#x}, {size:#x})")
@@ -422,7 +423,8 @@ def _plain_page_ok(h: Header, declared: int, data_start: int, size: int, pages: 
     A 1 GiB image has 262144 of these, so they are checked with plain tuple
     and integer operations; the full path gives the precise error message.
     """
-    gpa, mask, file_offset, flags, data_type, reserved = h.values  # type: ignore[misc]
+    # PAGE_DATA's six fields are all integers (its defs.py layout); the tuple type cannot say so
+    gpa, mask, file_offset, flags, data_type, reserved = cast("tuple[int, int, int, int, int, int]", h.values)
     if reserved or flags & ~0x6 or data_type > 3 or gpa & 0xFFF or mask & (mask - 1) or not mask & declared:
         return False
     if file_offset and (file_offset < data_start or file_offset + PAGE_SIZE > size):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 from ..defs import PAGE_SIZE, PAGE_SIZE_2M, PageDataFlags, PageDataType, PlatformType
 from ..file import Header, IgvmFile
@@ -68,12 +69,13 @@ def measure(igvm: IgvmFile, *, zero_pages: ZeroPages = ZeroPages.NORMAL, workers
         for h in igvm.headers:
             code = h.code & 0x7FFFFFFF
             if code == 0x302:
-                gpa, hmask, file_offset, flags, dtype, _ = h.values
+                # PAGE_DATA's six fields are all integers (its defs.py layout)
+                gpa, hmask, file_offset, flags, dtype, _ = cast("tuple[int, int, int, int, int, int]", h.values)
                 if not hmask & mask or flags & _SHARED:
                     continue
                 if dtype == 0 and not flags & (_UNMEASURED | _LARGE) and file_offset:
-                    batch_gpas.append(gpa)  # type: ignore[arg-type]
-                    batch_offsets.append(file_offset)  # type: ignore[arg-type]
+                    batch_gpas.append(gpa)
+                    batch_offsets.append(file_offset)
                     if len(batch_offsets) >= BATCH_PAGES:
                         submit()
                     continue
