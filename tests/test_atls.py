@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import ssl
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -63,6 +64,7 @@ def test_certificate_carries_evidence_bound_to_nonce(atls_server) -> None:  # ty
     nonce = os.urandom(48)
     with handshake(host, port, nonce) as tls:
         der = tls.getpeercert(binary_form=True)
+        assert der is not None
         ev = evidence_from_certificate(der)
         cert = x509.load_der_x509_certificate(der)
         spki = cert.public_key().public_bytes(serialization.Encoding.DER,
@@ -110,7 +112,9 @@ def test_tampered_certificate_is_rejected(atls_server) -> None:  # type: ignore[
     start, binding = atls_server
     host, port = start(binding)
     with handshake(host, port, b"n") as tls:
-        der = bytearray(tls.getpeercert(binary_form=True))
+        raw = tls.getpeercert(binary_form=True)
+        assert raw is not None
+        der = bytearray(raw)
     der[-10] ^= 1  # inside the signature
     with pytest.raises(AtlsError):
         evidence_from_certificate(bytes(der))
@@ -199,7 +203,7 @@ def test_atls_serves_descriptors_past_1024(atls_server) -> None:  # type: ignore
     if hard != resource.RLIM_INFINITY and hard < 2048:
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 2048")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
-    filler = []
+    filler: list[Any] = []
     try:
         while len(filler) < 1100:
             filler.append(os.open("/dev/null", os.O_RDONLY))

@@ -73,7 +73,9 @@ def test_each_check_fails_alone() -> None:
 def test_tdx_module_identity_checks() -> None:
     w = World()
     # a major-version-1 module: its identity TDX_01 and, by SVN, its TCB level
-    svn = lambda svn, major: bytes([svn, major]) + bytes(14)  # noqa: E731
+    def svn(svn: int, major: int) -> bytes:
+        return bytes([svn, major]) + bytes(14)
+
     r = w.verify(tee_tcb_svn=svn(5, 1))
     assert failed(r) == [] and claims(r)["tdx.tcb.module.status"] == "pass"
     r = w.verify(tee_tcb_svn=svn(3, 1))
@@ -146,6 +148,7 @@ def test_without_collateral_the_result_says_it_was_skipped() -> None:
 def test_genuine_pck_certificate_sgx_extension() -> None:
     raw = tdx_report.trim_padding(base64.b64decode((DATA / "tdx-v4-gcp.quote.b64").read_text()))
     q = tdx_report.parse_quote(raw)
+    assert q.qe_certification is not None
     leaf = x509.load_pem_x509_certificates(q.qe_certification.pck_cert_data.rstrip(b"\0"))[0]
     tcb = col.pck_tcb(leaf)
     assert len(tcb.fmspc) == 6 and len(tcb.sgx_svns) == 16 and len(tcb.pce_id) == 2

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.agentio import read_to_eof
@@ -90,8 +91,8 @@ def rootfs_of(agent_tmp: Path, cid: str) -> str:
     return f"{agent_tmp}/state/containers/{cid}/rootfs"
 
 
-def container_request(cid: str, shared: str, layer: dict, args: list[str], device: str | None = None,
-                      **extra: object) -> dict:
+def container_request(cid: str, shared: str, layer: dict[str, Any], args: list[str], device: str | None = None,
+                      **extra: object) -> dict[str, Any]:
     req = layers.container_request(
         cid, args, device or layer["device"], layer["root_hash"], layer["offset"], shared, BASE_MOUNTS, NAMESPACES,
         {"NoNewPrivileges": True, "Capabilities": {k: CAPS for k in ("Bounding", "Effective", "Permitted")}})
@@ -354,7 +355,7 @@ def test_agent_stop_removes_its_containers(tmp_path, sim_chain, layer) -> None: 
 SANDBOX = {"io.kubernetes.cri.container-type": "sandbox"}
 
 
-def pause_request(cid: str, shared: str, args: list[str] | None = None, **extra: object) -> dict:
+def pause_request(cid: str, shared: str, args: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     """The sandbox (pause) container as containerd sends it: no storage, the pause image's /pause."""
     req = container_request(cid, shared, {"device": "", "root_hash": "", "offset": 0}, args or ["/pause"],
                             storages=[], **extra)
@@ -371,7 +372,7 @@ def runc_pid(tmp: Path, cid: str) -> int:
     return int(json.loads(out)["pid"])
 
 
-def run_to_end(c: Client, req: dict) -> tuple[str, int]:
+def run_to_end(c: Client, req: dict[str, Any]) -> tuple[str, int]:
     cid = req["container_id"]
     c.call("CreateContainer", req)
     c.call("StartContainer", {"container_id": cid})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def setter(path: str, value: Any) -> Edit:
 
 def appender(path: str, value: Any) -> Edit:
     def edit(body: dict[str, Any]) -> None:
-        node = body
+        node: Any = body
         for key in path.split("."):
             node = node.setdefault(key, [] if key == path.rsplit(".", 1)[-1] else {})
         node.append(copy.deepcopy(value))
@@ -226,6 +226,7 @@ def test_exec_with_one_field_changed_is_denied(example: Example, tamper: str) ->
 
 def test_the_tampers_change_what_they_say() -> None:
     """Guard against a row that edits nothing (and so would pass only by accident)."""
+    make: Callable[[], dict[str, Any]]
     for table, make in ((CREATE_TAMPERS, lambda: web_dict(CID)),
                         (EXEC_TAMPERS, lambda: pod.exec_request(CID, "probe", pod.PROBE_COMMAND))):
         for name, (edit, _) in table.items():
@@ -321,7 +322,7 @@ def pause_dict(cid: str = "ba5eba11ba5eba11", **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def rego() -> Policy:
+def rego() -> Iterator[Policy]:
     p = Policy(POLICY_TEXT)
     yield p
     p.close()

@@ -271,7 +271,7 @@ def test_compare_names_the_first_differing_file(tmp_path: Path) -> None:
     (tmp_path / "a" / "usr" / "f").write_text("1")
     (tmp_path / "b" / "usr" / "f").write_text("2")
     assert first_difference(tmp_path / "a", tmp_path / "a") is None
-    assert first_difference(tmp_path / "a", tmp_path / "b").startswith("usr/f:")
+    assert str(first_difference(tmp_path / "a", tmp_path / "b")).startswith("usr/f:")
 
 
 def test_agent_only_rebuild_reuses_the_tree_and_gives_the_same_image(image: Path) -> None:

@@ -62,7 +62,7 @@ def built(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     info = json.loads((out / "firmware.json").read_text())
     print(f"firmware: {'built' if info['built'] else 'cached'} in {info['seconds']} s (goal <= 20 min clean, "
           "0 when cached)")
-    return out
+    return Path(out)
 
 
 @slow

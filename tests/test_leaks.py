@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.agentio import read_to_eof
@@ -72,12 +73,12 @@ def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
     assert "Traceback" not in err, err
 
 
-def container(cid: str, shared: str, layer: dict, args: list[str], terminal: bool = False) -> dict:
+def container(cid: str, shared: str, layer: dict[str, Any], args: list[str], terminal: bool = False) -> dict[str, Any]:
     return container_request(cid, args, layer["device"], layer["root_hash"], layer["offset"], shared, BASE_MOUNTS,
                              NAMESPACES, {"Terminal": terminal})
 
 
-def process(args: list[str], terminal: bool = False) -> dict:
+def process(args: list[str], terminal: bool = False) -> dict[str, Any]:
     return {"Args": args, "Env": ["PATH=/bin"], "Cwd": "/", "Terminal": terminal}
 
 
@@ -328,7 +329,7 @@ def cocoon_dm_devices() -> list[str]:
     return found
 
 
-def shm_request(agent: LocalAgent) -> dict:
+def shm_request(agent: LocalAgent) -> dict[str, Any]:
     return {"hostname": "pod", "storages": [{"driver": "ephemeral", "source": "shm", "fstype": "tmpfs",
                                              "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=65536k"],
                                              "mount_point": f"{agent.tmp}/sandbox/shm"}]}

@@ -45,7 +45,7 @@ def test_the_genpolicy_shaped_policy_is_rewritten_line_for_line_and_means_the_sa
 
 
 json_scalars = (st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
-                | st.text(st.characters(exclude_categories=("Cs",)), max_size=12))
+                | st.text(st.characters(exclude_categories=["Cs"]), max_size=12))
 json_docs = st.dictionaries(st.text(max_size=8), st.recursive(
     json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=20), max_size=6)

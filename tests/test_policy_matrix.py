@@ -8,6 +8,7 @@ the transport (covered in test_agent_daemon / test_rpc_routing).
 from __future__ import annotations
 
 import stat
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
@@ -122,7 +123,7 @@ def test_env_regex_allows_service_variables(agent) -> None:  # type: ignore[no-u
 
 # --- ExecProcess, tied to the container recorded at creation -------------------------------------
 
-def exec_req(cid: str, args: list[str]) -> dict:
+def exec_req(cid: str, args: list[str]) -> dict[str, Any]:
     """An exec with the web container's process settings (cwd, user, no_new_privileges, env), as Kata's rules want."""
     return {"container_id": cid, "exec_id": "e1",
             "process": {"Args": args, "Cwd": "/", "NoNewPrivileges": True, "User": {"UID": 1000, "GID": 1000},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf import empty_pb2
 
@@ -90,7 +92,7 @@ def test_refused_rpcs_are_exactly_the_swap_and_diagnostic_ones() -> None:
     ("GetDiagnosticData", {"log_type": "termination_log", "container_id": "c"}, "symlink"),
 ])
 def test_refused_rpcs_are_unimplemented_with_a_reason_even_when_allowed(  # type: ignore[no-untyped-def]
-        servers, use_grpc: bool, rpc: str, req: dict, why: str) -> None:
+        servers, use_grpc: bool, rpc: str, req: dict[str, Any], why: str) -> None:
     backend, t_addr, g_addr = servers
     before = list(backend.calls)
     with Client(g_addr if use_grpc else t_addr, use_grpc=use_grpc) as c, pytest.raises(RpcError) as err:
@@ -109,7 +111,7 @@ def test_refused_rpcs_are_judged_by_the_policy_first(rpc: str) -> None:
     agent = Agent(Binding(READY, "test", policy=Policy(deny)), backend)
     method = agent.registry().lookup("grpc.AgentService", rpc)
     with pytest.raises(RpcError) as err:
-        method.handler(method.request(), None)
+        method.handler(method.request(), None)  # type: ignore[arg-type]  # refused before any context is read
     assert err.value.code == Code.PERMISSION_DENIED
     assert backend.calls == []
 

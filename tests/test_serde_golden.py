@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import empty_pb2, json_format
@@ -95,7 +96,7 @@ def test_create_sandbox_is_judged_with_storage_shared(shared: object, allowed: b
     try:
         agent = Agent(Binding(READY, "test", policy=policy), Backend())
         method = agent.registry().lookup("grpc.AgentService", "CreateSandbox")
-        req = json_format.Parse((GOLDEN / "create_sandbox.input.json").read_text(), method.request())
+        req: Any = json_format.Parse((GOLDEN / "create_sandbox.input.json").read_text(), method.request())
         assert req.storages[1].shared is True
         if allowed:
             method.handler(req, Context("test"))

@@ -21,8 +21,8 @@ from launcher.fwgen import DEFAULT_SEV, make_firmware
 
 def oracle(fw: Path, vcpus: int, vcpu_type: str, features: int, *, kernel: str | None = None,
            initrd: str | None = None, append: str | None = None, vmm: VMMType = VMMType.QEMU) -> str:
-    return ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw),
-                                        kernel, initrd, append, features, vmm_type=vmm).hex()
+    return str(ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw),
+                                        kernel, initrd, append, features, vmm_type=vmm).hex())
 
 
 @pytest.mark.parametrize("features", [0x1, 0x21])

@@ -9,6 +9,7 @@ import pytest
 
 from igvm import ovmf
 from igvm.errors import FirmwareError
+from igvm.ovmf import TdvfSection
 from igvm.tdx.mrtd import tdvf_mrtd
 from launcher.fwgen import make_firmware
 
@@ -27,11 +28,11 @@ def reference_mrtd(fw: ovmf.Ovmf, two_pass: bool) -> bytes:
         npages = s.memory_data_size // 4096
         raw = fw.data[s.data_offset:s.data_offset + s.raw_data_size].ljust(s.memory_data_size, b"\0")
 
-        def add(p: int, s=s) -> None:
+        def add(p: int, s: TdvfSection = s) -> None:
             if not s.attributes & 2:
                 h.update(rec(b"MEM.PAGE.ADD", s.memory_address + p * 4096))
 
-        def extend(p: int, s=s, raw=raw) -> None:
+        def extend(p: int, s: TdvfSection = s, raw: bytes = raw) -> None:
             if s.attributes & 1:
                 for c in range(16):
                     off = p * 4096 + c * 256

@@ -6,6 +6,7 @@ import os
 import pty
 import threading
 import tty
+from typing import Any
 
 import pytest
 
@@ -54,12 +55,18 @@ def test_serial_port_serves_ttrpc() -> None:
                 buf[: len(data)] = data
                 return len(data)
 
-        result: list[object] = []
+            def sendall(self, data: bytes) -> None:
+                raise AssertionError("the reader only reads")
+
+            def close(self) -> None:
+                pass
+
+        result: list[Any] = []
         reader = threading.Thread(target=lambda: result.append(read_frame(MasterStream())), daemon=True)
         reader.start()
         reader.join(timeout=20)
         assert result, "no response on the serial port"
-        sid, mtype, _flags, data = result[0]  # type: ignore[misc]
+        sid, mtype, _flags, data = result[0]
         resp = ttrpc_pb2.Response()
         resp.ParseFromString(data)
         assert sid == 1 and mtype == 2 and resp.status.code == 0
