@@ -18,15 +18,23 @@ MAX_NONCE = 64
 MAX_PUBLIC_KEY = 16 * 1024
 
 
+def bind_report_data(nonce: bytes, public_key_der: bytes | None = None) -> bytes:
+    """The REPORT_DATA rule itself, unchecked: the agent binds with it (``report_data``), the verifier
+    recomputes it to check a report (``verifier.api``); each side checks its inputs its own way first."""
+    if public_key_der:
+        return hashlib.sha512(public_key_der + nonce).digest()
+    return nonce + bytes(REPORT_DATA_SIZE - len(nonce))
+
+
 def report_data(nonce: bytes, public_key_der: bytes | None = None) -> bytes:
+    """The REPORT_DATA to ask the TEE for: a nonce of at most 64 bytes, a parseable key of at most 16 KiB."""
     if len(nonce) > MAX_NONCE:
         raise TeeError(f"nonce is {len(nonce)} bytes, at most {MAX_NONCE}")
     if public_key_der:
         if len(public_key_der) > MAX_PUBLIC_KEY:
             raise TeeError(f"public key is {len(public_key_der)} bytes, at most {MAX_PUBLIC_KEY}")
         _check_public_key(public_key_der)
-        return hashlib.sha512(public_key_der + nonce).digest()
-    return nonce + bytes(REPORT_DATA_SIZE - len(nonce))
+    return bind_report_data(nonce, public_key_der)
 
 
 def _check_public_key(der: bytes) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from agent.errors import TeeError
 from agent.tee.sim import SimConfig
 from agent.tee.snp_report import TcbVersion
-from agent.tee.vcek import extension_values
+from verifier.vcek import extension_values
 
 DEFAULT_POLICY = 0x30000  # SMT allowed, reserved bit 17 set; debug and migration off
 # Milan-like TCB: bootloader 3, TEE 0, SNP 8, microcode 115 (byte layout of kds.DecomposeTCBVersion).
@@ -31,8 +31,8 @@ class SimChain:
     @property
     def chip_id(self) -> bytes | None:
         """The hwID the sim VCEK was issued for (None for chains made before it carried one)."""
-        from agent.tee.snp_chain import load_certificate
-        from agent.tee.vcek import extensions
+        from verifier.vcek import extensions
+        from verifier.x509check import load_certificate
 
         return extensions(load_certificate(self.vcek_pem, "sim VCEK")).hwid
 

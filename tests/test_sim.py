@@ -80,8 +80,8 @@ def test_sim_config_missing_and_garbage(tmp_path) -> None:  # type: ignore[no-un
 
 
 def test_chain_and_signature_helpers(sim_tee, sim_chain) -> None:  # type: ignore[no-untyped-def]
-    from agent.tee import snp_chain
     from launcher.simca import make_chain
+    from verifier import snp_chain
 
     ev = open_provider("sim", sim_config=sim_tee(HOST)).report(RD)
     rep = snp_chain.verify_evidence(ev.report, ev.aux, sim_chain.ark_pem)
@@ -139,7 +139,7 @@ def test_sim_signs_without_loading_cryptography(sim_tee) -> None:  # type: ignor
 
 def test_sim_falls_back_to_cryptography_without_libcrypto(sim_tee, sim_chain, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from agent.tee import simsign
-    from agent.tee.snp_chain import verify_evidence
+    from verifier.snp_chain import verify_evidence
 
     def missing() -> None:
         raise TeeError("libcrypto not found")

@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 from agent.errors import ReportError
 from agent.tee import certtable, snp_report
-from agent.tee.snp_chain import load_certificate, walk_chain
 from verifier import x509check
 from verifier.claims import Result
 from verifier.snp import verify_snp
+from verifier.snp_chain import walk_chain
 from verifier.trust import SnpAnchor, amd_anchors
+from verifier.x509check import load_certificate
 
 DATA = Path(__file__).parent / "data"
 VLEK_REPORT = bytes.fromhex((DATA / "snp-milan-aws-vlek.report.hex").read_text())

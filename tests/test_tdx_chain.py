@@ -23,7 +23,8 @@ from agent.errors import ReportError
 from agent.tee import tdx_report
 from verifier import x509check
 from verifier.claims import Result
-from verifier.tdx import chain_revocation, verify_tdx
+from verifier.intel_chain import chain_revocation
+from verifier.tdx import verify_tdx
 from verifier.trust import intel_root
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -197,7 +198,7 @@ def test_a_pck_key_cannot_issue_a_pck_certificate() -> None:
 def test_path_length_and_key_usage_of_a_ca_are_honoured() -> None:
     from support.tdxgen import cert
 
-    from verifier.tdx import _chain
+    from verifier.intel_chain import walk_chain as _chain
 
     w = World()
     sub_k = ec.generate_private_key(ec.SECP256R1())

@@ -313,8 +313,8 @@ def test_auto_never_picks_sim(monkeypatch) -> None:  # type: ignore[no-untyped-d
 
 
 def test_vcek_extension_encoding_round_trips_and_matches_kds() -> None:
-    from agent.tee import vcek
-    from agent.tee.snp_chain import load_certificate
+    from verifier import vcek
+    from verifier.x509check import load_certificate
 
     cert = load_certificate((DATA / "snp-genoa-azure.vcek.pem").read_bytes(), "VCEK")
     genoa = vcek.extensions(cert)
@@ -328,8 +328,8 @@ def test_vcek_extension_encoding_round_trips_and_matches_kds() -> None:
 
 
 def test_turin_vcek_extensions_and_tcb_layout() -> None:
-    from agent.tee import vcek
-    from agent.tee.snp_chain import load_certificate
+    from verifier import vcek
+    from verifier.x509check import load_certificate
 
     turin = vcek.extensions(load_certificate((DATA / "snp-turin-virtee.vcek.der").read_bytes(), "VCEK"))
     assert turin.product == "Turin" and turin.tcb == {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 9, "fmc": 0}
@@ -345,7 +345,7 @@ def test_turin_vcek_extensions_and_tcb_layout() -> None:
 
 @given(st.binary(max_size=80))
 def test_vcek_extension_parsers_only_raise_report_error(data: bytes) -> None:
-    from agent.tee import vcek
+    from verifier import vcek
 
     for parse in (lambda d: vcek._der_int(d, "x"), lambda d: vcek._der_ia5(d, "x"), vcek._hwid):
         try:

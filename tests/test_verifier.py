@@ -30,7 +30,8 @@ SNP_REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": 
 
 
 def test_shipped_trust_anchors_are_intact() -> None:
-    from agent.tee.snp_chain import _pss_signed_by, load_certificate
+    from verifier.snp_chain import _pss_signed_by
+    from verifier.x509check import load_certificate
 
     assert AMD_PRODUCTS == ("milan", "genoa", "turin")
     for product in AMD_PRODUCTS:
@@ -186,7 +187,7 @@ def test_genuine_milan_report_from_a_debug_guest_is_rejected_for_that_alone() ->
 
 
 def test_genuine_turin_vcek_chains_to_the_shipped_turin_anchor() -> None:
-    from agent.tee.snp_chain import verify_chain
+    from verifier.snp_chain import verify_chain
 
     turin = next(a for a in amd_anchors() if a.name == "turin")
     vcek_der = (DATA / "snp-turin-virtee.vcek.der").read_bytes()

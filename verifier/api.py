@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.errors import ReportError
-from agent.evidence import MAX_NONCE
+from agent.evidence import MAX_NONCE, bind_report_data
 from verifier.claims import Result
 from verifier.refs import validate
-from verifier.snp import expected_report_data, verify_snp
+from verifier.snp import verify_snp
 from verifier.tdx import verify_tdx
 from verifier.trust import SnpAnchor, amd_anchors, intel_root, sim_anchor
 
@@ -42,7 +42,7 @@ def evidence_kind(data: bytes) -> str:
 
 def _sim(path: str) -> SnpAnchor:
     """The sim anchor, refused as bad input when its ARK does not parse (it would only ever fail sim evidence)."""
-    from agent.tee.snp_chain import load_certificate
+    from verifier.x509check import load_certificate
 
     anchor = sim_anchor(path)
     load_certificate(anchor.ark_pem, f"sim ARK in {path}")
@@ -66,7 +66,7 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
     refs = validate(reference_values)
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
         raise ReportError(f"the nonce is {len(nonce)} bytes; evidence binds 1 to {MAX_NONCE}")
-    report_data = expected_report_data(nonce, public_key) if nonce is not None else None
+    report_data = bind_report_data(nonce, public_key) if nonce is not None else None
     crls = list(crls)
     if kind == "snp":
         anchors: list[SnpAnchor] = amd_anchors() + ([_sim(trust_sim)] if trust_sim else [])

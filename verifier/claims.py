@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+# The words of the claims both TEEs make about the fields the relying party fixes (Result.bound).
+NO_INITDATA = "no initdata given"
+NO_NONCE = "no nonce given: freshness not checked"
+BOUND_TO_NONCE = "bound to the nonce (and key)"
 
 
 @dataclass
@@ -45,6 +49,14 @@ class Result:
 
     def skip(self, name: str, detail: str) -> None:
         self.claims.append(Claim(name, SKIP, detail))
+
+    def bound(self, name: str, expected: bytes | None, actual: bytes, detail: str, unknown: str) -> None:
+        """A field the report must carry exactly (initdata digest, REPORT_DATA); skipped, saying ``unknown``,
+        when the relying party gave nothing to compare it with."""
+        if expected is None:
+            self.skip(name, unknown)
+        else:
+            self.add(name, actual == expected, detail, expected.hex(), actual.hex())
 
     @property
     def ok(self) -> bool:

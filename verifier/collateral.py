@@ -31,6 +31,7 @@ from typing import Any
 from agent.errors import ReportError
 from verifier import strictjson
 from verifier.claims import Result
+from verifier.intel_chain import chain_revocation, chain_validity, ecdsa_signature, ecdsa_verify, walk_chain
 from verifier.x509check import moment
 
 SGX_EXTENSION = "1.2.840.113741.1.13.1"
@@ -369,11 +370,9 @@ def check_documents(result: Result, c: Collateral, trusted_root: bytes, at: date
                     crls: Sequence[Any] = ()) -> bool:
     """The collateral itself: the issuer chain (signatures, validity at ``at``, CRLs), both signatures, and
     each document current at ``at`` (issued by then, not past its nextUpdate). True if all of it holds."""
-    from verifier.tdx import _chain, _ecdsa_p256, _verify, chain_revocation, chain_validity
-
     when = moment(at)
     try:
-        certs = _chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2)
+        certs = walk_chain(c.issuer_chain_pem, trusted_root, what="TCB signing chain", minimum=2)
     except ReportError as exc:
         result.add("tdx.collateral.chain", False, str(exc))
         return False
@@ -389,10 +388,11 @@ def check_documents(result: Result, c: Collateral, trusted_root: bytes, at: date
     ok_chain = chain_validity(result, "tdx.collateral.chain.validity", certs, roles, at)
     ok_chain &= chain_revocation(result, "tdx.collateral.chain.revocation", certs, roles, crls, at)
     signer = certs[0].public_key()
-    ok_t = result.add("tdx.collateral.tcb_info.signature", _verify(signer, _ecdsa_p256(c.tcb_info_sig),
-                                                                   c.tcb_info_text), "TCB info signed")
-    ok_q = result.add("tdx.collateral.qe_identity.signature", _verify(signer, _ecdsa_p256(c.qe_identity_sig),
-                                                                      c.qe_identity_text), "QE identity signed")
+    ok_t = result.add("tdx.collateral.tcb_info.signature",
+                      ecdsa_verify(signer, ecdsa_signature(c.tcb_info_sig), c.tcb_info_text), "TCB info signed")
+    ok_q = result.add("tdx.collateral.qe_identity.signature",
+                      ecdsa_verify(signer, ecdsa_signature(c.qe_identity_sig), c.qe_identity_text),
+                      "QE identity signed")
     if not (ok_t and ok_q):
         return False
     ok = ok_chain

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from agent.errors import ReportError
-from agent.tee import certtable, snp_report, vcek
-from agent.tee.snp_chain import ROLES, Chain, load_certificate, walk_chain
-from verifier import x509check
-from verifier.claims import Result
+from agent.tee import certtable, snp_report
+from verifier import vcek, x509check
+from verifier.claims import BOUND_TO_NONCE, NO_INITDATA, NO_NONCE, Result
+from verifier.snp_chain import ROLES, Chain, walk_chain
 from verifier.trust import SnpAnchor
 
 POLICY_SMT = 1 << 16
@@ -116,16 +115,8 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     allowed = sorted({m["measurement"] for m in refs.get("measurements", []) if "measurement" in m})
     result.add("snp.measurement", rep.measurement.hex() in allowed,
                f"one of {len(allowed)} reference launch measurements", allowed[:4], rep.measurement.hex())
-    if host_data is None:
-        result.skip("snp.host_data", "no initdata given")
-    else:
-        result.add("snp.host_data", rep.host_data == host_data, "initdata digest", host_data.hex(),
-                   rep.host_data.hex())
-    if report_data is None:
-        result.skip("snp.report_data", "no nonce given: freshness not checked")
-    else:
-        result.add("snp.report_data", rep.report_data == report_data, "bound to the nonce (and key)",
-                   report_data.hex(), rep.report_data.hex())
+    result.bound("snp.host_data", host_data, rep.host_data, "initdata digest", NO_INITDATA)
+    result.bound("snp.report_data", report_data, rep.report_data, BOUND_TO_NONCE, NO_NONCE)
     # Optional: which ID key signed the launch's ID block, and which author key signed that key.
     # A listed allowlist is a constraint even when empty (it then accepts no key): docs/reference-values.md.
     id_keys = [str(k).lower() for k in refs.get("id_key_digests") or []]
@@ -140,14 +131,6 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
                    author_keys, rep.author_key_digest.hex() if enabled else None)
 
 
-def _label(name: str, cert: Any) -> str:
-    """``VCEK (SEV-VCEK)``: the role and the certificate's own common name, so a message names which one."""
-    from cryptography.x509.oid import NameOID
-
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"{name} ({cns[0].value})" if cns else name
-
-
 def _validity(result: Result, chain: Chain, at: datetime.datetime | None) -> None:
     """Every certificate of the chain that vouched must be within its validity period at the moment judged."""
     when = x509check.moment(at)
@@ -155,7 +138,7 @@ def _validity(result: Result, chain: Chain, at: datetime.datetime | None) -> Non
     problems = []
     for name, cert in chain.certificates:
         try:
-            x509check.check_validity(cert, when, _label(name, cert))
+            x509check.check_validity(cert, when, x509check.label(name, cert))
         except ReportError as exc:
             problems.append(str(exc))
     names = ", ".join(n for n, _ in chain.certificates)
@@ -178,7 +161,7 @@ def _revocation(result: Result, chain: Chain, crls: Sequence[Any], at: datetime.
     issued_by = (chain.ark, chain.ark, chain.intermediate)  # the ARK is self-issued; its CRL may list the ARK too
     for (name, cert), issuer in zip(chain.certificates, issued_by, strict=True):
         try:
-            x509check.check_revocation(cert, issuer, applicable, at, _label(name, cert))
+            x509check.check_revocation(cert, issuer, applicable, at, x509check.label(name, cert))
         except ReportError as exc:
             problems.append(str(exc))
     problems = list(dict.fromkeys(problems))
@@ -195,7 +178,7 @@ def _key_identity(result: Result, rep: snp_report.SnpReport, leaf: bytes, signer
     what = signer.upper()
     claim = f"snp.{signer}.tcb"
     try:
-        ext = vcek.extensions(load_certificate(leaf, what), what)
+        ext = vcek.extensions(x509check.load_certificate(leaf, what), what)
     except ReportError as exc:
         result.add(claim, False, str(exc))
         return
@@ -222,8 +205,3 @@ def _key_identity(result: Result, rep: snp_report.SnpReport, leaf: bytes, signer
         result.add("snp.vcek.chip_id", vcek.chip_matches(ext.hwid, rep.chip_id), "VCEK issued for the report's CHIP_ID",
                    rep.chip_id.hex(), ext.hwid.hex())
 
-
-def expected_report_data(nonce: bytes, public_key_der: bytes | None) -> bytes:
-    if public_key_der:
-        return hashlib.sha512(public_key_der + nonce).digest()
-    return nonce + bytes(64 - len(nonce))

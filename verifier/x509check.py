@@ -1,4 +1,9 @@
-"""Validity periods and revocation, checked at one moment for every certificate a chain walk touches.
+"""The verifier's X.509 helpers: loading certificates from evidence, validity periods and revocation.
+
+Certificates from evidence are parsed whole at once (``load_certificate``,
+``parsed``), so a malformed field fails as bad evidence, never mid-walk.
+Validity and revocation are checked at one moment for every certificate a
+chain walk touches.
 
 A signature proves who issued a certificate, not that it still holds: an
 expired TCB-signing certificate or a revoked ASK must fail even though every
@@ -35,6 +40,52 @@ def parse_time(text: str) -> datetime.datetime:
         raise ReportError(f"time {text!r} is not ISO 8601 (e.g. 2025-06-01T12:00:00Z)") from None
     except OverflowError:  # year 9999 west of UTC, year 1 east of it
         raise ReportError(f"time {text!r} falls outside the years UTC can express (1 to 9999)") from None
+
+
+def load_certificate(der_or_pem: bytes, what: str) -> Any:
+    """PEM or DER. AMD's KDS issues VCEKs with serial number 0, which RFC 5280 forbids and
+    ``cryptography`` warns about; that is AMD's practice, so the warning is silenced here."""
+    import warnings
+
+    from cryptography import x509
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*serial number.*")
+            if der_or_pem.lstrip().startswith(b"-----BEGIN"):
+                cert = x509.load_pem_x509_certificate(der_or_pem)
+            else:
+                cert = x509.load_der_x509_certificate(der_or_pem)
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion (a v2 certificate) is no ValueError
+        raise ReportError(f"{what} is not an X.509 certificate: {exc}") from None
+    return parsed(cert, what)
+
+
+def parsed(cert: Any, what: str) -> Any:
+    """``cert`` with every field a check reads parsed now. ``cryptography`` parses names, extensions and the
+    key on first use, so a certificate from the evidence with a malformed issuer would otherwise raise
+    ValueError in the middle of a chain walk (or of the message naming it) instead of failing as bad evidence."""
+    import warnings
+
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*serial number.*")
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), list(cert.extensions),
+                 cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ReportError(f"{what} does not parse: {exc}") from None
+    return cert
+
+
+def label(role: str, cert: Any) -> str:
+    """``VCEK (SEV-VCEK)``, ``PCK certificate (Intel SGX PCK Certificate)``: a message names the certificate by
+    its role and by its own common name, so a reader sees which one."""
+    from cryptography.x509.oid import NameOID
+
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return f"{role} ({cns[0].value})" if cns else role
 
 
 def check_validity(cert: Any, at: datetime.datetime | None, what: str) -> None:

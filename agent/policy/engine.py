@@ -25,8 +25,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import agent.policy.jsonpatch as jsonpatch
+import agent.policy.literal as literal
 from agent.errors import PolicyError
-from agent.policy import jsonpatch, literal
 from agent.record import factory, record
 
 PACKAGE = "agent_policy"

@@ -4,6 +4,11 @@
 never picks ``sim``: simulation must be asked for by name (kernel command
 line ``cocoon.tee=sim`` or ``--tee sim``), so a misconfigured real VM cannot
 quietly fall back to a launcher-signed report.
+
+The providers import their siblings by module path (``import
+agent.tee.snp_report as snp_report``), never names from this package, so
+the registry here imports them without an import cycle
+(tests/test_import_graph.py).
 """
 
 from __future__ import annotations

@@ -22,9 +22,11 @@ import json
 import os
 from typing import Any
 
+import agent.tee.certtable as certtable
+import agent.tee.simsign as simsign
+import agent.tee.snp_report as snp_report
 from agent.errors import TeeError
 from agent.record import record
-from agent.tee import certtable, simsign, snp_report
 from agent.tee.base import Evidence, check_report_data
 
 SCHEMA = "cocoon.sim-tee/v1"

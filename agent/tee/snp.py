@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import agent.tee.snp_report as snp_report
 from agent.errors import TeeError
-from agent.tee import snp_report
 from agent.tee.base import Evidence, check_report_data
 from agent.tee.configfs import DEFAULT_ROOT, FsOps, TsmReport
 from agent.tee.ioctl import Ioctl, SevGuest

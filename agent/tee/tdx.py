@@ -7,8 +7,8 @@ remotely verifiable evidence; ``kind`` tells a verifier which one it holds.
 
 from __future__ import annotations
 
+import agent.tee.tdx_report as tdx_report
 from agent.errors import TeeError
-from agent.tee import tdx_report
 from agent.tee.base import Evidence, check_report_data
 from agent.tee.configfs import DEFAULT_ROOT, FsOps, TsmReport
 from agent.tee.ioctl import Ioctl, TdxGuest

@@ -19,43 +19,7 @@ from typing import Any
 
 from agent.errors import ReportError
 from agent.tee import certtable, snp_report
-
-
-def load_certificate(der_or_pem: bytes, what: str) -> Any:
-    """PEM or DER. AMD's KDS issues VCEKs with serial number 0, which RFC 5280 forbids and
-    ``cryptography`` warns about; that is AMD's practice, so the warning is silenced here."""
-    import warnings
-
-    from cryptography import x509
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*serial number.*")
-            if der_or_pem.lstrip().startswith(b"-----BEGIN"):
-                cert = x509.load_pem_x509_certificate(der_or_pem)
-            else:
-                cert = x509.load_der_x509_certificate(der_or_pem)
-    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion (a v2 certificate) is no ValueError
-        raise ReportError(f"{what} is not an X.509 certificate: {exc}") from None
-    return parsed(cert, what)
-
-
-def parsed(cert: Any, what: str) -> Any:
-    """``cert`` with every field a check reads parsed now. ``cryptography`` parses names, extensions and the
-    key on first use, so a certificate from the evidence with a malformed issuer would otherwise raise
-    ValueError in the middle of a chain walk (or of the message naming it) instead of failing as bad evidence."""
-    import warnings
-
-    from cryptography.exceptions import UnsupportedAlgorithm
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*serial number.*")
-            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), list(cert.extensions),
-                 cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ReportError(f"{what} does not parse: {exc}") from None
-    return cert
+from verifier.x509check import load_certificate
 
 
 def _pss_signed_by(cert: Any, issuer: Any, what: str) -> None:
