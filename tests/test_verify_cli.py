@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,43 +140,64 @@ def _evidence(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
+def _report(f: dict[str, str]) -> list[str]:
+    return ["--report", f["report.bin"], "--vcek", f["vcek.pem"], "--reference-values", f["refs.json"]]
+
+
+def _ev(text: str) -> Callable[[dict[str, str], Path], list[str]]:
+    """``--evidence`` with a document of this text, beside the good report's other arguments."""
+    return lambda f, t: ["--evidence", _evidence(t, text), *_report(f)[2:]]
+
+
+#: (arguments made from the ``files`` fixture and tmp_path, what the one line on stderr must say)
+OTHER_BAD_INPUT: list[tuple[Callable[[dict[str, str], Path], list[str]], str]] = [
+    (lambda f, t: [*_report(f), "--nonce", "00" * 65], "--nonce is 65 bytes; evidence binds 1 to 64"),
+    (lambda f, t: [*_report(f), "--nonce", "abc"], "--nonce must be hex digits"),
+    (lambda f, t: [*_report(f), "--nonce", "zz"], "--nonce must be hex digits"),
+    (lambda f, t: [*_report(f), "--nonce", ""], "--nonce is 0 bytes"),
+    (lambda f, t: [*_report(f), "--public-key", str(t / "garbage")], "is not a SubjectPublicKeyInfo"),
+    (lambda f, t: [*_report(f), "--public-key", str(t / "missing")], "cannot read public key"),
+    (lambda f, t: [*_report(f)[:2], "--vcek", str(t / "missing"), *_report(f)[4:]], "cannot read VCEK"),
+    (lambda f, t: [*_report(f), "--initdata", str(t / "missing")], "cannot open initdata"),
+    (lambda f, t: [*_report(f), "--initdata", str(t)], "neither a regular file"),
+    (lambda f, t: [*_report(f), "--at", "yesterday"], "is not ISO 8601"),
+    (lambda f, t: [*_report(f), "--crl", str(t / "garbage")], "is not an X.509 CRL"),
+    (lambda f, t: [*_report(f), "--crl", str(t / "missing")], "cannot read CRL"),
+    (lambda f, t: [*_report(f), "--trust-sim", str(t / "missing")], "cannot read sim trust file"),
+    (lambda f, t: [*_report(f), "--trust-sim", str(t / "badpem")], "sim ARK in"),
+    (lambda f, t: [*_report(f), "--tcb-info", f["refs.json"]], "needs all three"),
+    (lambda f, t: ["--report", str(t / "missing"), *_report(f)[2:]], "cannot read report"),
+    (lambda f, t: ["--evidence", f["refs.json"], *_report(f)[2:], "--type", "snp"], "--type applies to --report"),
+    (_ev('{"kind": "snp", "kind": "tdx-quote", "report": ""}'), "duplicate key kind"),
+    (_ev("[1]"), "expected an object"),
+    (_ev('{"kind": 5, "report": "AA=="}'), "'kind' must be"),
+    (_ev('{"kind": "snp", "report": "***"}'), "is not base64"),
+    (_ev('{"kind": "x", "report": "AA=="}'), "unknown evidence kind"),
+    (_ev("[" * 50_000), "is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), OTHER_BAD_INPUT, ids=[m for _, m in OTHER_BAD_INPUT])
 def test_every_other_bad_input_is_one_line_exit_2(files: dict[str, str], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    report = ["--report", files["report.bin"], "--vcek", files["vcek.pem"], "--reference-values", files["refs.json"]]
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  args: Callable[[dict[str, str], Path], list[str]],
+                                                  message: str) -> None:
     (tmp_path / "garbage").write_bytes(b"not a key or a list\n")
     (tmp_path / "badpem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    argv = args(files, tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (argv, code, out, err)
+    assert not out, out
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), err
+    assert lines[0].startswith("cocoon verify: ") and message in lines[0], err
+
+
+def test_a_good_evidence_document_verifies_on_the_same_path(files: dict[str, str], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     good_ev = json.dumps({"kind": "snp", "report": base64.b64encode(GENOA_REPORT).decode()})
-    cases: list[tuple[list[str], str]] = [
-        ([*report, "--nonce", "00" * 65], "--nonce is 65 bytes; evidence binds 1 to 64"),
-        ([*report, "--nonce", "abc"], "--nonce must be hex digits"),
-        ([*report, "--nonce", "zz"], "--nonce must be hex digits"),
-        ([*report, "--nonce", ""], "--nonce is 0 bytes"),
-        ([*report, "--public-key", str(tmp_path / "garbage")], "is not a SubjectPublicKeyInfo"),
-        ([*report, "--public-key", str(tmp_path / "missing")], "cannot read public key"),
-        ([*report[:2], "--vcek", str(tmp_path / "missing"), *report[4:]], "cannot read VCEK"),
-        ([*report, "--initdata", str(tmp_path / "missing")], "cannot open initdata"),
-        ([*report, "--initdata", str(tmp_path)], "neither a regular file"),
-        ([*report, "--at", "yesterday"], "is not ISO 8601"),
-        ([*report, "--crl", str(tmp_path / "garbage")], "is not an X.509 CRL"),
-        ([*report, "--crl", str(tmp_path / "missing")], "cannot read CRL"),
-        ([*report, "--trust-sim", str(tmp_path / "missing")], "cannot read sim trust file"),
-        ([*report, "--trust-sim", str(tmp_path / "badpem")], "sim ARK in"),
-        ([*report, "--tcb-info", files["refs.json"]], "needs all three"),
-        (["--report", str(tmp_path / "missing"), *report[2:]], "cannot read report"),
-        (["--evidence", files["refs.json"], *report[2:], "--type", "snp"], "--type applies to --report"),
-        (["--evidence", _evidence(tmp_path, '{"kind": "snp", "kind": "tdx-quote", "report": ""}'), *report[2:]],
-         "duplicate key kind"),
-        (["--evidence", _evidence(tmp_path, "[1]"), *report[2:]], "expected an object"),
-        (["--evidence", _evidence(tmp_path, '{"kind": 5, "report": "AA=="}'), *report[2:]], "'kind' must be"),
-        (["--evidence", _evidence(tmp_path, '{"kind": "snp", "report": "***"}'), *report[2:]], "is not base64"),
-        (["--evidence", _evidence(tmp_path, '{"kind": "x", "report": "AA=="}'), *report[2:]], "unknown evidence kind"),
-        (["--evidence", _evidence(tmp_path, "[" * 50_000), *report[2:]], "is not valid JSON"),
-    ]
-    for args, message in cases:
-        code, out, err = run(capsys, *args)
-        assert code == 2 and not out and err.count("\n") == 1 and message in err, (args, err)
-    code, _, err = run(capsys, "--evidence", _evidence(tmp_path, good_ev), *report[2:])
-    assert code == 0, err  # the same path with a good document verifies
+    code, _, err = run(capsys, *_ev(good_ev)(files, tmp_path))
+    assert code == 0, err
 
 
 def test_a_real_process_prints_no_traceback(files: dict[str, str]) -> None:
