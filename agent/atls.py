@@ -162,7 +162,8 @@ class AtlsListener:
 
     @property
     def bound(self) -> str:
-        return "atls+" + self.inner.bound
+        inner: str = self.inner.bound
+        return "atls+" + inner
 
     def accept(self) -> tuple[Any, str]:
         sock, peer = self.inner.accept()
@@ -271,6 +272,9 @@ def connect_verified(address: str, check, timeout: float = 20.0, nonce: bytes | 
         raw.close()
         raise AtlsError(f"aTLS handshake with {address} failed: {exc}") from None
     der = tls.getpeercert(binary_form=True)
+    if der is None:
+        tls.close()
+        raise AtlsError(f"aTLS server {address} sent no certificate")
     evidence = evidence_from_certificate(der)
     spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.errors import TeeError
 from agent.tee.sim import SimConfig
 from agent.tee.snp_report import TcbVersion
 from verifier.vcek import extension_values
+
+if TYPE_CHECKING:  # imported where used: cryptography loads only when a chain is made
+    from cryptography.hazmat.primitives.asymmetric import padding
 
 DEFAULT_POLICY = 0x30000  # SMT allowed, reserved bit 17 set; debug and migration off
 # Milan-like TCB: bootloader 3, TEE 0, SNP 8, microcode 115 (byte layout of kds.DecomposeTCBVersion).
@@ -42,7 +46,7 @@ class SimChain:
         return self.ark_pem + self.ask_pem
 
 
-def _pss():  # type: ignore[no-untyped-def]
+def _pss() -> padding.PSS:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from agent.errors import ReportError, TeeError
 from agent.tee import certtable, open_provider, snp_report
@@ -18,7 +18,9 @@ RD = b"\x5a" * 64
 
 
 def _pss_verify(issuer: x509.Certificate, cert: x509.Certificate) -> None:
-    issuer.public_key().verify(  # type: ignore[union-attr]
+    key = issuer.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(
         cert.signature, cert.tbs_certificate_bytes,
         padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48), hashes.SHA384(),
     )

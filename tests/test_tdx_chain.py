@@ -141,8 +141,13 @@ def gcp_quote() -> bytes:
 
 
 def gcp_chain() -> list[x509.Certificate]:
-    q = tdx_report.parse_quote(gcp_quote())
-    return x509.load_pem_x509_certificates(q.qe_certification.pck_cert_data.rstrip(b"\0"))
+    return x509.load_pem_x509_certificates(pck_pem(gcp_quote()).rstrip(b"\0"))
+
+
+def pck_pem(quote: bytes) -> bytes:
+    certification = tdx_report.parse_quote(quote).qe_certification
+    assert certification is not None
+    return certification.pck_cert_data
 
 
 def verify_gcp(**kw: Any) -> Result:
@@ -203,7 +208,9 @@ def test_path_length_and_key_usage_of_a_ca_are_honoured() -> None:
     w = World()
     sub_k = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(UTC)
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
 
     def issue(subject: str, key: Any, issuer: str, issuer_key: Any, path: int | None, sign: bool) -> x509.Certificate:
         usage = x509.KeyUsage(True, False, False, False, False, sign, False, False, False)
@@ -278,7 +285,7 @@ def test_a_pck_certificate_of_an_unknown_x509_version_is_a_claim() -> None:
 
 
 GCP_QUOTE = tdx_report.trim_padding(base64.b64decode((DATA / "tdx-v4-gcp.quote.b64").read_text().strip()))
-GCP_PEM = tdx_report.parse_quote(GCP_QUOTE).qe_certification.pck_cert_data
+GCP_PEM = pck_pem(GCP_QUOTE)
 GCP_PEM_AT = GCP_QUOTE.index(GCP_PEM)
 
 
@@ -292,5 +299,5 @@ def test_any_character_of_the_quotes_pck_chain_is_a_claim(index: int, value: int
     r = Result("tdx")
     verify_tdx(r, bytes(quote), intel_root(), {}, None, None, at=datetime.datetime(2025, 6, 1, tzinfo=UTC))
     if status(r, "tdx.pck_chain") == "pass":
-        chain = tdx_report.parse_quote(bytes(quote)).qe_certification.pck_cert_data
+        chain = pck_pem(bytes(quote))
         assert x509.load_pem_x509_certificates(chain.rstrip(b"\0")) == x509.load_pem_x509_certificates(GCP_PEM)

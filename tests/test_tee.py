@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,7 +46,7 @@ def test_snp_report_round_trip_every_field(version: int) -> None:
     if version < 5:
         assert rep.launch_mit_vector is None
     snp_report.verify_signature(rep, KEY.public_key())
-    assert rep.to_json()["host_data"] == values["host_data"].hex()
+    assert rep.to_json()["host_data"] == bytes(values["host_data"]).hex()
 
 
 def test_snp_report_fixed_offsets() -> None:
@@ -204,7 +205,7 @@ def test_configfs_snp_happy_path_cleans_up() -> None:
 def test_configfs_detects_generation_race() -> None:
     kernel = _snp_tsm()
 
-    def other_writer(entry: dict) -> None:
+    def other_writer(entry: dict[str, Any]) -> None:
         entry["generation"] += 1
         entry["inblob"] = bytes(64)
 

@@ -7,12 +7,14 @@ import datetime
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from support.tdxgen import make_pck_chain, make_quote
+from support.tdxgen import PckChain, make_pck_chain, make_quote
 
 from agent.errors import ReportError
 from agent.tee import certtable, open_provider
@@ -55,6 +57,10 @@ def test_shipped_trust_anchors_are_intact() -> None:
     assert hashlib.sha256(intel.public_bytes(serialization.Encoding.DER)).hexdigest() == INTEL_ROOT_SHA256
 
 
+#: make(**config) -> (report, aux) of a fresh sim report, and the sim trust anchor path
+SnpEvidence = tuple[Callable[..., tuple[bytes, bytes]], str]
+
+
 @pytest.fixture
 def snp_evidence(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
     def make(policy: int = 0x30000, host_data: bytes = DOC_DIGEST, chain=sim_chain, **more):  # type: ignore[no-untyped-def]
@@ -67,7 +73,8 @@ def snp_evidence(tmp_path, sim_chain):  # type: ignore[no-untyped-def]
     return make, str(trust)
 
 
-def snp(report: bytes, aux: bytes, trust: str | None, refs=SNP_REFS, digest=DOC_DIGEST, nonce=NONCE):  # type: ignore[no-untyped-def]
+def snp(report: bytes, aux: bytes, trust: str | None, refs: Any = SNP_REFS, digest: bytes = DOC_DIGEST,
+        nonce: bytes = NONCE) -> Result:
     return verify("snp", report, aux, refs, initdata_digest=digest, nonce=nonce, trust_sim=trust,
                   tee="sim" if trust is None else "")
 
@@ -76,7 +83,7 @@ def failed(result) -> set[str]:  # type: ignore[no-untyped-def]
     return {c.name for c in result.failed}
 
 
-def test_good_sim_evidence_verifies_and_says_simulated(snp_evidence) -> None:  # type: ignore[no-untyped-def]
+def test_good_sim_evidence_verifies_and_says_simulated(snp_evidence: SnpEvidence) -> None:
     make, trust = snp_evidence
     r = snp(*make(), trust)
     assert r.ok and r.simulated, r.table()
@@ -87,7 +94,7 @@ def test_good_sim_evidence_verifies_and_says_simulated(snp_evidence) -> None:  #
     assert r.to_json()["submods"]["snp"]["ear.status"] == "affirming"
 
 
-def test_each_snp_claim_fails_alone(snp_evidence, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_each_snp_claim_fails_alone(snp_evidence: SnpEvidence, tmp_path: Path) -> None:
     make, trust = snp_evidence
     report, aux = make()
     other_refs = {"snp": {**SNP_REFS["snp"], "measurements": [{"measurement": "00" * 48}]}}
@@ -209,7 +216,7 @@ def test_cli_verifies_a_raw_report_with_a_vcek_file(tmp_path, capsys) -> None:  
     assert "no VCEK" in capsys.readouterr().out
 
 
-def test_sim_evidence_needs_explicit_trust(snp_evidence) -> None:  # type: ignore[no-untyped-def]
+def test_sim_evidence_needs_explicit_trust(snp_evidence: SnpEvidence) -> None:
     make, _ = snp_evidence
     report, aux = make()
     assert failed(snp(report, aux, None)) == {"tee.simulated"}
@@ -230,7 +237,7 @@ def tdx(quote: bytes, pck, refs=TDX_REFS, digest=DOC_DIGEST, nonce=NONCE):  # ty
     return verify("tdx-quote", quote, b"", refs, initdata_digest=digest, nonce=nonce, tdx_root_pem=pck.root_pem)
 
 
-def good_quote(pck, **overrides):  # type: ignore[no-untyped-def]
+def good_quote(pck: PckChain, **overrides: object) -> bytes:
     body = {"mrtd": TDX_MRTD, "mrconfigid": DOC_DIGEST + bytes(16), "report_data": NONCE + bytes(32),
             "td_attributes": 1 << 28}
     body.update(overrides)

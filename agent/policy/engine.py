@@ -23,12 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import agent.policy.jsonpatch as jsonpatch
 import agent.policy.literal as literal
 from agent.errors import PolicyError
 from agent.record import factory, record
+
+T = TypeVar("T")
 
 PACKAGE = "agent_policy"
 MAX_COL = 64 * 1024
@@ -77,10 +79,10 @@ class _Owner:
             del job, fn, fut
         self.engine = None
 
-    def run(self, fn: Callable[[], Any]) -> Any:
+    def run(self, fn: Callable[[], T]) -> T:
         if threading.current_thread() is self._thread:
             return fn()
-        fut: Future[Any] = Future()
+        fut: Future[T] = Future()
         with self._lock:
             if self._stopped:
                 raise PolicyError("this policy was replaced or closed")

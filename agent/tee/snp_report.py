@@ -183,7 +183,7 @@ def parse(data: bytes) -> SnpReport:
         raise ReportError(f"SNP report version {version} is not supported (supported: 2, 3, 5)")
     values: dict[str, Any] = {}
     for name, offset, size, kind in LAYOUT:
-        value = _read(data, offset, size, kind)
+        value: int | bytes | None = _read(data, offset, size, kind)
         if (name in _V3_FIELDS and version < 3) or (name in _V5_FIELDS and version < 5):
             if value:
                 raise ReportError(f"SNP report v{version}: field {name} at 0x{offset:x} is reserved but not zero")
