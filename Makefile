@@ -26,7 +26,7 @@ setup: apt venv bytecode
 # install would otherwise recompile every module on every `cocoon` start. Stale .pyc files are ignored
 # by Python (source mtime check), so this only ever saves time.
 bytecode: venv
-	@$(PY) -m compileall -q -j 0 agent igvm cocoon verifier launcher image >/dev/null
+	@$(PY) -m compileall -q -j 0 agent igvm cocoon verifier launcher image generator coordinator shim >/dev/null
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -24,15 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from igvm import file as igf  # noqa: E402
-from igvm.defs import PlatformType  # noqa: E402
-from igvm.file import make  # noqa: E402
-from igvm.snp import pageinfo  # noqa: E402
-from igvm.snp.igvm_measure import measure  # noqa: E402
-from launcher.fwgen import make_firmware  # noqa: E402
+from igvm import file as igf
+from igvm.defs import PlatformType
+from igvm.file import make
+from igvm.snp import pageinfo
+from igvm.snp.igvm_measure import measure
+from launcher.fwgen import make_firmware
 
 
 def best(fn: Callable[[], object], baseline: Callable[[], object], repeat: int) -> tuple[float, float]:
