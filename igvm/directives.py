@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from .defs import (
     OPTIONAL_BIT,
@@ -96,16 +95,18 @@ def page_events(igvm: IgvmFile, platform: PlatformType) -> Iterator[PageEvent]:
     gpas: list[int] = []
     offsets: list[int] = []
     page, area, insert, vp = PAGE_DATA.code, PARAMETER_AREA.code, PARAMETER_INSERT.code, VP_CONTEXT.code
+    shared, special, run = _SHARED, _UNMEASURED | _LARGE, RUN_PAGES  # locals: this loop runs once a page
     for h in igvm.headers:
         code = h.code & ~OPTIONAL_BIT
         if code == page:
-            gpa, hmask, file_offset, flags, dtype, _ = cast(PageValues, h.values)
-            if not hmask & mask or flags & _SHARED:
+            values: PageValues = h.values  # type: ignore[assignment]  # PAGE_DATA's layout; cast() costs a call per page
+            gpa, hmask, file_offset, flags, dtype, _ = values
+            if not hmask & mask or flags & shared:
                 continue
-            if dtype == 0 and not flags & (_UNMEASURED | _LARGE) and file_offset:
+            if dtype == 0 and not flags & special and file_offset:
                 gpas.append(gpa)
                 offsets.append(file_offset)
-                if len(offsets) >= RUN_PAGES:
+                if len(offsets) >= run:
                     yield FilePages(gpas, offsets)
                     gpas, offsets = [], []
                 continue
