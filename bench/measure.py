@@ -40,7 +40,8 @@ from igvm.snp.igvm_measure import measure  # noqa: E402
 def best(fn: Callable[[], object], baseline: Callable[[], object], repeat: int) -> tuple[float, float]:
     """Best times of ``fn`` and ``baseline``, run alternately so that a slow spell of this shared
     machine hits both rather than whichever happened to run then."""
-    ours, theirs = [], []
+    ours: list[float] = []
+    theirs: list[float] = []
     for _ in range(repeat):
         for fun, times in ((baseline, theirs), (fn, ours)):
             start = time.perf_counter()
@@ -49,7 +50,7 @@ def best(fn: Callable[[], object], baseline: Callable[[], object], repeat: int) 
     return min(ours), min(theirs)
 
 
-def bench_igvm(tmp: Path, mib: int, repeat: int) -> dict[str, float]:
+def bench_igvm(tmp: Path, mib: int, repeat: int) -> dict[str, float | str]:
     path = tmp / "pages.igvm"
     npages = mib * 256
     headers = [make("SUPPORTED_PLATFORM", compatibility_mask=1, platform_type=PlatformType.SEV_SNP,

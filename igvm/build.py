@@ -82,7 +82,7 @@ def snp_headers(fw: Ovmf, spec: SnpBuild, signed: tuple[idb.SignedIdBlock, idb.I
                                             spec.vcpu_signature)):
         headers.append(make("VP_CONTEXT", data=page, gpa=VMSA_GPA, compatibility_mask=m, vp_index=index))
     if signed is not None:
-        headers.append(make("SNP_ID_BLOCK", **idb.igvm_fields(signed[0], signed[1], m)))
+        headers.append(make("SNP_ID_BLOCK", None, **idb.igvm_fields(signed[0], signed[1], m)))
     return headers
 
 

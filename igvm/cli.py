@@ -12,9 +12,13 @@ import base64
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # the subcommands import these when they run (a fast --help)
+    from .snp.hashes import KernelHashes
+    from .snp.id_block import IdBlock, SignedIdBlock
 
 
 def _int(text: str) -> int:
@@ -72,7 +76,7 @@ def _signature(args: argparse.Namespace) -> int:
                           stepping=args.vcpu_stepping, signature=args.vcpu_sig)
 
 
-def _kernel_hashes(args: argparse.Namespace):
+def _kernel_hashes(args: argparse.Namespace) -> KernelHashes | None:
     from .snp.hashes import from_files
 
     if args.kernel is None:
@@ -114,12 +118,20 @@ def _measure_rtmr(args: argparse.Namespace) -> int:
     return 0
 
 
+class _EventRow(TypedDict):
+    offset: int
+    rtmr: int | None
+    type: str
+    sha384: str
+    data_size: int
+
+
 def _measure_eventlog(args: argparse.Namespace) -> int:
     from .tdx.eventlog import TPM_ALG_SHA384, parse_log, replay
 
     events = parse_log(_read(args.file))
     rtmrs = replay(events)
-    listed = [{"offset": e.offset, "rtmr": e.rtmr, "type": f"{e.type:#x}",
+    listed: list[_EventRow] = [{"offset": e.offset, "rtmr": e.rtmr, "type": f"{e.type:#x}",
                "sha384": (e.digests.get(TPM_ALG_SHA384) or b"").hex(), "data_size": len(e.data)} for e in events]
     if args.json:
         print(json.dumps({**{f"rtmr{i}": r.hex() for i, r in enumerate(rtmrs)},
@@ -205,7 +217,7 @@ def _measure_igvm(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- igvm
 
 
-def _id_block_from_args(args: argparse.Namespace, ld: bytes, policy: int):
+def _id_block_from_args(args: argparse.Namespace, ld: bytes, policy: int) -> tuple[SignedIdBlock, IdBlock] | None:
     from .snp import id_block as idb
 
     if args.id_key is None:
@@ -278,12 +290,12 @@ def _igvm_inspect(args: argparse.Namespace) -> int:
     for h in igvm.headers:
         parts = []
         for k, v in h.fields.items():
-            if k == "platform_type":
+            if isinstance(v, bytes):
+                parts.append(f"{k}={v.hex()[:32]}{'...' if len(v) > 16 else ''}")
+            elif k == "platform_type":
                 parts.append(f"{k}={PlatformType(v).name if v in PlatformType._value2member_map_ else v}")
             elif k == "data_type":
                 parts.append(f"{k}={PageDataType(v).name if v in PageDataType._value2member_map_ else v}")
-            elif isinstance(v, bytes):
-                parts.append(f"{k}={v.hex()[:32]}{'...' if len(v) > 16 else ''}")
             else:
                 parts.append(f"{k}={v:#x}")
         print(f"{h.offset:#08x} {h.name:<22} {' '.join(parts)}")
@@ -337,7 +349,7 @@ def _reference_values(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     measure = sub.add_parser("measure", help="compute launch measurements (SNP digest, TDX MRTD)")

@@ -116,6 +116,11 @@ class Header:
         assert isinstance(value, int)
         return value
 
+    def blob(self, key: str) -> bytes:
+        value = self[key]
+        assert isinstance(value, bytes)
+        return value
+
     def replace(self, **values: FieldValue) -> Header:
         fields = self.fields
         fields.update(values)

@@ -74,11 +74,11 @@ def test_igvm_header_round_trip(keys: tuple[Path, Path]) -> None:
     signed = idb.make(block, idb.load_key(str(keys[0])), idb.load_key(str(keys[1])))
     headers = [make("SUPPORTED_PLATFORM", compatibility_mask=1, platform_type=PlatformType.SEV_SNP,
                     platform_version=1),
-               make("SNP_ID_BLOCK", **idb.igvm_fields(signed, block, 1))]
+               make("SNP_ID_BLOCK", None, **idb.igvm_fields(signed, block, 1))]
     parsed = igf.read(igf.to_bytes(headers)).headers[1]
     assert parsed["ld"] == LD and parsed["guest_svn"] == 3 and parsed["author_key_enabled"] == 1
     # the IGVM key has an extra reserved u32 after the curve; the PSP key does not
-    assert b"\x02\0\0\0" + parsed["id_public_key_qx"] + parsed["id_public_key_qy"] == signed.id_key[:148]
+    assert b"\x02\0\0\0" + parsed.blob("id_public_key_qx") + parsed.blob("id_public_key_qy") == signed.id_key[:148]
 
 
 def test_cli_id_block(keys: tuple[Path, Path]) -> None:

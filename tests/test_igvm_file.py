@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import zlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -132,7 +133,7 @@ def _patch_header(index: int, field: str, value: int) -> bytes:
     (lambda d: d[:8] + struct.pack("<I", 12) + d[12:], 8, "8-aligned"),
     (lambda d: d[:12] + struct.pack("<I", 1 << 27) + d[16:], 0xC, "past the end"),
 ])
-def test_fixed_header_faults(mutate, offset: int, message: str) -> None:
+def test_fixed_header_faults(mutate: Callable[[bytes], bytes], offset: int, message: str) -> None:
     with pytest.raises(IgvmError, match=message) as err:
         igf.read(mutate(_valid()))
     assert err.value.offset == offset

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fwgen import make_firmware
@@ -27,8 +29,9 @@ from igvm.tdx.mrtd import tdvf_mrtd
 
 def ssm(fw: Path, vcpus: int, vcpu_type: str, kernel: str | None = None, initrd: str | None = None,
         append: str | None = None) -> str:
-    return ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw), kernel,
-                                        initrd, append, 0x1).hex()
+    digest: bytes = ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw),
+                                                 kernel, initrd, append, 0x1)
+    return digest.hex()
 
 
 @pytest.mark.parametrize("vcpus", [1, 4])
@@ -168,9 +171,14 @@ def test_large_files_hash_in_forked_workers_with_the_same_digest(monkeypatch: py
     g = GCTX()
     g.update_normal_pages(0x4000000, b"".join(pages))
     g.update_normal_pages(0x100000, bytes(4096))
-    made = []
+    made: list[int] = []
     real = forkhash.ForkedPageHasher
-    monkeypatch.setattr(forkhash, "ForkedPageHasher", lambda *a: made.append(1) or real(*a))
+
+    def counted(*a: Any) -> forkhash.ForkedPageHasher:
+        made.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(forkhash, "ForkedPageHasher", counted)
     monkeypatch.setattr(forkhash, "usable", lambda: True)
     assert measure(parsed) == g.ld()
     assert made == [1]
@@ -184,7 +192,7 @@ def test_a_failing_worker_surfaces_the_parents_own_error() -> None:
 
     parent = os.getpid()
 
-    def read(offsets: list[int]) -> bytes:
+    def read(offsets: Sequence[int]) -> bytes:
         if offsets[0] == 3 and os.getpid() != parent:
             os._exit(9)  # the worker dies mid-way; the parent must not hang or trust a short answer
         if offsets[0] == 4:

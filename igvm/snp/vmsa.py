@@ -61,8 +61,8 @@ def build(eip: int, sev_features: int, vcpu_signature: int, vmm: Vmm = Vmm.QEMU)
         "cr0": 0x10, "dr7": 0x400, "dr6": 0xFFFF0FF0, "rflags": 0x2, "rip": eip & 0xFFFF,
         "g_pat": g_pat, "rdx": rdx, "sev_features": sev_features, "xcr0": 0x1,
     }
-    for name, value in registers.items():
-        struct.pack_into("<Q", page, _U64[name], value)
+    for name, register in registers.items():
+        struct.pack_into("<Q", page, _U64[name], register)
     struct.pack_into("<I", page, _MXCSR, mxcsr)
     struct.pack_into("<H", page, _X87_FCW, fcw)
     return bytes(page)

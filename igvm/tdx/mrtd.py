@@ -19,7 +19,7 @@ import hashlib
 import struct
 
 from ..errors import FirmwareError
-from ..ovmf import Ovmf
+from ..ovmf import Ovmf, TdvfSection
 
 PAGE = 4096
 CHUNK = 256
@@ -60,7 +60,7 @@ def tdvf_mrtd(fw: Ovmf, *, two_pass: bool = False) -> bytes:
     for s in fw.tdvf_sections:
         pages = range(s.memory_address, s.memory_address + s.memory_data_size, PAGE)
 
-        def page_data(gpa: int, s=s) -> bytes:
+        def page_data(gpa: int, s: TdvfSection = s) -> bytes:
             off = gpa - s.memory_address
             chunk = fw.data[s.data_offset + off:s.data_offset + min(off + PAGE, s.raw_data_size)] \
                 if off < s.raw_data_size else b""
