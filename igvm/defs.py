@@ -327,13 +327,20 @@ def _first_page_at(kind: HeaderType, headers: Sequence[Record], page: int, bit: 
     return 0
 
 
-def _check_insert(h: Record, kind: HeaderType, v: Validation) -> None:
+def _open_area(h: Record, v: Validation, undeclared: str, inserted: str) -> int:
+    """The parameter area ``h`` names, which must be declared and not yet inserted (the
+    messages are templates over ``index``)."""
     index = h.int("parameter_area_index")
     if index not in v.areas:
-        raise IgvmError(h.offset, f"PARAMETER_INSERT of undeclared area {index}")
+        raise IgvmError(h.offset, undeclared.format(index=index))
     if index in v.inserted:
-        raise IgvmError(h.offset, f"parameter area {index} inserted twice")
-    v.inserted.add(index)
+        raise IgvmError(h.offset, inserted.format(index=index))
+    return index
+
+
+def _check_insert(h: Record, kind: HeaderType, v: Validation) -> None:
+    v.inserted.add(_open_area(h, v, "PARAMETER_INSERT of undeclared area {index}",
+                              "parameter area {index} inserted twice"))
 
 
 def _check_vp_context(h: Record, kind: HeaderType, v: Validation) -> None:
@@ -342,11 +349,8 @@ def _check_vp_context(h: Record, kind: HeaderType, v: Validation) -> None:
 
 
 def _check_parameter_use(h: Record, kind: HeaderType, v: Validation) -> None:
-    index = h.int("parameter_area_index")
-    if index not in v.areas:
-        raise IgvmError(h.offset, f"{kind.name} uses undeclared parameter area {index}")
-    if index in v.inserted:
-        raise IgvmError(h.offset, f"{kind.name} uses parameter area {index} after it was inserted")
+    index = _open_area(h, v, kind.name + " uses undeclared parameter area {index}",
+                       kind.name + " uses parameter area {index} after it was inserted")
     if h.int("byte_offset") >= v.areas[index]:
         raise IgvmError(h.offset, f"{kind.name} byte_offset {h.int('byte_offset'):#x} is outside area {index}")
 
