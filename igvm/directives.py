@@ -95,9 +95,10 @@ def page_events(igvm: IgvmFile, platform: PlatformType) -> Iterator[PageEvent]:
     gpas: list[int] = []
     offsets: list[int] = []
     page, area, insert, vp = PAGE_DATA.code, PARAMETER_AREA.code, PARAMETER_INSERT.code, VP_CONTEXT.code
-    shared, special, run = _SHARED, _UNMEASURED | _LARGE, RUN_PAGES  # locals: this loop runs once a page
+    # locals: this loop runs once a page
+    required, shared, special, run = ~OPTIONAL_BIT, _SHARED, _UNMEASURED | _LARGE, RUN_PAGES
     for h in igvm.headers:
-        code = h.code & ~OPTIONAL_BIT
+        code = h.code & required
         if code == page:
             values: PageValues = h.values  # type: ignore[assignment]  # PAGE_DATA's layout; cast() costs a call per page
             gpa, hmask, file_offset, flags, dtype, _ = values
