@@ -12,11 +12,11 @@ import base64
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import InputError
 
-if TYPE_CHECKING:  # the handlers import their subsystems lazily (fast start); the checker needs the names
+if TYPE_CHECKING:  # the subcommands import these when they run (a fast --help)
     from .snp.hashes import KernelHashes
     from .snp.id_block import IdBlock, SignedIdBlock
 
@@ -118,12 +118,20 @@ def _measure_rtmr(args: argparse.Namespace) -> int:
     return 0
 
 
+class _EventRow(TypedDict):
+    offset: int
+    rtmr: int | None
+    type: str
+    sha384: str
+    data_size: int
+
+
 def _measure_eventlog(args: argparse.Namespace) -> int:
     from .tdx.eventlog import TPM_ALG_SHA384, parse_log, replay
 
     events = parse_log(_read(args.file))
     rtmrs = replay(events)
-    listed: list[dict[str, Any]] = [{"offset": e.offset, "rtmr": e.rtmr, "type": f"{e.type:#x}",
+    listed: list[_EventRow] = [{"offset": e.offset, "rtmr": e.rtmr, "type": f"{e.type:#x}",
                "sha384": (e.digests.get(TPM_ALG_SHA384) or b"").hex(), "data_size": len(e.data)} for e in events]
     if args.json:
         print(json.dumps({**{f"rtmr{i}": r.hex() for i, r in enumerate(rtmrs)},
@@ -282,12 +290,12 @@ def _igvm_inspect(args: argparse.Namespace) -> int:
     for h in igvm.headers:
         parts = []
         for k, v in h.fields.items():
-            if k == "platform_type" and isinstance(v, int):
-                parts.append(f"{k}={PlatformType(v).name if v in PlatformType._value2member_map_ else v}")
-            elif k == "data_type" and isinstance(v, int):
-                parts.append(f"{k}={PageDataType(v).name if v in PageDataType._value2member_map_ else v}")
-            elif isinstance(v, bytes):
+            if isinstance(v, bytes):
                 parts.append(f"{k}={v.hex()[:32]}{'...' if len(v) > 16 else ''}")
+            elif k == "platform_type":
+                parts.append(f"{k}={PlatformType(v).name if v in PlatformType._value2member_map_ else v}")
+            elif k == "data_type":
+                parts.append(f"{k}={PageDataType(v).name if v in PageDataType._value2member_map_ else v}")
             else:
                 parts.append(f"{k}={v:#x}")
         print(f"{h.offset:#08x} {h.name:<22} {' '.join(parts)}")
@@ -341,7 +349,7 @@ def _reference_values(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     measure = sub.add_parser("measure", help="compute launch measurements (SNP digest, TDX MRTD)")

@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from .defs import (
     ARCH_AARCH64,
@@ -37,15 +37,14 @@ from .defs import (
     OPAQUE_TYPES,
     OPTIONAL_BIT,
     PAGE_SIZE,
-    PAGE_SIZE_2M,
-    PARAMETER_TYPES,
+    SUPPORTED_PLATFORM,
     VARIABLE_HEADER,
     Data,
+    FieldValue,
     HeaderType,
-    PageDataFlags,
-    PageDataType,
     PlatformType,
     Section,
+    Validation,
     align8,
     section_of,
     type_name,
@@ -53,14 +52,10 @@ from .defs import (
 from .errors import IgvmError
 
 DataSource = bytes | Callable[[], bytes]
-FieldValue = int | bytes
 
 #: Upper bound on the variable-header region we are willing to hold in memory
 #: (a 1 GiB image of 4 KiB pages needs 8 MiB of PAGE_DATA records).
 MAX_VARIABLE_HEADER = 256 * 1024 * 1024
-#: Parameter areas hold ACPI tables, memory maps and command lines: a few
-#: pages. The bound keeps a hostile file from making measurement loop.
-MAX_PARAMETER_AREA = 64 * 1024 * 1024
 
 
 class Header:
@@ -164,15 +159,7 @@ def make(name_or_code: str | int, data: DataSource | None = None, **values: Fiel
 def data_size(header: Header) -> int | None:
     """Bytes of file data the record refers to, or None if it refers to none."""
     kind = header.kind
-    if kind is None or kind.data is None:
-        return None
-    if kind.data is Data.PAGE:
-        return PAGE_SIZE_2M if header.int("flags") & PageDataFlags.IS_2MB_PAGE else PAGE_SIZE
-    if kind.data is Data.VMSA:
-        return PAGE_SIZE
-    if kind.data is Data.AREA:
-        return header.int("number_of_bytes")
-    return header.int("size_bytes")
+    return None if kind is None else kind.data_size(header)
 
 
 # ---------------------------------------------------------------------------
@@ -215,7 +202,7 @@ class IgvmFile:
     def platforms(self) -> dict[int, int]:
         """compatibility mask -> platform type, from SUPPORTED_PLATFORM."""
         return {h.int("compatibility_mask"): h.int("platform_type")
-                for h in self.headers if h.code == 0x001}
+                for h in self.headers if h.code == SUPPORTED_PLATFORM.code}
 
     def mask_for(self, platform: PlatformType) -> int:
         for mask, ptype in self.platforms().items():
@@ -331,124 +318,18 @@ def _records(buf: bytes, start: int, end: int) -> Iterator[Header]:
 
 
 def _validate(headers: Sequence[Header], data_start: int, size: int) -> None:
-    """Cross-record checks: masks, alignment, overlaps, parameter areas, data ranges."""
-    platform_masks: dict[int, int] = {}
-    areas: dict[int, int] = {}
-    inserted: set[int] = set()
-    pages: set[int] = set()  # page number * 32 + mask bit index, for every PAGE_DATA seen
-    declared = 0
+    """Cross-record checks (masks, alignment, overlaps, parameter areas, data ranges): each
+    header type's own, from its row in :data:`igvm.defs.HEADER_TYPES`."""
+    seen = Validation(headers, data_start, size)
+    quick = {kind.code: kind.quick for kind in HEADER_TYPES.values() if kind.quick is not None}
     for h in headers:
-        if h.code == 0x302 and _plain_page_ok(h, declared, data_start, size, pages):
-            continue  # fast path for the common record; anything unusual takes the full checks
+        fast = quick.get(h.code)
+        if fast is not None and fast(h, seen):
+            continue  # the common record passed; anything unusual takes the full checks
         kind = h.kind
-        if kind is None:
-            continue
-        at = h.offset
-        for name in kind.reserved:
-            value = h[name]
-            if value != 0 and not (isinstance(value, bytes) and not any(value)):
-                raise IgvmError(at, f"{kind.name}.{name} is reserved and must be zero")
-        mask = h.get("compatibility_mask")
-        if h.code == 0x001:
-            assert isinstance(mask, int)
-            if mask == 0 or mask & (mask - 1):
-                raise IgvmError(at, f"SUPPORTED_PLATFORM mask {mask:#x} must have exactly one bit set")
-            if mask in platform_masks:
-                raise IgvmError(at, f"compatibility mask {mask:#x} declared twice")
-            platform_masks[mask] = h.int("platform_type")
-            declared |= mask
-        elif isinstance(mask, int) and (mask == 0 or mask & ~declared):
-            raise IgvmError(at, f"{kind.name} mask {mask:#x} names platforms not declared ({declared:#x})")
-        code = h.code & ~OPTIONAL_BIT
-        if code in (0x302, 0x303, 0x304, 0x305, 0x30D):
-            gpa = h.int("gpa")
-            align = PAGE_SIZE_2M if code == 0x302 and h.int("flags") & PageDataFlags.IS_2MB_PAGE else PAGE_SIZE
-            if gpa % align:
-                raise IgvmError(at, f"{kind.name} gpa {gpa:#x} is not {align:#x}-aligned")
-        if code == 0x302:
-            if h.int("flags") & ~int(PageDataFlags.IS_2MB_PAGE | PageDataFlags.UNMEASURED | PageDataFlags.SHARED):
-                raise IgvmError(at, f"PAGE_DATA flags {h.int('flags'):#x} has reserved bits set")
-            if h.int("data_type") not in PageDataType._value2member_map_:
-                raise IgvmError(at, f"PAGE_DATA data_type {h.int('data_type')} is unknown")
-            count = PAGE_SIZE_2M // PAGE_SIZE if h.int("flags") & PageDataFlags.IS_2MB_PAGE else 1
-            first = h.int("gpa") // PAGE_SIZE
-            assert isinstance(mask, int)
-            bits = [i for i in range(32) if mask >> i & 1]
-            for page in range(first, first + count):
-                for bit in bits:
-                    key = page * 32 + bit
-                    if key in pages:
-                        prior = _first_page_data_at(headers, page, 1 << bit)
-                        raise IgvmError(at, f"PAGE_DATA at gpa {page * PAGE_SIZE:#x} overlaps the one at "
-                                            f"offset {prior:#x}")
-                    pages.add(key)
-        elif code == 0x301:
-            nbytes, index = h.int("number_of_bytes"), h.int("parameter_area_index")
-            if nbytes == 0 or nbytes % PAGE_SIZE:
-                raise IgvmError(at, f"PARAMETER_AREA size {nbytes:#x} is not a non-zero multiple of 4 KiB")
-            if nbytes > MAX_PARAMETER_AREA:
-                raise IgvmError(at, f"PARAMETER_AREA size {nbytes:#x} exceeds {MAX_PARAMETER_AREA:#x}")
-            if index in areas:
-                raise IgvmError(at, f"parameter area {index} declared twice")
-            areas[index] = nbytes
-        elif code == 0x303:
-            index = h.int("parameter_area_index")
-            if index not in areas:
-                raise IgvmError(at, f"PARAMETER_INSERT of undeclared area {index}")
-            if index in inserted:
-                raise IgvmError(at, f"parameter area {index} inserted twice")
-            inserted.add(index)
-        elif code in PARAMETER_TYPES:
-            index = h.int("parameter_area_index")
-            if index not in areas:
-                raise IgvmError(at, f"{kind.name} uses undeclared parameter area {index}")
-            if index in inserted:
-                raise IgvmError(at, f"{kind.name} uses parameter area {index} after it was inserted")
-            if h.int("byte_offset") >= areas[index]:
-                raise IgvmError(at, f"{kind.name} byte_offset {h.int('byte_offset'):#x} is outside area {index}")
-        elif code == 0x304 and not h.int("file_offset"):
-            raise IgvmError(at, "VP_CONTEXT has no VMSA data (file_offset 0)")
-        elif code == 0x101 and platform_masks.get(h.int("compatibility_mask")) is None:
-            raise IgvmError(at, "GUEST_POLICY mask must name exactly one declared platform")
-        if kind.data is not None:
-            offset = h.int("file_offset")
-            sized = data_size(h)
-            assert sized is not None
-            nbytes = sized
-            if offset and (offset < data_start or offset + nbytes > size):
-                raise IgvmError(at, f"{kind.name} data [{offset:#x}, {offset + nbytes:#x}) lies outside "
-                                    f"the file data region [{data_start:#x}, {size:#x})")
-            if not offset and kind.data is Data.SIZED and nbytes:
-                raise IgvmError(at, f"{kind.name} has {nbytes} bytes of data but file_offset 0")
-
-
-def _plain_page_ok(h: Header, declared: int, data_start: int, size: int, pages: set[int]) -> bool:
-    """Check an ordinary 4 KiB PAGE_DATA quickly; False sends it through the full checks.
-
-    A 1 GiB image has 262144 of these, so they are checked with plain tuple
-    and integer operations; the full path gives the precise error message.
-    """
-    # PAGE_DATA's six fields are all integers (its defs.py layout); the tuple type cannot say so
-    gpa, mask, file_offset, flags, data_type, reserved = cast("tuple[int, int, int, int, int, int]", h.values)
-    if reserved or flags & ~0x6 or data_type > 3 or gpa & 0xFFF or mask & (mask - 1) or not mask & declared:
-        return False
-    if file_offset and (file_offset < data_start or file_offset + PAGE_SIZE > size):
-        return False
-    key = (gpa >> 12) * 32 + mask.bit_length() - 1
-    if key in pages:
-        return False
-    pages.add(key)
-    return True
-
-
-def _first_page_data_at(headers: Sequence[Header], page: int, bit: int) -> int:
-    """Offset of the first PAGE_DATA covering ``page`` for platform ``bit`` (error path only)."""
-    for h in headers:
-        if h.code & ~OPTIONAL_BIT == 0x302 and h.int("compatibility_mask") & bit:
-            count = PAGE_SIZE_2M // PAGE_SIZE if h.int("flags") & PageDataFlags.IS_2MB_PAGE else 1
-            if h.int("gpa") // PAGE_SIZE <= page < h.int("gpa") // PAGE_SIZE + count:
-                return h.offset
-    return 0
+        if kind is not None:
+            for check in kind.checks:
+                check(h, kind, seen)
 
 
 # ---------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from launcher.fwgen import make_firmware
 
 def ssm(fw: Path, vcpus: int, vcpu_type: str, kernel: str | None = None, initrd: str | None = None,
         append: str | None = None) -> str:
-    return str(ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw), kernel,
-                                        initrd, append, 0x1).hex())
+    digest: bytes = ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, ssm_vcpu.CPU_SIGS[vcpu_type], str(fw),
+                                                 kernel, initrd, append, 0x1)
+    return digest.hex()
 
 
 @pytest.mark.parametrize("vcpus", [1, 4])

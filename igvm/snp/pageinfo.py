@@ -46,7 +46,8 @@ def _small_sha384() -> Callable[[bytes], Any]:
     """
     for name in ("_sha2", "_sha512"):
         try:
-            return importlib.import_module(name).sha384  # type: ignore[no-any-return]
+            sha384: Callable[[bytes], Any] = importlib.import_module(name).sha384
+            return sha384
         except (ImportError, AttributeError):
             continue
     return hashlib.sha384
