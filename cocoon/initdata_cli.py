@@ -81,11 +81,12 @@ def cmd_sim_config(args: argparse.Namespace) -> int:
             raise AgentError("--host-data must be hex") from None
     if args.reference_values:
         from launcher.qemu import snp_measurement
+        from verifier import strictjson
 
         try:
-            with open(args.reference_values, encoding="utf-8") as f:
-                refs = json.load(f)
-        except (OSError, ValueError) as exc:
+            with open(args.reference_values, "rb") as f:
+                refs = strictjson.loads(f.read())  # from outside: duplicate keys refused
+        except (OSError, ValueError, RecursionError) as exc:
             raise AgentError(f"cannot read {args.reference_values}: {exc}") from None
         if not isinstance(refs, dict):
             raise AgentError(f"{args.reference_values} is not a reference-values document")

@@ -24,7 +24,6 @@ serials ``layer0``, ``layer1``, ...
 from __future__ import annotations
 
 import base64
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 from agent.errors import AgentError
 from agent.tee.sim import FW_CFG_NAME
 from launcher.pvh import QBOOT
+from verifier import strictjson
 
 PLATFORMS = ("sim", "snp", "tdx")
 AGENT_PORT = "cocoon.agent"  # the virtio-serial port name the image's cmdline listens on
@@ -83,8 +83,8 @@ class Image:
         """The build's reference values; ``sim``: those for a sim launch (command line + SIM_CMDLINE)."""
         path = self.out / ("reference-values-sim.json" if sim else "reference-values.json")
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            doc = strictjson.loads(path.read_bytes())  # from outside: duplicate keys refused
+        except (OSError, ValueError, RecursionError) as exc:
             raise LaunchError(f"cannot read {path}: {exc}") from None
         if not isinstance(doc, dict):
             raise LaunchError("reference-values.json is not a JSON object")

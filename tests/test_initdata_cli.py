@@ -76,3 +76,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert main(["ctl", "--address", "unix:///x", "NoSuchRpc"]) == 2
     assert main(["ctl", "--address", "unix:///x", "Check", "[1]"]) == 2
     assert "bad request" in capsys.readouterr().err
+
+
+def test_sim_tee_config_refuses_reference_values_with_duplicate_keys(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Reference values come from outside: a repeated key (which readers resolve differently) is bad input."""
+    refs = tmp_path / "refs.json"
+    refs.write_text('{"schema": "cocoon.reference-values/v1", "schema": "x"}')
+    sim = tmp_path / "sim.json"
+    assert main(["sim-tee", "config", "--host-data", "00" * 32, "--reference-values", str(refs),
+                 "--chain-dir", str(tmp_path / "chain"), "-o", str(sim)]) == 2
+    err = capsys.readouterr().err
+    assert "duplicate key" in err and len(err.strip().splitlines()) == 1
+    assert not sim.exists()
