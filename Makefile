@@ -12,9 +12,10 @@ CACHE ?= $(HOME)/.cache/cocoon
 # gcc: igvm/snp/_sha384mb.c (multi-buffer SHA-384 for SNP page hashing);
 # gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin: the SNP firmware (edk2 AmdSev)
 # swtpm swtpm-tools: measured-boot test of the RTMR prediction (tests/test_tpm_measured_boot.py)
+# docker-registry skopeo: cocoon generate's tests pull from a real registry on 127.0.0.1 (images pushed with skopeo)
 # zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
 APT_PACKAGES := ovmf runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
-	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd
+	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd docker-registry skopeo
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
