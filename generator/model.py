@@ -72,6 +72,7 @@ class PodTemplate:
     spec: Any  # the PodSpec mapping
     config_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # name -> data, same namespace
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # name -> decoded data
+    api_version: str = "v1"  # the document's apiVersion (the manifest's default WorkloadSecretID names it)
 
     @property
     def where(self) -> str:
