@@ -24,6 +24,7 @@ SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "cocoon.ctl": ("ctl",),
     "cocoon.verify": ("verify",),
     "launcher.cli": ("launch", "demo"),
+    "cocoon.generate_cli": ("generate", "manifest"),
 }
 
 
@@ -47,11 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     from agent.errors import AgentError
+    from generator.errors import GenerateError
     from igvm.errors import MeasureError
 
     try:
         return int(args.handler(args) or 0)
-    except (MeasureError, AgentError) as exc:
+    except (MeasureError, AgentError, GenerateError) as exc:
         print(f"cocoon {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

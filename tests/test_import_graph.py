@@ -35,11 +35,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "verifier": frozenset({"agent"}),
     "launcher": frozenset({"agent", "igvm", "verifier"}),
     "image": frozenset({"agent", "igvm", "launcher"}),
-    "cocoon": frozenset({"agent", "igvm", "verifier", "launcher", "image"}),
+    "cocoon": frozenset({"agent", "igvm", "verifier", "launcher", "image", "generator"}),
     "generator": frozenset({"agent", "igvm", "verifier"}),
     "coordinator": frozenset({"agent", "igvm", "verifier"}),
-    "shim": frozenset({"agent", "igvm", "verifier"}),
-    "bench": frozenset({"agent", "igvm", "verifier", "launcher", "image", "cocoon"}),
+    "shim": frozenset({"agent", "igvm", "verifier", "launcher", "generator"}),
+    "bench": frozenset({"agent", "igvm", "verifier", "launcher", "image", "cocoon", "generator"}),
 }
 
 # Known exceptions to the layering, file -> folders it may import against ALLOWED (none since issue 24 moved

@@ -1,0 +1,194 @@
+"""The generator's one pass: YAML -> pods -> pinned images -> verity layers -> policies -> initdata -> outputs.
+
+Everything is computed before anything is written, and every output is replaced whole (same-directory
+temporary file and rename), so a bad document, a registry error or a layer that fails to convert leaves
+the input YAML and the previous outputs exactly as they were. Images are resolved once per reference
+and layers converted once per digest (and cached across runs by digest), so a YAML with ten pods on
+one image pays for one conversion.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator import kube, manifest
+from generator.errors import GenerateError
+from generator.model import ImageInfo, Layer, PodTemplate
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a run needs besides the YAML; ``cocoon generate``'s flags map onto it one to one."""
+
+    platform: str = "sim"
+    reference_values: str | None = None  # cocoon reference-values JSON for the platform
+    out: Path = Path(".")  # manifest.json, layers.json and layers/ go here
+    yaml_out: Path | None = None  # write the annotated YAML here instead of in place
+    cache: Path = field(default_factory=lambda: Path(os.environ.get("COCOON_CACHE", "~/.cache/cocoon")).expanduser())
+    settings: str | None = None
+    allow_privileged: bool = False
+    allow_host_path: bool = False
+    sources: Any = None  # generator.images.ImageSources; None = registries only, defaults
+
+
+@dataclass
+class PodResult:
+    where: str
+    name: str
+    initdata_digest: str
+    images: list[str]
+
+
+@dataclass
+class Result:
+    pods: list[PodResult]
+    layers: list[Layer]
+    written: list[str]
+    converted: int  # layers converted this run (the rest came from the cache)
+
+
+def initdata_annotation(document: bytes) -> str:
+    """base64(gzip(TOML)), as genpolicy writes the annotation; gzip with mtime 0 so the text is reproducible."""
+    return base64.b64encode(gzip.compress(document, compresslevel=9, mtime=0)).decode()
+
+
+def _resolve_images(pods: Sequence[PodTemplate], options: Options, progress: Progress,
+                    counter: list[int]) -> dict[str, ImageInfo]:
+    from generator import images, layers
+
+    sources = options.sources if options.sources is not None else images.ImageSources()
+    out: dict[str, ImageInfo] = {}
+    for pod in pods:
+        for path, ref in kube.images(pod):
+            if ref in out:
+                continue
+            try:
+                image = images.resolve(ref, sources, progress=progress)
+            except GenerateError as exc:
+                raise GenerateError(f"{pod.where}: {path}: {exc}") from None
+            diff_ids = list((image.config.get("rootfs") or {}).get("diff_ids") or [])
+            if len(diff_ids) != len(image.layers):
+                raise GenerateError(f"{pod.where}: {path}: image {ref}: the config lists {len(diff_ids)} diff_ids "
+                                    f"for {len(image.layers)} layers")
+            converted = []
+            for blob, diff_id in zip(image.layers, diff_ids, strict=True):
+                layer = layers.cached(blob.digest, options.cache)
+                if layer is None:
+                    progress(f"convert {ref}: layer {blob.digest[:19]} ({blob.size / 1e6:.1f} MB)")
+                    with image.open_blob(blob) as stream:
+                        layer = layers.convert(blob, stream, options.cache, diff_id=diff_id, progress=progress)
+                    counter[0] += 1
+                converted.append(layer)
+            out[ref] = ImageInfo(ref, image.pinned, image.config, tuple(converted))
+    return out
+
+
+def _link_layers(all_layers: Sequence[Layer], options: Options) -> Path:
+    """The layer files beside the index (hard links into the cache; a copy across file systems)."""
+    from generator import layers
+
+    target = options.out / "layers"
+    target.mkdir(parents=True, exist_ok=True)
+    for layer in all_layers:
+        src = layers.path_of(layer, options.cache)
+        dst = target / layer.file
+        if dst.exists() and dst.stat().st_size == layer.size:
+            continue
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise GenerateError(f"{dst}: cannot write the layer: {exc.strerror or exc}") from None
+    return target
+
+
+def run(paths: Sequence[str], options: Options, progress: Progress | None = None) -> Result:
+    from agent.initdata import render_document
+    from generator import layers, policy, settings
+    from verifier import refs as refs_mod
+
+    say = progress or (lambda _msg: None)
+    cfg = settings.load(options.settings)
+    files = [kube.load(p) for p in kube.expand(paths)]
+    pods = kube.pods(files)
+    if not pods:
+        raise GenerateError(f"no pods in {', '.join(paths)} (kinds: {', '.join(kube.KINDS)})")
+    if options.platform not in manifest.PLATFORMS:
+        raise GenerateError(f"unknown platform {options.platform!r} (one of {', '.join(manifest.PLATFORMS)})")
+    if options.reference_values is None:
+        raise GenerateError("--reference-values FILE is needed for the manifest (make image writes "
+                            "out/reference-values.json and out/reference-values-sim.json)")
+    try:
+        ref_doc = refs_mod.load(options.reference_values)
+    except refs_mod.ReferenceValuesError as exc:
+        raise GenerateError(str(exc)) from None
+    values = manifest.reference_values(ref_doc, options.platform)
+    manifest_path = options.out / "manifest.json"
+    existing = None
+    if manifest_path.exists():
+        existing = manifest.load(manifest_path.read_bytes(), str(manifest_path))
+
+    counter = [0]
+    infos = _resolve_images(pods, options, say, counter)
+    results: list[PodResult] = []
+    policies: dict[str, tuple[str, list[str]]] = {}
+    for pod in pods:
+        data = policy.policy_data(pod, infos, cfg, allow_privileged=options.allow_privileged,
+                                  allow_host_path=options.allow_host_path)
+        document = render_document({"policy.rego": policy.render(data)})
+        digest = hashlib.sha256(document).hexdigest()
+        pinned = {ref: infos[ref].pinned for _, ref in kube.images(pod)}
+        kube.annotate(pod, initdata_annotation(document), cfg.runtime_class, pinned)
+        policies[digest] = (manifest.secret_id(pod.api_version, pod.kind, pod.namespace, pod.name), [pod.name, "*"])
+        results.append(PodResult(pod.where, pod.name, digest, sorted(set(pinned.values()))))
+    if len(policies) != len(pods):
+        say("note: some pods have identical policies (same spec and images): one manifest entry each policy")
+
+    all_layers = sorted({layer.digest: layer for info in infos.values() for layer in info.layers}.values(),
+                        key=lambda lay: lay.digest)
+    new_manifest = manifest.update(existing, values, policies)
+    rendered = []
+    for f in files:
+        dest = (options.yaml_out / f.path.name) if options.yaml_out else f.path
+        rendered.append((dest, f.render().encode()))
+
+    # Everything is decided: now write, each file whole.
+    options.out.mkdir(parents=True, exist_ok=True)
+    layer_dir = _link_layers(all_layers, options)
+    layers.write_index(all_layers, options.out / "layers.json")
+    kube.atomic_write(manifest_path, manifest.dumps(new_manifest))
+    if options.yaml_out:
+        options.yaml_out.mkdir(parents=True, exist_ok=True)
+    written = [str(layer_dir), str(options.out / "layers.json"), str(manifest_path)]
+    for dest, text in rendered:
+        if not dest.exists() or dest.read_bytes() != text:
+            kube.atomic_write(dest, text)
+        written.append(str(dest))
+    return Result(results, all_layers, written, counter[0])
+
+
+def summary(result: Result) -> dict[str, Any]:
+    return {"pods": [{"where": p.where, "name": p.name, "initdata_digest": p.initdata_digest, "images": p.images}
+                     for p in result.pods],
+            "layers": [{"digest": lay.digest, "root_hash": lay.root_hash, "file": lay.file} for lay in result.layers],
+            "converted": result.converted, "written": result.written}
+
+
+def reference_for(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The cocoon reference-values document a verifier takes for a manifest's ``ReferenceValues``."""
+    return manifest.to_cocoon_refs(values)
