@@ -115,8 +115,11 @@ def load(path: Path) -> YamlFile:
 
 
 def _kind_of(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
-        type(value), type(value).__name__)
+    for kind, label in ((bool, "a boolean"), (str, "a string"), (int, "a number"), (float, "a number"),
+                        (list, "a list"), (Mapping, "a mapping")):
+        if isinstance(value, kind):  # ruamel's CommentedSeq is a list, its ScalarFloat a float, ...
+            return label
+    return type(value).__name__
 
 
 def _get(doc: Any, path: Sequence[str], where: str) -> Any:
