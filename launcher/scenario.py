@@ -58,13 +58,23 @@ class Session:
     # --- what the launcher prepares -------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
         """Chain, layer, initdata, sim PSP document; returns what was measured and bound."""
+        self.layer = pod.build_layer(self.work / "layer0.img")
+        self.layers = [self.layer.path]
+        return {**self.bind(pod.initdata_document(self.layer, self.chaos)), "layer_root_hash": self.layer.root_hash}
+
+    def prepare_pod(self, document: bytes, layers: list[Path]) -> dict[str, Any]:
+        """The same for a pod of one's own (``cocoon generate`` output): its initdata document and layer files,
+        attached in this order as ``/dev/disk/by-id/virtio-layer0``, ``-layer1``, ..."""
+        self.layers = list(layers)
+        return self.bind(document)
+
+    def bind(self, document: bytes) -> dict[str, Any]:
         from launcher.simca import make_chain, make_config
 
         chain = make_chain()
         self.trust = self.work / "sim-trust.pem"
         self.trust.write_bytes(chain.trust_pem)
-        self.layer = pod.build_layer(self.work / "layer0.img")
-        self.document = pod.initdata_document(self.layer, self.chaos)
+        self.document = document
         self.initdata = self.work / "initdata.img"
         self.initdata.write_bytes(initdata_mod.encode_block(self.document))
         parsed = initdata_mod.read_path(str(self.initdata))
@@ -76,12 +86,11 @@ class Session:
         self.pvh_kernel, self.boot_path = pvh.sim_kernel(self.image.kernel)
         self.prepared = True
         return {"measurement": self.measurement.hex(), "host_data": parsed.bound(32).hex(),
-                "initdata_algorithm": parsed.algorithm, "layer_root_hash": self.layer.root_hash,
-                "cmdline": self.image.cmdline, "kernel_boot": self.boot_path}
+                "initdata_algorithm": parsed.algorithm, "cmdline": self.image.cmdline, "kernel_boot": self.boot_path}
 
     def machine(self, name: str, initdata: Path | None = None, root_image: Path | None = None,
                 tee: str = "sim") -> Machine:
-        m = Machine(self.image, platform="sim", initdata=initdata or self.initdata, layers=[self.layer.path],
+        m = Machine(self.image, platform="sim", initdata=initdata or self.initdata, layers=list(self.layers),
                     agent_socket=self.work / f"{name}.sock", console_log=self.work / f"{name}.console.log",
                     sim_config=self.sim_config, vcpus=VCPUS, vcpu_type=VCPU_TYPE, accel=self.accel,
                     root_image=root_image, pvh_kernel=self.pvh_kernel)
