@@ -13,10 +13,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# the test-only builders (a registry on 127.0.0.1, OCI images) live in tests/support, as for the unit tests
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 TIMINGS: list[tuple[str, float]] = []
 
 
@@ -43,6 +47,13 @@ def image_dir() -> Path:
     subprocess.run([sys.executable, "-m", "image.build", "--out", str(where / "out"), "--build-dir", str(where)],
                    cwd=ROOT, check=True)
     return where / "out"
+
+
+@pytest.fixture(scope="session")
+def image(image_dir: Path) -> Any:
+    from launcher.qemu import Image
+
+    return Image.load(image_dir)
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,6 @@ from launcher.scenario import Session, denied
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def image(image_dir: Path) -> Image:
-    return Image.load(image_dir)
-
-
 def timed(timings: list, name: str, t0: float) -> float:  # type: ignore[type-arg]
     seconds = time.monotonic() - t0
     timings.append((name, seconds))
