@@ -213,7 +213,12 @@ def build_image(
             digest, size, cfg_digest = image(os_, arch)
             manifests[f"{os_}/{arch}"] = digest
             entries.append(
-                {"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": os_, "architecture": arch}}
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": size,
+                    "platform": {"os": os_, "architecture": arch},
+                }
             )
             if (os_, arch) == ("linux", "amd64"):
                 found = (digest, cfg_digest)

@@ -60,9 +60,7 @@ def make_ca(directory: Path) -> TestCA:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -75,9 +73,7 @@ def make_ca(directory: Path) -> TestCA:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -87,9 +83,7 @@ def make_ca(directory: Path) -> TestCA:
     out.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     out.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     out.server_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return out
 
@@ -105,9 +99,7 @@ def free_port() -> int:
 class Registry:
     """One registry process. ``host`` is ``127.0.0.1:PORT``; ``url`` has the scheme it serves."""
 
-    def __init__(
-        self, *, tls: bool = False, users: dict[str, str] | None = None, workdir: Path | None = None
-    ) -> None:
+    def __init__(self, *, tls: bool = False, users: dict[str, str] | None = None, workdir: Path | None = None) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="cocoon-registry-")) if workdir is None else workdir
         self.storage = self.workdir / "storage"
