@@ -118,7 +118,7 @@ def parse_auth_config(data: bytes, where: str) -> dict[str, Credentials]:
         if isinstance(auth, str) and auth:
             try:
                 user, sep, password = base64.b64decode(auth, validate=True).decode("utf-8").partition(":")
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # ValueError: non-ASCII text (UnicodeDecodeError is one)
                 raise ImageError(f"{at}: auth is not base64 of user:password") from None
             if not sep:
                 raise ImageError(f"{at}: auth is not base64 of user:password")
