@@ -13,6 +13,7 @@ import io
 import json
 import re
 import tarfile
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from generator import oci
 from generator.errors import ImageError
 from generator.images import ImageSources, ResolvedImage, parse_auth_config, parse_reference, resolve
 from generator.model import LAYER_MEDIA_TYPES, Blob
+from generator.ocilayout import safe_member
 from generator.registry import parse_challenge, registry_error_text
 
 pytestmark = pytest.mark.timeout(300)
@@ -166,6 +168,19 @@ def test_gzip_zstd_and_uncompressed_layers(plain_registry: Registry, images: dic
     image = resolve(f"{plain_registry.host}/mixed:2.0", _loopback(plain_registry))
     assert [LAYER_MEDIA_TYPES[b.media_type] for b in image.layers] == ["gzip", "zstd", "none"]
     _check_layers(image)
+
+
+def test_docker_schema2_manifest_and_list(plain_registry: Registry, images: dict[str, BuiltImage]) -> None:
+    """skopeo converts to Docker's media types on the way in; the same layers come out."""
+    single = resolve(plain_registry.push(images["plain"], "dockerweb", "1", docker=True), _loopback(plain_registry))
+    assert single.pinned == f"{plain_registry.host}/dockerweb@{single.manifest_digest}"
+    assert [b.media_type for b in single.layers] == ["application/vnd.docker.image.rootfs.diff.tar.gzip"] * 2
+    assert [b.digest for b in single.layers] == [b.digest for b in images["plain"].layers]
+    _check_layers(single)
+    listed = resolve(plain_registry.push(images["multi"], "dockermulti", "1", docker=True), _loopback(plain_registry))
+    assert listed.pinned != f"{plain_registry.host}/dockermulti@{listed.manifest_digest}"  # pinned to the list
+    assert listed.config["architecture"] == "amd64"
+    _check_layers(listed)
 
 
 # -- transport: plain HTTP only when asked and only to loopback; TLS with a CA; basic auth
@@ -401,6 +416,19 @@ def test_docker_archive(images: dict[str, BuiltImage], tmp_path: Path) -> None:
     _check_layers(image)
     again = resolve(image.pinned, ImageSources(local={"web": f"docker-archive:{archive}"}))
     assert again.pinned == image.pinned  # the derived manifest is deterministic, so it pins
+
+
+def test_oci_layout_inside_an_archive(images: dict[str, BuiltImage], tmp_path: Path) -> None:
+    """Archives that carry an OCI layout (as Docker 25+ writes them) are read as that layout."""
+    built = images["mixed"]
+    archive = tmp_path / "oci.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(built.layout.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(built.layout).as_posix())
+    image = resolve("web:2.0", ImageSources(local={"web": f"docker-archive:{archive}"}))
+    assert image.pinned == f"web@{built.manifest_digest}"
+    _check_layers(image)
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> Path:
@@ -645,3 +673,28 @@ def test_header_and_error_parsers_never_crash(header: str, body: bytes) -> None:
     assert scheme == scheme.lower() and all(isinstance(v, str) for v in params.values())
     assert isinstance(registry_error_text(body), str)
     assert registry_error_text(b'{"errors":[{"code":"X","message":"y"}]}') == "X: y"
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json, _json)
+def test_layout_and_archive_indexes_never_crash(index: Any, manifest: Any) -> None:
+    """Random index.json (OCI layout) and manifest.json (docker archive): an ImageError or an image."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "layout/blobs/sha256").mkdir(parents=True)
+        (root / "layout/oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (root / "layout/index.json").write_text(json.dumps(index))
+        archive = _tar(root / "a.tar", {"manifest.json": json.dumps(manifest).encode(), "c": b"{}", "l": b""})
+        for spec in (f"oci:{root / 'layout'}", f"docker-archive:{archive}"):
+            with contextlib.suppress(ImageError):
+                resolve("web:1", ImageSources(local={"web": spec}))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab./\\\0", max_size=20))
+def test_safe_member(name: str) -> None:
+    try:
+        out = safe_member(name, "archive")
+    except ImageError:
+        return
+    assert not out.startswith("/") and ".." not in out.split("/") and "" not in out.split("/")

@@ -13,8 +13,9 @@ API (small on purpose; other helpers use it):
   writes an OCI layout at ``dest``. ``compression`` is one of ``gzip``/``zstd``/``none`` or one per layer.
   ``platforms=[("linux", "arm64"), ("linux", "amd64")]`` makes the tag point to an image index with one
   image per platform (same layers, configs differing in architecture).
-- ``push(image, registry_host, name, tag, *, ca_file=None, creds=None)`` copies the layout to a registry
-  with skopeo (digests preserved, every platform).
+- ``push(image, registry, name, tag, *, ca_file=None, creds=None, docker=False)`` copies the layout to a
+  registry with skopeo (digests preserved, every platform; ``docker=True`` converts to Docker schema 2).
+  ``Registry.push`` (tests/support/registry.py) fills in the host, CA and credentials.
 - ``docker_archive(image, dest, name_tag)`` writes a ``docker save`` style tarball with skopeo.
 - ``layer_tar(spec) -> bytes``: the uncompressed, deterministic tar of one layer spec.
 """
@@ -238,20 +239,28 @@ def _skopeo(*args: str) -> None:
 
 
 def push(
-    image: BuiltImage,
-    registry_host: str,
+    image: BuiltImage | Path,
+    registry: str,
     name: str,
     tag: str,
     *,
     ca_file: Path | None = None,
     creds: str | None = None,
+    docker: bool = False,
+    src_tag: str | None = None,
 ) -> None:
-    """Copy ``image`` to ``registry_host`` (``127.0.0.1:PORT``) as ``name:tag``, digests preserved.
+    """Copy ``image`` (or an OCI layout dir and its ``src_tag``) to ``registry`` as ``name:tag``, every platform.
 
-    Plain HTTP unless ``ca_file`` is given (then TLS verified against it); ``creds`` is ``user:password``.
+    ``registry`` is ``127.0.0.1:PORT`` or a URL of it. Plain HTTP unless ``ca_file`` is given (then TLS
+    verified against it); ``creds`` is ``user:password``. Digests are preserved, except with ``docker=True``:
+    skopeo then converts to Docker schema 2 manifests (and a manifest list), which changes every digest
+    but the layers'.
     """
+    host = registry.split("://", 1)[-1].rstrip("/")
+    layout, source_tag = (image.layout, image.tag) if isinstance(image, BuiltImage) else (image, src_tag or "latest")
     with tempfile.TemporaryDirectory(prefix="cocoon-skopeo-") as tmp:
-        args = ["copy", "--all", "--preserve-digests", "--quiet"]
+        args = ["copy", "--all", "--quiet"]
+        args += ["--format", "v2s2"] if docker else ["--preserve-digests"]
         if ca_file is not None:
             shutil.copy(ca_file, Path(tmp) / "ca.crt")  # skopeo reads every *.crt in the dir as a CA
             args += ["--dest-cert-dir", tmp]
@@ -259,7 +268,7 @@ def push(
             args += ["--dest-tls-verify=false"]
         if creds is not None:
             args += ["--dest-creds", creds]
-        _skopeo(*args, f"oci:{image.layout}:{image.tag}", f"docker://{registry_host}/{name}:{tag}")
+        _skopeo(*args, f"oci:{layout}:{source_tag}", f"docker://{host}/{name}:{tag}")
 
 
 def docker_archive(image: BuiltImage, dest: Path, name_tag: str) -> Path:

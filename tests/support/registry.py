@@ -6,7 +6,7 @@ TLS), not a double's idea of them. The registry runs from a config file written 
 serves TLS with a CA made here (``cryptography``) and optionally asks for htpasswd basic auth (bcrypt
 hashes made with the PyPI ``bcrypt`` package: Debian's registry has no hash command and ``htpasswd`` is
 not installed). ``Registry.start()`` returns once ``/v2/`` answers; ``stop()`` kills it and removes
-everything it made.
+everything it made; ``push(image, name, tag)`` publishes a tests/support/ociimage.py image there.
 
 Config keys are distribution's (docs/configuration.md of distribution/distribution 2.8).
 """
@@ -26,6 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from support.ociimage import BuiltImage
 
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 
@@ -200,6 +204,14 @@ class Registry:
         """Where the filesystem driver keeps a blob (distribution's storage/paths.go layout)."""
         algorithm, hexdigest = digest.split(":", 1)
         return self.storage / "docker/registry/v2/blobs" / algorithm / hexdigest[:2] / hexdigest / "data"
+
+    def push(self, image: BuiltImage | Path, name: str, tag: str, *, docker: bool = False) -> str:
+        """Push a test image here (with this registry's CA and first user); returns ``host/name:tag``."""
+        from support.ociimage import push
+
+        ca = self.ca.ca_cert if self.ca is not None else None
+        push(image, self.host, name, tag, ca_file=ca, creds=self.creds, docker=docker)
+        return f"{self.host}/{name}:{tag}"
 
     @property
     def creds(self) -> str | None:
