@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -206,10 +207,9 @@ class ResolvedImage:
         if blob not in self.layers:
             raise ImageError(f"{self.reference}: blob {blob.digest} is not a layer of this image")
         with self._store.blob(blob) as raw:
-            stream = oci.verified_stream(raw, blob, self.reference)
-            yield stream
-            while stream.read(1 << 20):
-                pass
+            reader = oci.DigestReader(raw, blob, self.reference)
+            yield io.BufferedReader(reader, buffer_size=1 << 16)
+            reader.drain()
 
 
 def _store_for(ref: Reference, text: str, sources: ImageSources) -> tuple[oci.Store, str]:

@@ -227,6 +227,9 @@ class DigestReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        return self._read_into(buffer)
+
+    def _read_into(self, buffer: Any) -> int:  # readinto, also after close() (for drain)
         if self._done:
             return 0
         view = memoryview(buffer).cast("B")
@@ -244,6 +247,13 @@ class DigestReader(io.RawIOBase):
         self._hash.update(data)
         view[:n] = data
         return n
+
+    def drain(self) -> None:
+        """Read (and check) whatever the consumer left, straight from the source: bytes already buffered
+        above this reader were hashed when they passed, so every byte counts exactly once."""
+        chunk = bytearray(1 << 20)
+        while not self._done:
+            self._read_into(chunk)
 
     def _finish(self) -> None:
         got = "sha256:" + self._hash.hexdigest()

@@ -115,6 +115,8 @@ class _Tar:
                     raise ImageError(f"{self.where}: compressed; give the uncompressed tar `docker save` writes")
             with tarfile.open(path, mode="r:") as tar:
                 for info in tar:
+                    if info.isdir() and info.name in (".", "./"):
+                        continue  # the archive's root, as `tar -C DIR .` writes it
                     name = safe_member(info.name, f"{self.where}: member")
                     if name in self._members:
                         raise ImageError(f"{self.where}: member {name} appears twice")
@@ -123,9 +125,23 @@ class _Tar:
             raise ImageError(f"{self.where}: not a readable tar: {e}") from None
 
     def _member(self, name: str) -> tarfile.TarInfo:
-        info = self._members.get(safe_member(name, self.where))
-        if info is None:
-            raise ImageError(f"{self.where}: {name} is missing")
+        """The regular member at ``name``, through at most 8 links inside the archive (docker save links a
+        layer another image of the same archive already has)."""
+        path = safe_member(name, self.where)
+        for _ in range(8):
+            info = self._members.get(path)
+            if info is None:
+                raise ImageError(f"{self.where}: {name} is missing")
+            if info.issym():
+                path = safe_member(
+                    posixpath.normpath(posixpath.join(posixpath.dirname(path), info.linkname)), self.where
+                )
+            elif info.islnk():
+                path = safe_member(info.linkname, self.where)
+            else:
+                break
+        else:
+            raise ImageError(f"{self.where}: {name}: too many links")
         if not info.isreg() or info.sparse is not None:
             raise ImageError(f"{self.where}: {name} is not a regular file")
         return info

@@ -431,13 +431,62 @@ def test_oci_layout_inside_an_archive(images: dict[str, BuiltImage], tmp_path: P
     _check_layers(image)
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
+def _tar(path: Path, members: dict[str, bytes | Symlink]) -> Path:
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+            if isinstance(data, Symlink):
+                info.type, info.linkname = tarfile.SYMTYPE, data.target
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def _legacy_archive(path: Path, link: str) -> Path:
+    """A hand-made docker save archive whose second layer is a symlink to ``link`` (as docker writes a
+    layer shared with another image of the archive)."""
+    layer = _tar(path.with_suffix(".layer"), {"hello": b"hi"}).read_bytes()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [oci.digest_of(layer)] * 2},
+    }
+    manifest = [{"Config": "c.json", "RepoTags": ["web:1"], "Layers": ["a/layer.tar", "b/layer.tar"]}]
+    members: dict[str, bytes | Symlink] = {
+        "manifest.json": json.dumps(manifest).encode(),
+        "c.json": json.dumps(config).encode(),
+        "a/layer.tar": layer,
+        "b/layer.tar": Symlink(link),
+    }
+    return _tar(path, members)
+
+
+def test_docker_archive_linked_layers(tmp_path: Path) -> None:
+    image = resolve(
+        "web:1", ImageSources(local={"web": f"docker-archive:{_legacy_archive(tmp_path / 'a.tar', '../a/layer.tar')}"})
+    )
+    assert image.layers[0] == image.layers[1]
+    _check_layers(image)
+    escaping = _legacy_archive(tmp_path / "b.tar", "../../etc/passwd")
+    with pytest.raises(ImageError, match="unsafe path"):
+        resolve("web:1", ImageSources(local={"web": f"docker-archive:{escaping}"}))
+    looping = _legacy_archive(tmp_path / "c.tar", "../b/layer.tar")
+    with pytest.raises(ImageError, match="too many links"):
+        resolve("web:1", ImageSources(local={"web": f"docker-archive:{looping}"}))
+
+
+def test_closed_early_is_still_checked(tmp_path: Path) -> None:
+    built = build_image(tmp_path / "l", [{"a": bytes(200_000)}], tag="x", compression="none")
+    blob = built.layout / "blobs/sha256" / built.layers[0].digest.split(":")[1]
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1
+    blob.write_bytes(bytes(data))
+    image = resolve("l:x", ImageSources(local={"l": f"oci:{built.layout}"}))
+    with pytest.raises(ImageError, match="blob digest mismatch"), image.open_blob(image.layers[0]) as f:
+        f.read(1000)
+        f.close()
 
 
 def test_docker_archive_path_traversal(tmp_path: Path) -> None:
