@@ -208,7 +208,7 @@ class ResolvedImage:
             raise ImageError(f"{self.reference}: blob {blob.digest} is not a layer of this image")
         with self._store.blob(blob) as raw:
             reader = oci.DigestReader(raw, blob, self.reference)
-            yield io.BufferedReader(reader, buffer_size=1 << 16)
+            yield io.BufferedReader(reader, buffer_size=oci.BUFFER)
             reader.drain()
 
 

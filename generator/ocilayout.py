@@ -86,7 +86,7 @@ class _Directory:
 class _Slice(io.RawIOBase):
     """``size`` bytes of ``f`` from where it stands."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
         super().__init__()
         self._f, self._left = f, size
 
@@ -94,11 +94,10 @@ class _Slice(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._f.read(min(len(view), self._left))
-        self._left -= len(data)
-        view[: len(data)] = data
-        return len(data)
+        view = memoryview(buffer).cast("B")[: self._left]
+        n = self._f.readinto(view) or 0 if len(view) else 0
+        self._left -= n
+        return n
 
 
 class _Tar:
@@ -161,7 +160,7 @@ class _Tar:
         info = self._member(name)
         with self.path.open("rb") as f:
             f.seek(info.offset_data)
-            yield io.BufferedReader(_Slice(f, info.size))
+            yield io.BufferedReader(_Slice(f, info.size), buffer_size=1 << 20)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class _Entry:
 
 class OciLayoutStore:
     """An OCI image layout (a directory, or inside a docker archive) as a Store; ``tag`` picks the entry of
-    index.json (by its ref.name annotation; without a tag, the only entry)."""
+    index.json (by its ref.name annotation; without a tag, or when the only entry has no tag, the only one)."""
 
     def __init__(self, files: _Files, tag: str | None) -> None:
         self._files = files
@@ -207,6 +206,8 @@ class OciLayoutStore:
                 raise ImageError(f"{self.where}: {len(self._entries)} images in index.json; name one by tag")
             return self._entries[0]
         found = [e for e in self._entries if e.tag == self.tag]
+        if not found and len(self._entries) == 1 and self._entries[0].tag is None:
+            return self._entries[0]  # one untagged image: unambiguous, whatever tag the reference wrote
         if len(found) != 1:
             tags = ", ".join(sorted({e.tag for e in self._entries if e.tag})) or "none"
             raise ImageError(
