@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import re
+import socket
 import tarfile
 import tempfile
 import threading
@@ -316,6 +317,9 @@ class _Front(http.server.BaseHTTPRequestHandler):
             challenge = f'Bearer realm="http://{host}/token",service="front",scope="repository:web:pull"'
             self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}', {"WWW-Authenticate": challenge})
             return
+        if self.path.startswith("/v2/broken/"):
+            self._send(503, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}')
+            return
         if "/blobs/" in self.path and self.path.startswith("/v2/evil/"):
             self._send(307, headers={"Location": "http://127.0.0.2:9/elsewhere"})
             return
@@ -369,6 +373,24 @@ def test_redirect_to_another_host_is_refused(front: tuple[str, list[str]]) -> No
         resolve(f"{host}/evil:1.0", sources)  # the config blob is the first blob read
 
 
+def test_server_errors_carry_the_registry_error_body(front: tuple[str, list[str]]) -> None:
+    host, _ = front
+    sources = ImageSources(insecure=frozenset({host}), credentials={host: ("alice", "s3cret")}, timeout=10)
+    with pytest.raises(
+        ImageError, match=r"repository broken: manifest 1\.0: HTTP 503 Service Unavailable: UNAVAILABLE: try later"
+    ):
+        resolve(f"{host}/broken:1.0", sources)
+
+
+def test_a_silent_registry_times_out() -> None:
+    with socket.socket() as listener:  # accepts (the kernel's backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        host = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(ImageError, match=r"timed out after 0\.5 s"):
+            resolve(f"{host}/web:1", ImageSources(insecure=frozenset({host}), timeout=0.5))
+
+
 # -- local sources
 
 
@@ -404,6 +426,17 @@ def test_oci_layout_index_and_tampered_blob(images: dict[str, BuiltImage], tmp_p
     image = resolve("l:x", ImageSources(local={"l": f"oci:{built.layout}"}))
     with pytest.raises(ImageError, match="blob digest mismatch"), image.open_blob(image.layers[0]) as f:
         f.read()
+
+
+def test_layout_blob_longer_or_shorter_than_declared(tmp_path: Path) -> None:
+    built = build_image(tmp_path / "l", [{"a": b"sized " * 100}], tag="x")
+    blob = built.layout / "blobs/sha256" / built.layers[0].digest.split(":")[1]
+    original = blob.read_bytes()
+    image = resolve("l:x", ImageSources(local={"l": f"oci:{built.layout}"}))
+    for data, message in ((original + b"x", "more than the expected"), (original[:-1], "size mismatch")):
+        blob.write_bytes(data)
+        with pytest.raises(ImageError, match=message), image.open_blob(image.layers[0]) as f:
+            f.read()
 
 
 def test_docker_archive(images: dict[str, BuiltImage], tmp_path: Path) -> None:
