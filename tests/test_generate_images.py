@@ -11,7 +11,9 @@ import http.client
 import http.server
 import io
 import json
+import os
 import re
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -82,8 +84,22 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
     }
 
 
+def _require_tools() -> None:
+    """docker-registry and skopeo come with `make setup`; missing in CI is a failure, elsewhere a skip."""
+    missing = [tool for tool in ("docker-registry", "skopeo") if shutil.which(tool) is None]
+    try:
+        import bcrypt  # noqa: F401 - the test extra that hashes htpasswd entries
+    except ImportError:
+        missing.append("bcrypt (pip, test extra)")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"missing {', '.join(missing)}: run `make setup`")
+        pytest.skip(f"missing {', '.join(missing)} (make setup)")
+
+
 @pytest.fixture(scope="session")
 def plain_registry(images: dict[str, BuiltImage]) -> Iterator[Registry]:
+    _require_tools()
     with running_registry() as registry:
         push(images["plain"], registry.host, "web", "1.0")
         push(images["mixed"], registry.host, "mixed", "2.0")
@@ -95,6 +111,7 @@ def plain_registry(images: dict[str, BuiltImage]) -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def secure_registry(images: dict[str, BuiltImage]) -> Iterator[Registry]:
     """TLS with a CA made for the test, and htpasswd basic auth."""
+    _require_tools()
     with running_registry(tls=True, users=USERS) as registry:
         assert registry.ca is not None
         push(images["plain"], registry.host, "team/web", "1.0", ca_file=registry.ca.ca_cert, creds=registry.creds)
@@ -440,6 +457,7 @@ def test_layout_blob_longer_or_shorter_than_declared(tmp_path: Path) -> None:
 
 
 def test_docker_archive(images: dict[str, BuiltImage], tmp_path: Path) -> None:
+    _require_tools()
     built = images["plain"]
     archive = docker_archive(built, tmp_path / "web.tar", "web:1.0")
     image = resolve("web:1.0", ImageSources(local={"web:1.0": f"docker-archive:{archive}"}))
@@ -630,7 +648,7 @@ def test_parse_reference_never_crashes(text: str) -> None:
         ref = parse_reference(text)
     except ImageError:
         return
-    assert str(ref) == text or (ref.tag is None and ref.digest is None)
+    assert str(ref) == text  # nothing is normalised away: what is accepted is what was written
 
 
 _json = st.recursive(
