@@ -195,6 +195,7 @@ class ResolvedImage:
     config_digest: str
     layers: tuple[Blob, ...]
     _store: oci.Store = field(repr=False, compare=False)
+    _progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def open_blob(self, blob: Blob) -> AbstractContextManager[BinaryIO]:
         """A stream of one of this image's blobs. read() hashes as it goes and raises ImageError at EOF when
@@ -206,6 +207,8 @@ class ResolvedImage:
     def _open(self, blob: Blob) -> Iterator[BinaryIO]:
         if blob not in self.layers:
             raise ImageError(f"{self.reference}: blob {blob.digest} is not a layer of this image")
+        if self._progress is not None:
+            self._progress(f"{self.reference}: reading layer {blob.digest} ({blob.size} bytes)")
         with self._store.blob(blob) as raw:
             reader = oci.DigestReader(raw, blob, self.reference)
             yield io.BufferedReader(reader, buffer_size=oci.BUFFER)
@@ -273,7 +276,7 @@ def resolve_store(
         config_bytes = oci.read_document(raw, doc.config, f"{where}: config")
     config = oci.load_json(config_bytes, f"{where}: config {doc.config.digest}")
     oci.check_config(config, doc, f"{where}: config {doc.config.digest}")
-    return ResolvedImage(text, f"{name}@{top}", manifest_digest, config, doc.config.digest, doc.layers, store)
+    return ResolvedImage(text, f"{name}@{top}", manifest_digest, config, doc.config.digest, doc.layers, store, progress)
 
 
 def resolve(reference: str, sources: ImageSources, progress: Callable[[str], None] | None = None) -> ResolvedImage:

@@ -34,7 +34,7 @@ from generator.errors import ImageError
 from generator.images import ImageSources, ResolvedImage, parse_auth_config, parse_reference, resolve
 from generator.model import LAYER_MEDIA_TYPES, Blob
 from generator.ocilayout import safe_member
-from generator.registry import parse_challenge, registry_error_text
+from generator.registry import parse_challenge, registry_error_text, split_host
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -143,6 +143,7 @@ def test_by_tag(plain_registry: Registry, images: dict[str, BuiltImage]) -> None
     assert image.config["config"] == {"Env": ["A=1"], "Cmd": ["/app/run"]}
     assert any(built.manifest_digest in line for line in seen)
     _check_layers(image)
+    assert sum(built.layers[0].digest in line for line in seen) == 1  # one line per layer read
 
 
 def test_by_digest(plain_registry: Registry, images: dict[str, BuiltImage]) -> None:
@@ -798,3 +799,18 @@ def test_safe_member(name: str) -> None:
     except ImageError:
         return
     assert not out.startswith("/") and ".." not in out.split("/") and "" not in out.split("/")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789abc.:[]/ -", max_size=30))
+def test_split_host_never_crashes(text: str) -> None:
+    try:
+        name, port = split_host(text)
+    except ImageError:
+        return
+    assert name and (port is None or 0 < port < 65536)
+    if port is None:
+        assert text in (name, f"[{name}]")
+    else:
+        host, _, digits = text.rpartition(":")
+        assert host in (name, f"[{name}]") and int(digits) == port
