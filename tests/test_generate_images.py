@@ -26,7 +26,19 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.ociimage import BuiltImage, Dir, Entry, Symlink, build_image, docker_archive, push
+from support.ociimage import (
+    BuiltImage,
+    Device,
+    Dir,
+    Entry,
+    File,
+    Hardlink,
+    Symlink,
+    build_image,
+    docker_archive,
+    layer_tar,
+    push,
+)
 from support.registry import Registry, running_registry
 
 from generator import oci
@@ -814,3 +826,25 @@ def test_split_host_never_crashes(text: str) -> None:
     else:
         host, _, digits = text.rpartition(":")
         assert host in (name, f"[{name}]") and int(digits) == port
+
+
+def test_builder_layers_are_deterministic_and_say_what_they_were_given(tmp_path: Path) -> None:
+    spec: dict[str, Entry] = {
+        "d": Dir(0o700, uid=5),
+        "d/f": File(b"x", 0o600, gid=7),
+        "d/.wh.gone": b"",
+        "l": Hardlink("d/f"),
+        "dev": Device("char", 1, 3),
+        "../escape": b"!",
+    }
+    first = build_image(tmp_path / "a", [spec], tag="d")
+    again = build_image(tmp_path / "b", [dict(reversed(list(spec.items())))], tag="d")
+    assert first.manifest_digest == again.manifest_digest and first.layers == again.layers
+    with tarfile.open(fileobj=io.BytesIO(layer_tar(spec))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == sorted(spec)
+    assert (members["d"].mode, members["d"].uid, members["d/f"].gid) == (0o700, 5, 7)
+    assert (
+        members["l"].islnk() and members["dev"].ischr() and (members["dev"].devmajor, members["dev"].devminor) == (1, 3)
+    )
+    assert {m.mtime for m in members.values()} == {0}

@@ -7,7 +7,8 @@ same spec gives the same digests on any machine.
 
 API (small on purpose; other helpers use it):
 
-- ``Dir(mode=0o755)``, ``Symlink(target)``, ``File(data, mode=0o644)``: entries of a layer spec; plain
+- ``File(data, mode=0o644, uid=0, gid=0)``, ``Dir(mode=0o755, uid=0, gid=0)``, ``Symlink(target)``,
+  ``Hardlink(target)``, ``Device("char"|"block"|"fifo", major, minor)``: entries of a layer spec; plain
   ``bytes`` mean ``File(bytes)``. A layer spec is ``{path: entry}`` or a directory tree on disk (``Path``).
 - ``build_image(dest, layers, *, tag="latest", compression="gzip", config=None, platforms=None) -> BuiltImage``
   writes an OCI layout at ``dest``. ``compression`` is one of ``gzip``/``zstd``/``none`` or one per layer.
@@ -52,11 +53,15 @@ REF_NAME = "org.opencontainers.image.ref.name"  # OCI image-spec annotations.md
 class File:
     data: bytes
     mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
 class Dir:
     mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,21 @@ class Symlink:
     target: str
 
 
-Entry = bytes | File | Dir | Symlink
+@dataclass(frozen=True)
+class Hardlink:
+    target: str  # another entry's path in the same layer
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device node or FIFO (``kind`` is ``char``, ``block`` or ``fifo``): what a converter must refuse."""
+
+    kind: str
+    major: int = 0
+    minor: int = 0
+
+
+Entry = bytes | File | Dir | Symlink | Hardlink | Device
 LayerSpec = Mapping[str, Entry] | Path
 
 
@@ -113,24 +132,36 @@ def _entries(spec: LayerSpec) -> list[tuple[str, Entry]]:
     return sorted(spec.items())
 
 
+_DEVICE_TYPES = {"char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE, "fifo": tarfile.FIFOTYPE}
+
+
 def layer_tar(spec: LayerSpec) -> bytes:
-    """The layer's uncompressed tar: entries sorted by path, owner 0:0, mtime 0, PAX format."""
+    """The layer's uncompressed tar: entries sorted by path, mtime 0, PAX format, owner 0:0 unless given.
+
+    Names are written as given (minus a trailing ``/``): ``../x`` or ``/abs`` make the unsafe layers a
+    converter must refuse; OCI whiteouts are plain entries (``dir/.wh.name``, ``dir/.wh..wh..opq``).
+    """
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, entry in _entries(spec):
-            info = tarfile.TarInfo(name.strip("/"))
+            info = tarfile.TarInfo(name.rstrip("/") or name)
             info.mtime = 0
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             if isinstance(entry, Dir):
-                info.type, info.mode = tarfile.DIRTYPE, entry.mode
+                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, entry.mode, entry.uid, entry.gid
                 tar.addfile(info)
-            elif isinstance(entry, Symlink):
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.target, 0o777
+            elif isinstance(entry, Symlink | Hardlink):
+                info.type = tarfile.SYMTYPE if isinstance(entry, Symlink) else tarfile.LNKTYPE
+                info.linkname, info.mode = entry.target, 0o777 if isinstance(entry, Symlink) else 0o644
+                tar.addfile(info)
+            elif isinstance(entry, Device):
+                info.type, info.mode = _DEVICE_TYPES[entry.kind], 0o644
+                info.devmajor, info.devminor = entry.major, entry.minor
                 tar.addfile(info)
             else:
                 file = entry if isinstance(entry, File) else File(entry)
-                info.size, info.mode = len(file.data), file.mode
+                info.size, info.mode, info.uid, info.gid = len(file.data), file.mode, file.uid, file.gid
                 tar.addfile(info, io.BytesIO(file.data))
     return buf.getvalue()
 
