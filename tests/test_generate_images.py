@@ -243,6 +243,16 @@ def test_auth_file(secure_registry: Registry, tmp_path: Path) -> None:
     assert image.layers
 
 
+def test_missing_or_malformed_auth_file(tmp_path: Path) -> None:
+    host = "127.0.0.1:1"
+    with pytest.raises(ImageError, match=r"auth file .*nothere\.json: No such file"):
+        resolve(f"{host}/web:1", ImageSources(auth_file=str(tmp_path / "nothere.json")))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"auths": {"a": {}}, "auths": {}}')
+    with pytest.raises(ImageError, match="duplicate key auths"):
+        resolve(f"{host}/web:1", ImageSources(auth_file=str(bad)))
+
+
 def test_wrong_password_and_no_credentials(secure_registry: Registry) -> None:
     wrong = _secure(secure_registry, credentials={secure_registry.host: ("alice", "guess")})
     with pytest.raises(
@@ -347,6 +357,9 @@ class _Front(http.server.BaseHTTPRequestHandler):
             challenge = f'Bearer realm="http://{host}/token",service="front",scope="repository:web:pull"'
             self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}', {"WWW-Authenticate": challenge})
             return
+        if self.path.startswith("/v2/denied/"):
+            self._send(403, b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}')
+            return
         if self.path.startswith("/v2/broken/"):
             self._send(503, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}')
             return
@@ -410,6 +423,10 @@ def test_server_errors_carry_the_registry_error_body(front: tuple[str, list[str]
         ImageError, match=r"repository broken: manifest 1\.0: HTTP 503 Service Unavailable: UNAVAILABLE: try later"
     ):
         resolve(f"{host}/broken:1.0", sources)
+    with pytest.raises(
+        ImageError, match=r"repository denied: manifest 1\.0: HTTP 403 forbidden: DENIED: requested access"
+    ):
+        resolve(f"{host}/denied:1.0", sources)
 
 
 def test_a_silent_registry_times_out() -> None:
