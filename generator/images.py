@@ -180,6 +180,13 @@ class ImageSources:
         for key in (text, f"{ref.name}:{ref.tag or 'latest'}", ref.name):
             if key in self.local:
                 return self.local[key]
+        if ref.digest is not None:  # a pinned reference (cocoon generate's own output): a source of that name
+            for key, spec in sorted(self.local.items()):  # serves it; the digest is verified on the way in
+                try:
+                    if parse_reference(key).name == ref.name:
+                        return spec
+                except ImageError:
+                    continue
         return None
 
 
