@@ -457,7 +457,7 @@ any_mount_matches(p_mounts, m) if {
 }
 
 # A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
-source_matches(p_value, i_value, cid) if {
+source_matches(p_value, i_value, _) if {
 	not startswith(p_value, "^")
 	p_value == i_value
 }
@@ -467,29 +467,74 @@ source_matches(p_value, i_value, cid) if {
 	regex.match(expand_for(p_value, cid), str(i_value))
 }
 
-# --- storages (Kata: allow_storages, allow_storage, allow_storage_base): as many as the policy
-# lists, each one of them in every field. `shared` (Storage field 8) and `fs_group` are compared
-# when present and read as false / null when absent.
+# --- storages (Kata: allow_storages, allow_storage, allow_storage_base), but POSITIONAL: the
+# request's storage i is the policy's storage i in every field, and there are as many. Order is
+# what the agent stacks (the first verity layer is the overlay's bottom), so a reordered, missing
+# or extra layer changes what the container sees and is denied, naming the storage index.
+# `shared` (Storage field 8) and `fs_group` are compared when present and read as false / null
+# when absent.
 
 container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
-	not same(count(p.storages), count(input.storages))
+	not same(count(p.storages), size(field(input, "storages")))
 	msg := sprintf("%s storages, the policy has %d", [text(size(field(input, "storages"))), count(p.storages)])
 }
 
 container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
-	some s in input.storages
-	not any_storage_matches(p.storages, s, input.container_id)
-	msg := sprintf("storage %s does not match the policy's (driver, source, options, mount point, layer hash?)", [show(s)])
+	some i, ps in p.storages
+	i >= size(field(input, "storages"))
+	msg := sprintf("storage %d (%s at %s) is missing", [i, ps.driver, ps.mount_point])
 }
 
-any_storage_matches(ps_list, s, cid) if {
-	some ps in ps_list
-	storage_matches(ps, s, cid)
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some i, s in input.storages
+	i >= count(p.storages)
+	msg := sprintf("storage %d %s is extra: the policy has %d", [i, show(s), count(p.storages)])
 }
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some i, s in input.storages
+	i < count(p.storages)
+	some msg in storage_faults(i, p.storages[i], s, input.container_id)
+}
+
+storage_faults(i, ps, s, cid) := plain | matched | optional | verity if {
+	plain := {msg |
+		some key in ["driver", "fstype", "options", "driver_options"]
+		not same(ps[key], field(s, key))
+		msg := sprintf("storage %d %s %s is not %s", [i, key, show(field(s, key)), show(ps[key])])
+	}
+	matched := {msg |
+		some key in ["source", "mount_point"]
+		not source_matches(ps[key], field(s, key), cid)
+		msg := sprintf("storage %d %s %s does not match %s", [i, key, show(field(s, key)), show(expand_for(ps[key], cid))])
+	}
+	optional := {msg |
+		some key, absent in {"fs_group": null, "shared": false}
+		not same(object.get(ps, key, absent), object.get(s, key, absent))
+		msg := sprintf("storage %d %s %s is not %s", [i, key, show(object.get(s, key, absent)), show(object.get(ps, key, absent))])
+	}
+	verity := {msg |
+		some name, prefix in {"root hash": "cocoon.verity.roothash=", "hash offset": "cocoon.verity.hashoffset="}
+		want := option_values(ps.driver_options, prefix)
+		count(want) > 0
+		have := option_values(field(s, "driver_options"), prefix)
+		not same(want, have)
+		msg := sprintf("storage %d layer %s %s is not %s", [i, name, show(have), show(want)])
+	}
+}
+
+# The values of the options starting with prefix, in order ([] for a non-array).
+option_values(opts, prefix) := [substring(o, count(prefix), -1) | some o in opts; startswith(o, prefix)] if is_array(opts)
+
+option_values(opts, _) := [] if not is_array(opts)
 
 storage_matches(ps, s, cid) if {
 	ps.driver == s.driver
@@ -1100,7 +1145,8 @@ policy_data := {
         {
           "driver": "blk",
           "driver_options": [
-            "cocoon.verity.roothash=5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70"
+            "cocoon.verity.roothash=5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70",
+            "cocoon.verity.hashoffset=1048576"
           ],
           "source": "^/dev/vd[b-z]$",
           "fstype": "erofs",
