@@ -464,16 +464,21 @@ any_mount_matches(p_mounts, m) if {
 	source_matches(pm.source, m.source, input.container_id)
 }
 
-# A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
+# A policy value starting with "^" or "$(sfprefix)" (itself anchored) is a regex (genpolicy's
+# convention); anything else must be equal.
 source_matches(p_value, i_value, _) if {
-	not startswith(p_value, "^")
+	not is_pattern(p_value)
 	p_value == i_value
 }
 
 source_matches(p_value, i_value, cid) if {
-	startswith(p_value, "^")
+	is_pattern(p_value)
 	regex.match(expand_for(p_value, cid), str(i_value))
 }
+
+is_pattern(p) if startswith(p, "^")
+
+is_pattern(p) if startswith(p, "$(sfprefix)")
 
 # --- storages (Kata: allow_storages, allow_storage, allow_storage_base), but POSITIONAL: the
 # request's storage i is the policy's storage i in every field, and there are as many. Order is

@@ -252,7 +252,7 @@ container_faults contains [idx, msg] if {
 		"io.kubernetes.cri.sandbox-name": policy_data.sandbox.name,
 		"io.kubernetes.cri.sandbox-namespace": policy_data.sandbox.namespace,
 	}
-	not same(want, field(input.OCI.Annotations, key))
+	not source_matches(want, field(input.OCI.Annotations, key), "")
 	msg := sprintf("annotation %s %s is not %s", [key, show(field(input.OCI.Annotations, key)), show(want)])
 }
 
@@ -395,6 +395,14 @@ env_var_allowed(p_env, var) if {
 	var == concat("=", [split(var, "=")[0], policy_data.sandbox.name])
 }
 
+# A policy entry starting with "^" is a regex (downward API values the generator cannot know).
+env_var_allowed(p_env, var) if {
+	not var in p_env
+	some p in p_env
+	startswith(p, "^")
+	regex.match(expand(p), str(var))
+}
+
 env_var_allowed(p_env, var) if {
 	not var in p_env
 	some pattern in env_patterns
@@ -456,16 +464,21 @@ any_mount_matches(p_mounts, m) if {
 	source_matches(pm.source, m.source, input.container_id)
 }
 
-# A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
+# A policy value starting with "^" or "$(sfprefix)" (itself anchored) is a regex (genpolicy's
+# convention); anything else must be equal.
 source_matches(p_value, i_value, _) if {
-	not startswith(p_value, "^")
+	not is_pattern(p_value)
 	p_value == i_value
 }
 
 source_matches(p_value, i_value, cid) if {
-	startswith(p_value, "^")
+	is_pattern(p_value)
 	regex.match(expand_for(p_value, cid), str(i_value))
 }
+
+is_pattern(p) if startswith(p, "^")
+
+is_pattern(p) if startswith(p, "$(sfprefix)")
 
 # --- storages (Kata: allow_storages, allow_storage, allow_storage_base), but POSITIONAL: the
 # request's storage i is the policy's storage i in every field, and there are as many. Order is
@@ -625,7 +638,7 @@ container_faults contains [idx, msg] if {
 expand(s) := out if {
 	s1 := replace(s, "$(sfprefix)", policy_data.common.sfprefix)
 	s2 := replace(s1, "$(cpath)", policy_data.common.cpath)
-	s3 := replace(s2, "$(ipv4_a)", policy_data.common.ipv4_a)
+	s3 := replace(replace(s2, "$(ipv4_a)", policy_data.common.ipv4_a), "$(ip_p)", object.get(policy_data.common, "ip_p", "[0-9]{1,5}"))
 	s4 := replace(s3, "$(svc_name)", policy_data.common.svc_name)
 	s5 := replace(s4, "$(dns_label)", policy_data.common.dns_label)
 	out := replace(s5, "$(sandbox-name)", policy_data.sandbox.name)
@@ -710,7 +723,7 @@ exec_faults contains msg if {
 CopyFileRequest if {
 	not path_traverses(input.path)
 	some pattern in policy_data.request_defaults.CopyFileRequest
-	regex.match(expand(pattern), input.path)
+	regex.match(expand_for(pattern, "[a-z0-9]{8,64}"), str(input.path))
 	copy_type_allowed
 }
 
