@@ -144,3 +144,239 @@ def test_the_pods_own_requests_are_allowed(policy: Policy, requests: list[tuple[
         for argv in [*cri.probe_commands(c), ["/bin/sh", "-c", "date"]]:
             d = decide(policy, "ExecProcessRequest", cri.exec_request(req, argv))
             assert d.allowed, (name, argv, d.prints)
+
+
+# --- single-field mutations: each denied, the reason naming the field ---------------------------------------
+
+@pytest.fixture(scope="module")
+def empty_policy(rendered: str) -> Iterator[Policy]:
+    """A policy no request was admitted by: every mutation below is judged from the same (empty) state."""
+    yield from fresh(rendered)
+
+
+@pytest.fixture(scope="module")
+def created_policy(rendered: str, requests: list[tuple[str, Any]]) -> Iterator[Policy]:
+    """A policy that admitted the pod's sandbox and containers (for exec requests)."""
+    for p in fresh(rendered):
+        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(sample_pod(), SETTINGS, SANDBOX_ID)).allowed
+        for _, req in requests:
+            assert decide(p, "CreateContainerRequest", req).allowed
+        yield p
+
+
+def _at(doc: Any, path: str) -> tuple[Any, Any]:
+    keys: list[Any] = [int(k) if k.lstrip("-").isdigit() else k for k in path.split(".")]
+    node = doc
+    for k in keys[:-1]:
+        node = node[k]
+    return node, keys[-1]
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def set_(path: str, value: Any) -> Edit:
+    def edit(doc: dict[str, Any]) -> None:
+        node, key = _at(doc, path)
+        node[key] = value
+    return edit
+
+
+def change(path: str, fn: Callable[[Any], Any]) -> Edit:
+    def edit(doc: dict[str, Any]) -> None:
+        node, key = _at(doc, path)
+        node[key] = fn(node[key])
+    return edit
+
+
+def delete(path: str) -> Edit:
+    def edit(doc: dict[str, Any]) -> None:
+        node, key = _at(doc, path)
+        del node[key]
+    return edit
+
+
+def annotation(key: str, value: str) -> Edit:
+    def edit(doc: dict[str, Any]) -> None:  # annotation keys hold dots: not a path
+        doc["OCI"]["Annotations"][key] = value
+    return edit
+
+
+def mutated(req: Message, edit: Edit) -> dict[str, Any]:
+    doc = json_format.MessageToDict(req, preserving_proto_field_name=True)
+    edit(doc)
+    return doc
+
+
+def assert_denied(d: Decision, endpoint: str, *needles: str) -> None:
+    reason = d.reason(endpoint)
+    assert not d.allowed, f"allowed: {reason}"
+    for n in needles:
+        assert n in reason, f"{n!r} not in {reason!r}"
+
+
+def _req(requests: list[tuple[str, Any]], name: str) -> agent_pb2.CreateContainerRequest:
+    return next(r for n, r in requests if n == name)
+
+
+def _index(req: agent_pb2.CreateContainerRequest, dest: str) -> int:
+    return next(i for i, m in enumerate(req.OCI.Mounts) if m.destination == dest)
+
+
+def test_every_arg_is_pinned(empty_policy: Policy, requests: list[tuple[str, Any]]) -> None:
+    for name in ("web", "side"):
+        req = _req(requests, name)
+        assert len(req.OCI.Process.Args) >= 2
+        for i in range(len(req.OCI.Process.Args)):
+            d = decide(empty_policy, "CreateContainerRequest",
+                       mutated(req, change(f"OCI.Process.Args.{i}", lambda a: a + "x")), agent_pb2.CreateContainerRequest)
+            assert_denied(d, "CreateContainerRequest", "process args")
+
+
+def test_every_env_var_is_pinned(empty_policy: Policy, requests: list[tuple[str, Any]]) -> None:
+    for name in ("web", "side"):
+        req = _req(requests, name)
+        for i, var in enumerate(req.OCI.Process.Env):
+            bad = var + " !"
+            d = decide(empty_policy, "CreateContainerRequest", mutated(req, set_(f"OCI.Process.Env.{i}", bad)),
+                       agent_pb2.CreateContainerRequest)
+            assert_denied(d, "CreateContainerRequest", f"environment variable {bad} is not allowed")
+        d = decide(empty_policy, "CreateContainerRequest",
+                   mutated(req, change("OCI.Process.Env", lambda e: [*e, "LD_PRELOAD=/tmp/x.so"])),
+                   agent_pb2.CreateContainerRequest)
+        assert_denied(d, "CreateContainerRequest", "environment variable LD_PRELOAD=/tmp/x.so")
+
+
+def test_the_env_is_what_the_yaml_and_image_say(requests: list[tuple[str, Any]]) -> None:
+    env = list(_req(requests, "web").OCI.Process.Env)
+    assert env[0] == "PATH=/usr/local/bin:/usr/bin:/bin"  # the image's replaces the default in place
+    for var in ("WEB_MODE=yaml", "LANG=C.UTF-8", "PORT=9090", "MODE=fast", "TOKEN=s3cr3t", "POD_NAME=web-pod",
+                "CONF_mode=fast", "CONF_level=3", "HOSTNAME=web-pod"):
+        assert var in env
+    assert not any(v.startswith("CONF_bad-key") for v in env)
+    assert list(_req(requests, "web").OCI.Process.Args) == ["/bin/web", "--port", "9090", "--mode=fast"]
+    assert list(_req(requests, "side").OCI.Process.Args) == ["/bin/side", "--watch"]
+
+
+CREATE_CASES: dict[str, tuple[str, Edit, tuple[str, ...]]] = {
+    "cwd": ("web", set_("OCI.Process.Cwd", "/"), ("process Cwd",)),
+    "uid": ("web", set_("OCI.Process.User.UID", 0), ("User.UID",)),
+    "gid": ("side", set_("OCI.Process.User.GID", 0), ("User.GID",)),
+    "extra group": ("web", change("OCI.Process.User.AdditionalGids", lambda g: [*g, 0]), ("AdditionalGids",)),
+    "no new privileges": ("web", set_("OCI.Process.NoNewPrivileges", False), ("NoNewPrivileges",)),
+    "terminal": ("web", set_("OCI.Process.Terminal", True), ("Terminal",)),
+    "readonly root": ("side", set_("OCI.Root.Readonly", False), ("Root.Readonly",)),
+    "root path": ("web", set_("OCI.Root.Path", "/etc"), ("Root.Path",)),
+    "layer 0 root hash": ("web", change("storages.0.driver_options.0", lambda o: o[:-2] + "00"),
+                          ("storage 0 layer root hash",)),
+    "layer 1 hash offset": ("web", set_("storages.1.driver_options.1", "cocoon.verity.hashoffset=8192"),
+                            ("storage 1 layer hash offset",)),
+    "layers reordered": ("web", change("storages", lambda s: [s[1], s[0], *s[2:]]),
+                         ("storage 0 layer root hash", "storage 1 layer root hash")),
+    "layer missing": ("side", change("storages", lambda s: s[1:]), ("storage 0 layer root hash", "storage 1",
+                                                                    "is missing")),
+    "layer extra": ("web", change("storages", lambda s: [*s, s[0]]), ("storage 3", "is extra")),
+    "layer device": ("web", set_("storages.0.source", "/dev/vdb"), ("storage 0 source",)),
+    "layer mount point": ("web", set_("storages.1.mount_point", "/run/kata-containers/shared/containers/x"),
+                          ("storage 1 mount_point",)),
+    "layer read-write": ("web", set_("storages.0.options", ["rw"]), ("storage 0 options",)),
+    "emptyDir storage": ("web", set_("storages.2.mount_point", "/run/kata-containers/sandbox/local/other"),
+                         ("storage 2 mount_point",)),
+    "sandbox name": ("web", annotation("io.kubernetes.cri.sandbox-name", "other-pod"),
+                     ("sandbox-name",)),
+    "sandbox namespace": ("web", annotation("io.kubernetes.cri.sandbox-namespace", "default"),
+                          ("sandbox-namespace",)),
+    "image name": ("web", annotation("io.kubernetes.cri.image-name", WEB.reference), ("image-name",)),
+    "unknown annotation": ("web", annotation("evil", "1"), ("annotation evil is not allowed",)),
+    "namespace missing": ("web", change("OCI.Linux.Namespaces", lambda ns: [n for n in ns if n["Type"] != "ipc"]),
+                          ("namespace ipc is missing",)),
+    "namespace added": ("web", change("OCI.Linux.Namespaces", lambda ns: [*ns, {"Type": "user"}]),
+                        ("namespace", "user", "not allowed")),
+    "namespace joined": ("web", set_("OCI.Linux.Namespaces.0.Path", "/proc/1/ns/pid"), ("joins a path",)),
+    "masked path": ("web", change("OCI.Linux.MaskedPaths", lambda p: p[1:]), ("masked path /proc/acpi",)),
+    "sysctl": ("web", set_("OCI.Linux.Sysctl", {"kernel.shm_rmid_forced": "1"}), ("sysctl kernel.shm_rmid_forced",)),
+    "hooks": ("web", set_("OCI.Hooks", {"Prestart": [{"Path": "/bin/sh"}]}), ("Hooks",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CREATE_CASES))
+def test_a_changed_field_is_denied_and_named(case: str, empty_policy: Policy,
+                                             requests: list[tuple[str, Any]]) -> None:
+    name, edit, needles = CREATE_CASES[case]
+    d = decide(empty_policy, "CreateContainerRequest", mutated(_req(requests, name), edit),
+               agent_pb2.CreateContainerRequest)
+    assert_denied(d, "CreateContainerRequest", *needles)
+
+
+@pytest.mark.parametrize("set_name", ["Bounding", "Effective", "Permitted", "Inheritable", "Ambient"])
+def test_each_capability_set_takes_no_extra_cap(set_name: str, empty_policy: Policy,
+                                                requests: list[tuple[str, Any]]) -> None:
+    for name in ("web", "side"):
+        req = _req(requests, name)
+        doc = json_format.MessageToDict(req, preserving_proto_field_name=True)
+        caps = doc["OCI"]["Process"].setdefault("Capabilities", {})
+        caps[set_name] = [*caps.get(set_name, []), "CAP_SYS_ADMIN"]
+        d = decide(empty_policy, "CreateContainerRequest", doc, agent_pb2.CreateContainerRequest)
+        assert_denied(d, "CreateContainerRequest", f"capability CAP_SYS_ADMIN in {set_name} is not allowed")
+
+
+def test_capabilities_are_the_yamls(requests: list[tuple[str, Any]], empty_policy: Policy) -> None:
+    web = _req(requests, "web").OCI.Process.Capabilities
+    assert "CAP_NET_ADMIN" in web.Bounding and "CAP_MKNOD" not in web.Bounding
+    assert list(_req(requests, "side").OCI.Process.Capabilities.Effective) == []
+    doc = mutated(_req(requests, "web"), change("OCI.Process.Capabilities.Permitted", lambda c: c[1:]))
+    d = decide(empty_policy, "CreateContainerRequest", doc, agent_pb2.CreateContainerRequest)
+    assert_denied(d, "CreateContainerRequest", "in Permitted are missing")
+
+
+@pytest.mark.parametrize("dest", ["/etc/web", "/run/creds", "/cache", "/etc/hosts", "/proc", "/dev/shm",
+                                  "/var/run/secrets/kubernetes.io/serviceaccount"])
+def test_a_mounts_source_destination_and_options_are_pinned(dest: str, empty_policy: Policy,
+                                                            requests: list[tuple[str, Any]]) -> None:
+    req = _req(requests, "web")
+    i = _index(req, dest)
+    for field, edit in (("source", change(f"OCI.Mounts.{i}.source", lambda s: s + "x")),
+                        ("destination", change(f"OCI.Mounts.{i}.destination", lambda s: s + "x")),
+                        ("options", change(f"OCI.Mounts.{i}.options", lambda o: [x for x in o if x != "ro"] + ["rw"]
+                                           if "ro" in o else [*o, "exec"]))):
+        d = decide(empty_policy, "CreateContainerRequest", mutated(req, edit), agent_pb2.CreateContainerRequest)
+        shown = dest + "x" if field == "destination" else dest
+        assert_denied(d, "CreateContainerRequest", f"mount {shown} from")
+
+
+def test_a_read_only_root_makes_hostname_and_resolv_conf_read_only(requests: list[tuple[str, Any]]) -> None:
+    side = _req(requests, "side")
+    for dest in ("/etc/hostname", "/etc/resolv.conf"):
+        assert "ro" in side.OCI.Mounts[_index(side, dest)].options
+    assert list(side.OCI.Mounts[_index(side, "/cache")].options) == ["rbind", "rprivate", "ro"]
+
+
+# --- exec -------------------------------------------------------------------------------------------------
+
+def test_exec_only_the_listed_commands_with_the_containers_settings(created_policy: Policy,
+                                                                     requests: list[tuple[str, Any]]) -> None:
+    web, side = _req(requests, "web"), _req(requests, "side")
+    assert decide(created_policy, "ExecProcessRequest", cri.exec_request(web, ["cat", "/srv/ready"])).allowed
+    cases: list[tuple[agent_pb2.CreateContainerRequest, Edit, str]] = [
+        (web, set_("process.Args", ["cat", "/etc/shadow"]), "is not in the allow list"),
+        (side, set_("process.Args", ["/bin/web", "--health"]), "is not in the allow list"),  # web's probe, not side's
+        (web, set_("process.Cwd", "/tmp"), "process Cwd"),
+        (web, set_("process.User.UID", 0), "User.UID"),
+        (web, change("process.Env", lambda e: [*e, "EVIL=1"]), "environment variable EVIL=1"),
+        (web, set_("process.NoNewPrivileges", False), "NoNewPrivileges"),
+        (web, set_("process.Capabilities", {"Bounding": ["CAP_SYS_ADMIN"]}), "Capabilities"),
+        (web, set_("container_id", "f" * 64), "was not created under this policy"),
+    ]
+    for create, edit, needle in cases:
+        probe = ["/bin/side", "--ready"] if create is side else ["/bin/web", "--health"]
+        doc = mutated(cri.exec_request(create, probe), edit)
+        d = decide(created_policy, "ExecProcessRequest", doc, agent_pb2.ExecProcessRequest)
+        assert_denied(d, "ExecProcessRequest", needle)
+
+
+def test_create_sandbox_mutations_are_denied(empty_policy: Policy) -> None:
+    req = cri.sandbox_request(sample_pod(), SETTINGS, SANDBOX_ID)
+    for edit in (set_("sandbox_pidns", True), set_("storages.0.mount_point", "/etc"),
+                 set_("storages.0.options", ["mode=1777"]), set_("guest_hook_path", "/usr/share/oci/hooks"),
+                 change("storages", lambda s: [*s, {**s[0], "mount_point": "/run/kata-containers/sandbox/x"}])):
+        assert not decide(empty_policy, "CreateSandboxRequest", mutated(req, edit), agent_pb2.CreateSandboxRequest).allowed
