@@ -186,11 +186,12 @@ def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dic
     for i, ef in enumerate(_get(ctx, c, "envFrom", path, list, [])):
         p = f"{path}.envFrom[{i}]"
         prefix = _get(ctx, ef, "prefix", p, str, "")
-        for kind, store in (("configMapRef", pod.config_maps), ("secretRef", pod.secrets)):
+        for kind, store, label in (("configMapRef", pod.config_maps, "ConfigMap"),
+                                   ("secretRef", pod.secrets, "Secret")):
             ref = _get(ctx, ef, kind, p, Mapping)
             if ref is None:
                 continue
-            data = _lookup(ctx, store, ref, f"{p}.{kind}", kind[:-3])
+            data = _lookup(ctx, store, ref, f"{p}.{kind}", label)
             for key in sorted(data or {}):
                 if ENV_NAME.fullmatch(prefix + key):
                     k8s[prefix + key] = data[key] if data else ""

@@ -380,3 +380,137 @@ def test_create_sandbox_mutations_are_denied(empty_policy: Policy) -> None:
                  set_("storages.0.options", ["mode=1777"]), set_("guest_hook_path", "/usr/share/oci/hooks"),
                  change("storages", lambda s: [*s, {**s[0], "mount_point": "/run/kata-containers/sandbox/x"}])):
         assert not decide(empty_policy, "CreateSandboxRequest", mutated(req, edit), agent_pb2.CreateSandboxRequest).allowed
+
+
+# --- what the generator refuses ---------------------------------------------------------------------------
+
+def _with(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    spec = sample_spec()
+    edit(spec)
+    return spec
+
+
+def _image_user(user: str) -> dict[str, ImageInfo]:
+    cfg = copy.deepcopy(dict(WEB.config))
+    cfg["config"]["User"] = user
+    return {**IMAGES, WEB.reference: ImageInfo(WEB.reference, WEB.pinned, cfg, WEB.layers)}
+
+
+GEN_ERRORS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, ImageInfo], str, str]] = {
+    "privileged": (_with(lambda s: s["containers"][1]["securityContext"].update(privileged=True)), {}, IMAGES,
+                   "spec.containers[1].securityContext.privileged", "privileged"),
+    "hostPath": (_with(lambda s: s["volumes"].append({"name": "host", "hostPath": {"path": "/etc"}})
+                       or s["containers"][0]["volumeMounts"].append({"name": "host", "mountPath": "/host"})),
+                 {}, IMAGES, "spec.volumes[3].hostPath", "hostPath"),
+    "user name": (sample_spec(), {}, _image_user("nginx"), "spec.containers[0].securityContext.runAsUser",
+                  "'nginx'"),
+    "group name": (sample_spec(), {}, _image_user("1000:www"), "spec.containers[0].securityContext.runAsGroup",
+                   "'www'"),
+    "missing ConfigMap": (sample_spec(), {"config_maps": {}}, IMAGES,
+                          "spec.containers[0].envFrom[0].configMapRef.name", "ConfigMap 'web-conf'"),
+    "missing ConfigMap key": (sample_spec(), {"config_maps": {"web-conf": {"level": "1"}}}, IMAGES,
+                              "spec.containers[0].env[1].valueFrom.configMapKeyRef.key", "no key 'mode'"),
+    "missing Secret key": (sample_spec(), {"secrets": {"web-secret": {}}}, IMAGES,
+                           "spec.containers[0].env[2].valueFrom.secretKeyRef.key", "no key 'token'"),
+    "volume ConfigMap missing": (_with(lambda s: s["containers"][0].pop("envFrom") and s["containers"][0].update(
+        env=[])), {"config_maps": {}}, IMAGES, "spec.volumes[1].configMap.name", "ConfigMap 'web-conf'"),
+    "unknown volume type": (_with(lambda s: s["volumes"].append({"name": "pvc", "persistentVolumeClaim": {}})
+                                  or s["containers"][0]["volumeMounts"].append({"name": "pvc", "mountPath": "/d"})),
+                            {}, IMAGES, "spec.volumes[3]", "persistentVolumeClaim"),
+    "subPath": (_with(lambda s: s["containers"][0]["volumeMounts"][1].update(subPath="a")), {}, IMAGES,
+                "spec.containers[0].volumeMounts[1].subPath", "subPath"),
+    "host network": (_with(lambda s: s.update(hostNetwork=True)), {}, IMAGES, "spec.hostNetwork", "not supported"),
+    "other runtime class": (_with(lambda s: s.update(runtimeClassName="kata")), {}, IMAGES, "spec.runtimeClassName",
+                            "'cocoon'"),
+    "unresolved image": (_with(lambda s: s["containers"][1].update(image="other:1")), {}, IMAGES,
+                         "spec.containers[1].image", "'other:1'"),
+    "no command": (_with(lambda s: s["containers"][1].pop("command")),
+                   {}, {**IMAGES, SIDE.reference: ImageInfo(SIDE.reference, SIDE.pinned, {"config": {}}, SIDE.layers)},
+                   "spec.containers[1].command", "names a command"),
+    "bad exec annotation": ({}, {"metadata": {"annotations": {"io.cocoon.exec": '["/bin/sh"]'}}}, IMAGES,
+                            "metadata.annotations[io.cocoon.exec]", "argv lists"),
+    "uid not a number": (_with(lambda s: s["containers"][1]["securityContext"].update(runAsUser="0")), {}, IMAGES,
+                         "spec.containers[1].securityContext.runAsUser", "must be a int"),
+    "unknown downward field": (_with(lambda s: s["containers"][0]["env"].append(
+        {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nothing"}}})), {}, IMAGES,
+        "spec.containers[0].env[6].valueFrom.fieldRef.fieldPath", "spec.nothing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GEN_ERRORS))
+def test_refused_pods_name_the_document_and_field(case: str) -> None:
+    spec, pod_kw, images, field, needle = GEN_ERRORS[case]
+    pod = sample_pod(spec or sample_spec(), **pod_kw)
+    with pytest.raises(PolicyGenError) as err:
+        policy_data(pod, images, SETTINGS)
+    msg = str(err.value)
+    assert msg.startswith("pod.yaml: document 0 (Pod shop/web-pod): "), msg
+    assert f": {field}: " in msg, msg
+    assert needle in msg, msg
+
+
+def test_privileged_and_host_path_when_allowed() -> None:
+    spec = GEN_ERRORS["privileged"][0]
+    data = policy_data(sample_pod(spec), IMAGES, SETTINGS, allow_privileged=True)
+    side = data["containers"][2]
+    assert side["OCI"]["Process"]["Capabilities"]["Bounding"] == SETTINGS.doc["common"]["privileged_caps"]
+    assert side["OCI"]["Linux"]["MaskedPaths"] == []
+    data = policy_data(sample_pod(GEN_ERRORS["hostPath"][0]), IMAGES, SETTINGS, allow_host_path=True)
+    assert {"destination": "/host", "source": "/etc", "type_": "bind", "options": ["rbind", "rprivate", "rw"]} in \
+        data["containers"][1]["OCI"]["Mounts"]
+
+
+def test_policy_data_has_genpolicys_shape_and_renders_deterministically() -> None:
+    data = policy_data(sample_pod(), IMAGES, SETTINGS)
+    assert set(data) == {"containers", "common", "sandbox", "request_defaults"}
+    assert [c["name"] for c in data["containers"]] == ["pause", "web", "side"]
+    pause, web = data["containers"][0], data["containers"][1]
+    assert pause["OCI"]["Annotations"]["io.kubernetes.cri.container-type"] == "sandbox" and pause["storages"] == []
+    assert web["image"] == WEB.pinned
+    assert [s["driver_options"] for s in web["storages"][:2]] == [
+        [f"cocoon.verity.roothash={x.root_hash}", f"cocoon.verity.hashoffset={x.hash_offset}"] for x in WEB.layers]
+    assert web["exec_commands"] == [["/bin/web", "--health"], ["cat", "/srv/ready"], ["/bin/sh", "-c", "date"]]
+    assert data["sandbox"]["name"] == "web-pod" and data["sandbox"]["namespace"] == "shop"
+    text = render(data)
+    assert text == render(policy_data(sample_pod(), IMAGES, SETTINGS))
+    assert text.startswith("# cocoon") and "\npolicy_data := {" in text
+    assert json.loads(text.split("\npolicy_data := ", 1)[1]) == data
+
+
+def test_a_workloads_pods_are_matched_by_name_pattern() -> None:
+    pod = sample_pod(kind="Deployment", name="web")
+    text = render(policy_data(pod, IMAGES, SETTINGS))
+    for p in fresh(text):
+        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
+        for name, req in cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES):
+            d = decide(p, "CreateContainerRequest", req)
+            assert d.allowed, (name, d.prints)
+        other = mutated(req, annotation("io.kubernetes.cri.sandbox-name", "webserver-6d4cf56db6-x7k2p"))
+        assert_denied(decide(p, "CreateContainerRequest", other, agent_pb2.CreateContainerRequest),
+                      "CreateContainerRequest", "sandbox-name")
+
+
+# --- settings ---------------------------------------------------------------------------------------------
+
+def test_settings_are_read_strictly(tmp_path: Any) -> None:
+    text = (SETTINGS_FILE := __import__("generator.settings", fromlist=["x"]).DEFAULT_FILE).read_text()
+    assert Settings.parse(text, "s.json").doc == SETTINGS.doc
+    cases = {
+        text.replace('"oci_version": "1.1.0",', '"oci_version": "1.1.0", "oci_version": "1.0.2",'): "duplicate key",
+        text.replace('"exec_annotation"', '"exec_anotation"'): "exec_anotation: is not a known setting",
+        text.replace('"uid": 65535', '"uid": "65535"'): "pause_container.uid: must be an integer",
+        text.replace('"dns_label": "', '"dns_label": "(', 1): "common.dns_label: is not a regular expression",
+        text.replace('"ListRoutesRequest": true', '"ListRoutesRequest": 1'): "ListRoutesRequest: must be true or false",
+        "[]": "must be an object",
+        "{": "not strict JSON",
+    }
+    for bad, needle in cases.items():
+        with pytest.raises(SettingsError) as err:
+            Settings.parse(bad, "s.json")
+        assert needle in str(err.value) and "s.json" in str(err.value), str(err.value)
+    path = tmp_path / "mine.json"
+    path.write_text(text.replace('"cocoon"', '"cocoon-dev"'))
+    assert Settings.load(path).doc["runtime_class_name"] == "cocoon-dev"
+    with pytest.raises(SettingsError, match="cannot read"):
+        Settings.load(tmp_path / "absent.json")
+    assert SETTINGS_FILE.name == "settings.json"
