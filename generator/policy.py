@@ -164,19 +164,16 @@ def _image_strs(ctx: _Ctx, image: ImageInfo, key: str) -> list[str]:
 
 
 def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dict[str, str]]:
-    """(policy Env entries, the literal values for $(VAR) expansion of command and args)."""
+    """(policy Env entries, the container's own variables, against which kubelet expands command and args)."""
     entries: dict[str, str] = {}  # name -> policy entry ("NAME=value" or a regex)
-    literal: dict[str, str] = {}
     pod = ctx.pod
 
     def put(name: str, value: str) -> None:
         entries[name] = f"{name}={value}"
-        literal[name] = value
 
     for e in ctx.settings.doc["default_env"]:
         put(*e.split("=", 1))
     put("HOSTNAME", "$(sandbox-name)")  # containerd: HOSTNAME=<the sandbox's hostname>, matched by the regex too
-    literal.pop("HOSTNAME")
     for e in _image_strs(ctx, image, "Env"):
         if "=" not in e:
             raise PolicyGenError(f"{pod.where}: image {image.reference}: config Env entry {e!r} has no '='")
@@ -205,8 +202,7 @@ def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dic
         vf = _get(ctx, ev, "valueFrom", p, Mapping)
         if vf is None:
             value = _get(ctx, ev, "value", p, str, "")
-            if _VAR_REF.search(value) and any(m.group(1) in regexed for m in _VAR_REF.finditer(value)):
-                raise ctx.fail(f"{p}.value", "refers to a downward API variable whose value the policy cannot know")
+            check_refs(ctx, value, k8s, f"{p}.value")
             k8s[name] = expand_refs(value, k8s)
             regexed.discard(name)
             continue
@@ -219,14 +215,22 @@ def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dic
             entries.pop(name, None)
             k8s.pop(name, None)
             entries[name] = value
-            literal.pop(name, None)
         else:
             regexed.discard(name)
             k8s[name] = value
     for name, value in k8s.items():
         entries.pop(name, None)
         put(name, value)
-    return list(entries.values()), literal
+    return list(entries.values()), k8s
+
+
+def check_refs(ctx: _Ctx, value: str, defined: Mapping[str, str], where: str) -> None:
+    """A $(VAR) the kubelet would expand to something the policy cannot know (a downward API field's value, a
+    service's address) cannot be pinned: refused rather than left for the request to fill in."""
+    for m in _VAR_REF.finditer(value):
+        if m.group(1) is not None and m.group(1) not in defined:
+            raise ctx.fail(where, f"refers to $({m.group(1)}), which is not one of the container's own literal "
+                                  "variables defined before it (a downward API or service value cannot be pinned)")
 
 
 def _lookup(ctx: _Ctx, store: Mapping[str, Mapping[str, str]], ref: Any, path: str,
@@ -297,6 +301,9 @@ def _args(ctx: _Ctx, c: Any, path: str, image: ImageInfo, env: Mapping[str, str]
     """Kubernetes' rule (kubelet/containerd): command replaces Entrypoint and drops Cmd; args replace Cmd."""
     command = _strs(ctx, c, "command", path)
     args = _strs(ctx, c, "args", path)
+    for key, values in (("command", command), ("args", args)):
+        for i, a in enumerate(values or []):
+            check_refs(ctx, a, env, f"{path}.{key}[{i}]")
     if command:
         argv = command + (args or [])
     else:  # containerd: an empty args list reads as none (the image's Cmd)
@@ -323,7 +330,8 @@ def _user(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> dict[str, Any]:
     image_user = _image_cfg(image).get("User") or ""
     if not isinstance(image_user, str):
         raise PolicyGenError(f"{ctx.pod.where}: image {image.reference}: config User is not a string")
-    name, _, group = image_user.partition(":")
+    # containerd: the user string is runAsUser if set (the image's group then unused), else the image's User
+    name, _, group = image_user.partition(":") if uid is None else ("", "", "")
     if uid is None:
         if name and not name.isdigit():
             raise ctx.fail(f"{path}.securityContext.runAsUser",
@@ -402,6 +410,7 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
     mounts: list[dict[str, Any]] = []
     storages: list[dict[str, Any]] = []
     seen_storages: set[str] = set()
+    seen_dests: set[str] = set()
     settings_vols = ctx.settings.doc["volumes"]
     for i, vm in enumerate(_get(ctx, c, "volumeMounts", path, list, [])):
         p = f"{path}.volumeMounts[{i}]"
@@ -413,6 +422,9 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
             raise ctx.fail(f"{p}.name", f"no volume named {vname!r} in spec.volumes")
         if _get(ctx, vm, "subPath", p, str) or _get(ctx, vm, "subPathExpr", p, str):
             raise ctx.fail(f"{p}.subPath", "subPath mounts are not supported")
+        if dest in seen_dests:
+            raise ctx.fail(f"{p}.mountPath", f"{dest} is mounted twice")
+        seen_dests.add(dest)
         ro = _get(ctx, vm, "readOnly", p, bool, False)
         vpath, vol = volumes[vname]
         rw = "ro" if ro else "rw"
@@ -587,8 +599,8 @@ def _container(ctx: _Ctx, c: Any, path: str, images: Mapping[str, ImageInfo],
     if privileged and not ctx.allow_privileged:
         raise ctx.fail(f"{path}.securityContext.privileged", "a privileged container can reach the guest kernel "
                                                              "and the agent; refused (allow with --allow-privileged)")
-    env, literal = _env(ctx, c, path, image)
-    args = _args(ctx, c, path, image, literal)
+    env, own = _env(ctx, c, path, image)
+    args = _args(ctx, c, path, image, own)
     cwd = _get(ctx, c, "workingDir", path, str) or _image_cfg(image).get("WorkingDir") or "/"
     if not isinstance(cwd, str):
         raise PolicyGenError(f"{ctx.pod.where}: image {image.reference}: config WorkingDir is not a string")

@@ -43,6 +43,15 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
                 "CAP_KILL", "CAP_AUDIT_WRITE"]
+# every capability the kernel knows (containerd's cap.Known() on a 5.9+ kernel), for privileged and add ALL
+ALL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+            "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+            "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+            "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+            "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+            "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+            "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+            "CAP_CHECKPOINT_RESTORE"]
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
           "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
@@ -185,7 +194,8 @@ def _user(pod: PodTemplate, c: Mapping[str, Any], image: ImageInfo) -> dict[str,
     sc = c.get("securityContext") or {}
     uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
     gid = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
-    user, _, group = (_image_config(image).get("User") or "").partition(":")
+    # containerd: WithUser(runAsUser if set, else the image's User), then runAsGroup if set
+    user, _, group = (_image_config(image).get("User") or "").partition(":") if uid is None else ("", "", "")
     if uid is None:
         uid = int(user) if user else 0
     if gid is None:
@@ -199,8 +209,14 @@ def _user(pod: PodTemplate, c: Mapping[str, Any], image: ImageInfo) -> dict[str,
 def _caps(c: Mapping[str, Any]) -> dict[str, list[str]]:
     """containerd WithCapabilities: default set + add - drop, on bounding, effective and permitted."""
     caps_cfg = (c.get("securityContext") or {}).get("capabilities") or {}
+    if (c.get("securityContext") or {}).get("privileged"):
+        return {"Bounding": ALL_CAPS, "Effective": ALL_CAPS, "Permitted": ALL_CAPS}
     caps = list(DEFAULT_CAPS)
+    if "ALL" in (caps_cfg.get("add") or []):
+        caps = list(ALL_CAPS)
     for cap in caps_cfg.get("add") or []:
+        if cap == "ALL":
+            continue
         name = cap if cap.startswith("CAP_") else f"CAP_{cap}"
         if name not in caps:
             caps.append(name)
@@ -280,7 +296,8 @@ def _container_spec(pod: PodTemplate, c: Mapping[str, Any], image: ImageInfo, se
         "Annotations": {**_annotations(pod, sandbox_id, "container", cid), "io.kubernetes.cri.container-name": c["name"],
                         "io.kubernetes.cri.image-name": image.pinned},
         "Linux": {"Namespaces": [{"Type": t, "Path": ""} for t in ("pid", "ipc", "uts", "mount")],
-                  "MaskedPaths": list(MASKED), "ReadonlyPaths": list(READONLY),
+                  "MaskedPaths": [] if sc.get("privileged") else list(MASKED),
+                  "ReadonlyPaths": [] if sc.get("privileged") else list(READONLY),
                   "CgroupsPath": f"/kubepods/{sandbox_id[:12]}/{cid}"},
     }
     return spec, vol_storages

@@ -412,8 +412,15 @@ GEN_ERRORS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, ImageInfo]
                               "spec.containers[0].env[1].valueFrom.configMapKeyRef.key", "no key 'mode'"),
     "missing Secret key": (sample_spec(), {"secrets": {"web-secret": {}}}, IMAGES,
                            "spec.containers[0].env[2].valueFrom.secretKeyRef.key", "no key 'token'"),
-    "volume ConfigMap missing": (_with(lambda s: s["containers"][0].pop("envFrom") and s["containers"][0].update(
-        env=[])), {"config_maps": {}}, IMAGES, "spec.volumes[1].configMap.name", "ConfigMap 'web-conf'"),
+    "volume ConfigMap missing": (_with(lambda s: s["containers"][0].update(envFrom=[], env=[], args=[])),
+                                 {"config_maps": {}}, IMAGES, "spec.volumes[1].configMap.name", "ConfigMap 'web-conf'"),
+    "args name a downward value": (_with(lambda s: s["containers"][0]["args"].append("--ip=$(POD_IP)")), {}, IMAGES,
+                                   "spec.containers[0].args[3]", "$(POD_IP)"),
+    "env names a service value": (_with(lambda s: s["containers"][0]["env"].append(
+        {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST)"})), {}, IMAGES,
+        "spec.containers[0].env[6].value", "$(KUBERNETES_SERVICE_HOST)"),
+    "mounted twice": (_with(lambda s: s["containers"][0]["volumeMounts"].append({"name": "conf", "mountPath": "/cache"})),
+                      {}, IMAGES, "spec.containers[0].volumeMounts[3].mountPath", "twice"),
     "unknown volume type": (_with(lambda s: s["volumes"].append({"name": "pvc", "persistentVolumeClaim": {}})
                                   or s["containers"][0]["volumeMounts"].append({"name": "pvc", "mountPath": "/d"})),
                             {}, IMAGES, "spec.volumes[3]", "persistentVolumeClaim"),
