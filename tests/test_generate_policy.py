@@ -521,3 +521,117 @@ def test_settings_are_read_strictly(tmp_path: Any) -> None:
     with pytest.raises(SettingsError, match="cannot read"):
         Settings.load(tmp_path / "absent.json")
     assert SETTINGS_FILE.name == "settings.json"
+
+
+# --- random pods: refused with a PolicyGenError, or a policy that admits the pod's own requests -------------
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_word = st.text("abcxyz019-_./=$", min_size=0, max_size=8)
+_var = st.sampled_from(["A", "B", "MODE", "PATH", "HOSTNAME", "X_1", "POD", "LANG"])
+_cm = {"conf": {"mode": "m", "level": "2", "a": "x$(A)y"}}
+_sec_data = {"creds": {"token": "t", "mode": "secret"}}
+
+
+@st.composite
+def _env_entry(draw: st.DrawFn) -> dict[str, Any]:
+    name = draw(_var)
+    kind = draw(st.sampled_from(["value", "value", "cm", "secret", "field", "resource"]))
+    if kind == "value":
+        refs = st.sampled_from(["$(A)", "$$(A)", "x$(MODE)", "$(NOPE)"])
+        return {"name": name, "value": draw(st.one_of(_word, _word, _word, refs))}
+    if kind in ("cm", "secret"):
+        own = "conf" if kind == "cm" else "creds"
+        ref = {"name": draw(st.sampled_from([own] * 6 + ["conf", "creds", "absent"])),
+               "key": draw(st.sampled_from(["mode"] * 6 + ["level", "token", "nokey"]))}
+        if draw(st.integers(0, 3)) == 0:
+            ref["optional"] = True
+        return {"name": name, "valueFrom": {"configMapKeyRef" if kind == "cm" else "secretKeyRef": ref}}
+    if kind == "field":
+        fp = draw(st.sampled_from(["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+                                   "status.podIP", "status.hostIP", "spec.serviceAccountName",
+                                   "metadata.labels['app']", "spec.bogus"]))
+        return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": fp}}}
+    return {"name": name, "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}
+
+
+@st.composite
+def _container(draw: st.DrawFn, name: str, volumes: list[str]) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": draw(st.sampled_from([WEB.reference, SIDE.reference]))}
+    if draw(st.booleans()):
+        c["command"] = draw(st.lists(_word, max_size=3))
+    if draw(st.booleans()):
+        c["args"] = draw(st.lists(st.one_of(_word, st.just("$(A)")), max_size=3))
+    c["env"] = draw(st.lists(_env_entry(), max_size=5))
+    if draw(st.booleans()):
+        c["envFrom"] = [{"configMapRef": {"name": draw(st.sampled_from(["conf", "conf", "conf", "absent"])),
+                                          "optional": draw(st.booleans())}, "prefix": draw(st.sampled_from(["", "P_"]))}]
+    if draw(st.booleans()):
+        c["workingDir"] = draw(st.sampled_from(["/", "/app", "/tmp/x"]))
+    sc: dict[str, Any] = {}
+    for key, strat in (("runAsUser", st.integers(0, 70000)), ("runAsGroup", st.integers(0, 70000)),
+                       ("readOnlyRootFilesystem", st.booleans()), ("allowPrivilegeEscalation", st.booleans()),
+                       ("privileged", st.sampled_from([False, False, False, True]))):
+        if draw(st.booleans()):
+            sc[key] = draw(strat)
+    if draw(st.booleans()):
+        caps = st.lists(st.sampled_from(["NET_ADMIN", "SYS_TIME", "CHOWN", "KILL", "ALL", "CAP_BPF"]), max_size=3)
+        sc["capabilities"] = {"add": draw(caps), "drop": draw(caps)}
+    c["securityContext"] = sc
+    c["tty"] = draw(st.booleans())
+    paths = draw(st.lists(st.sampled_from(["/data", "/etc/app", "/var/cache", "/srv/x"]), unique=True,
+                          max_size=len(volumes)))
+    c["volumeMounts"] = [{"name": draw(st.sampled_from(volumes)), "mountPath": p, "readOnly": draw(st.booleans())}
+                         for p in paths] if volumes else []
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        if draw(st.booleans()):
+            c[probe] = {"exec": {"command": draw(st.lists(_word, min_size=1, max_size=3))}}
+    return c
+
+
+@st.composite
+def _pod(draw: st.DrawFn) -> PodTemplate:
+    vol_kinds = {"empty": {"emptyDir": {}}, "mem": {"emptyDir": {"medium": "Memory"}},
+                 "cm": {"configMap": {"name": "conf"}}, "gone": {"configMap": {"name": "absent", "optional": True}},
+                 "sec": {"secret": {"secretName": "creds"}}, "proj": {"projected": {"sources": []}},
+                 "host": {"hostPath": {"path": "/var/log"}}, "dapi": {"downwardAPI": {"items": []}}}
+    vols = draw(st.lists(st.sampled_from(sorted(vol_kinds)), unique=True, max_size=4))
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "web"]), min_size=1, max_size=3, unique=True))
+    n_init = draw(st.integers(0, len(names) - 1))
+    containers = [draw(_container(n, vols)) for n in names]
+    spec: dict[str, Any] = {"containers": containers[n_init:], "volumes": [{"name": v, **vol_kinds[v]} for v in vols]}
+    if n_init:
+        spec["initContainers"] = containers[:n_init]
+    if draw(st.booleans()):
+        spec["automountServiceAccountToken"] = draw(st.booleans())
+    if draw(st.booleans()):
+        spec["securityContext"] = {"supplementalGroups": draw(st.lists(st.integers(0, 5000), max_size=2)),
+                                   "fsGroup": draw(st.integers(0, 5000)),
+                                   "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}]}
+    kind = draw(st.sampled_from(["Pod", "Deployment"]))
+    return PodTemplate(source="rand.yaml", index=3, kind=kind, name="rnd", namespace="ns",
+                       metadata={"labels": {"app": "rnd"}}, spec=spec, config_maps=_cm, secrets=_sec_data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_pod(), st.booleans())
+def test_random_pods_are_refused_or_admit_their_own_requests(pod: PodTemplate, lax: bool) -> None:
+    try:
+        data = policy_data(pod, IMAGES, SETTINGS, allow_privileged=lax, allow_host_path=lax)
+    except PolicyGenError as exc:
+        assert str(exc).startswith("rand.yaml: document 3 ("), str(exc)
+        event("refused: " + str(exc).split(": ", 3)[-1][:30])
+        return
+    event("generated")
+    for p in fresh(render(data)):
+        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
+        reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES)
+        for name, req in reqs:
+            d = decide(p, "CreateContainerRequest", req)
+            assert d.allowed, (name, d.prints)
+        specs = {c["name"]: c for c in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]}
+        for name, req in reqs[1:]:
+            for argv in cri.probe_commands(specs[name]):
+                d = decide(p, "ExecProcessRequest", cri.exec_request(req, argv))
+                assert d.allowed, (name, argv, d.prints)
