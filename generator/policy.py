@@ -62,7 +62,7 @@ def _get(ctx: _Ctx, obj: Any, key: str, path: str, kind: type | tuple[type, ...]
     value = obj.get(key) if isinstance(obj, Mapping) else None
     if value is None:
         return default
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ctx.fail(f"{path}.{key}", f"must be a {names}, not {type(value).__name__}")
     return value

@@ -1,6 +1,6 @@
 """cocoon's test pod in genpolicy's shape: its policy (tests/policies/pod.rego) and the requests it allows.
 
-    python -m launcher.podspec        # rewrite tests/policies/pod.rego: generator/rules.rego + policy_data (deterministic)
+    python -m launcher.podspec   # rewrite tests/policies/pod.rego: generator/rules.rego + policy_data (deterministic)
 
 The pod ("demo-pod" in "default"): the pause container, "web" (runs from a
 dm-verity erofs layer whose root hash the policy pins, may exec two probe
@@ -27,7 +27,8 @@ HERE = ROOT / "tests" / "policies"
 RULES = ROOT / "generator" / "rules.rego"
 WEB_LAYER_ROOT_HASH = "5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70"
 WEB_LAYER_HASH_OFFSET = 1 << 20  # the erofs data size: the hash tree follows it on the layer's disk
-WEB_LAYER_OPTIONS = [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}", f"cocoon.verity.hashoffset={WEB_LAYER_HASH_OFFSET}"]
+WEB_LAYER_OPTIONS = [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}",
+                     f"cocoon.verity.hashoffset={WEB_LAYER_HASH_OFFSET}"]
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
                 "CAP_KILL", "CAP_AUDIT_WRITE"]

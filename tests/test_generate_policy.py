@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -216,7 +215,8 @@ def assert_denied(d: Decision, endpoint: str, *needles: str) -> None:
 
 
 def _req(requests: list[tuple[str, Any]], name: str) -> agent_pb2.CreateContainerRequest:
-    return next(r for n, r in requests if n == name)
+    req: agent_pb2.CreateContainerRequest = next(r for n, r in requests if n == name)
+    return req
 
 
 def _index(req: agent_pb2.CreateContainerRequest, dest: str) -> int:
@@ -229,7 +229,8 @@ def test_every_arg_is_pinned(empty_policy: Policy, requests: list[tuple[str, Any
         assert len(req.OCI.Process.Args) >= 2
         for i in range(len(req.OCI.Process.Args)):
             d = decide(empty_policy, "CreateContainerRequest",
-                       mutated(req, change(f"OCI.Process.Args.{i}", lambda a: a + "x")), agent_pb2.CreateContainerRequest)
+                       mutated(req, change(f"OCI.Process.Args.{i}", lambda a: a + "x")),
+                       agent_pb2.CreateContainerRequest)
             assert_denied(d, "CreateContainerRequest", "process args")
 
 
@@ -379,7 +380,8 @@ def test_create_sandbox_mutations_are_denied(empty_policy: Policy) -> None:
     for edit in (set_("sandbox_pidns", True), set_("storages.0.mount_point", "/etc"),
                  set_("storages.0.options", ["mode=1777"]), set_("guest_hook_path", "/usr/share/oci/hooks"),
                  change("storages", lambda s: [*s, {**s[0], "mount_point": "/run/kata-containers/sandbox/x"}])):
-        assert not decide(empty_policy, "CreateSandboxRequest", mutated(req, edit), agent_pb2.CreateSandboxRequest).allowed
+        d = decide(empty_policy, "CreateSandboxRequest", mutated(req, edit), agent_pb2.CreateSandboxRequest)
+        assert not d.allowed
 
 
 # --- what the generator refuses ---------------------------------------------------------------------------
@@ -419,7 +421,8 @@ GEN_ERRORS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, ImageInfo]
     "env names a service value": (_with(lambda s: s["containers"][0]["env"].append(
         {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST)"})), {}, IMAGES,
         "spec.containers[0].env[6].value", "$(KUBERNETES_SERVICE_HOST)"),
-    "mounted twice": (_with(lambda s: s["containers"][0]["volumeMounts"].append({"name": "conf", "mountPath": "/cache"})),
+    "mounted twice": (_with(lambda s: s["containers"][0]["volumeMounts"].append({"name": "conf",
+                                                                                 "mountPath": "/cache"})),
                       {}, IMAGES, "spec.containers[0].volumeMounts[3].mountPath", "twice"),
     "unknown volume type": (_with(lambda s: s["volumes"].append({"name": "pvc", "persistentVolumeClaim": {}})
                                   or s["containers"][0]["volumeMounts"].append({"name": "pvc", "mountPath": "/d"})),
@@ -543,7 +546,7 @@ def _env_entry(draw: st.DrawFn) -> dict[str, Any]:
         return {"name": name, "value": draw(st.one_of(_word, _word, _word, refs))}
     if kind in ("cm", "secret"):
         own = "conf" if kind == "cm" else "creds"
-        ref = {"name": draw(st.sampled_from([own] * 6 + ["conf", "creds", "absent"])),
+        ref: dict[str, Any] = {"name": draw(st.sampled_from([own] * 6 + ["conf", "creds", "absent"])),
                "key": draw(st.sampled_from(["mode"] * 6 + ["level", "token", "nokey"]))}
         if draw(st.integers(0, 3)) == 0:
             ref["optional"] = True
@@ -566,7 +569,8 @@ def _container(draw: st.DrawFn, name: str, volumes: list[str]) -> dict[str, Any]
     c["env"] = draw(st.lists(_env_entry(), max_size=5))
     if draw(st.booleans()):
         c["envFrom"] = [{"configMapRef": {"name": draw(st.sampled_from(["conf", "conf", "conf", "absent"])),
-                                          "optional": draw(st.booleans())}, "prefix": draw(st.sampled_from(["", "P_"]))}]
+                                          "optional": draw(st.booleans())},
+                         "prefix": draw(st.sampled_from(["", "P_"]))}]
     if draw(st.booleans()):
         c["workingDir"] = draw(st.sampled_from(["/", "/app", "/tmp/x"]))
     sc: dict[str, Any] = {}
@@ -592,7 +596,7 @@ def _container(draw: st.DrawFn, name: str, volumes: list[str]) -> dict[str, Any]
 
 @st.composite
 def _pod(draw: st.DrawFn) -> PodTemplate:
-    vol_kinds = {"empty": {"emptyDir": {}}, "mem": {"emptyDir": {"medium": "Memory"}},
+    vol_kinds: dict[str, dict[str, Any]] = {"empty": {"emptyDir": {}}, "mem": {"emptyDir": {"medium": "Memory"}},
                  "cm": {"configMap": {"name": "conf"}}, "gone": {"configMap": {"name": "absent", "optional": True}},
                  "sec": {"secret": {"secretName": "creds"}}, "proj": {"projected": {"sources": []}},
                  "host": {"hostPath": {"path": "/var/log"}}, "dapi": {"downwardAPI": {"items": []}}}
