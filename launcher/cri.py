@@ -29,14 +29,60 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 
 from agent.protocols import agent_pb2
-from generator.model import ImageInfo, PodTemplate
-from generator.settings import Settings
+
+
+# The records this module reads, by shape: generator.model's PodTemplate, ImageInfo and Layer and
+# generator.settings' Settings fit them. launcher/ sits below generator/ (which may use launcher's layer
+# builders), so it names no generator module; and the runtime's side knowing nothing of the generator is
+# the point of this module.
+class PodTemplate(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def metadata(self) -> Any: ...
+    @property
+    def spec(self) -> Any: ...
+    @property
+    def config_maps(self) -> Mapping[str, Mapping[str, str]]: ...
+    @property
+    def secrets(self) -> Mapping[str, Mapping[str, str]]: ...
+
+
+class Layer(Protocol):
+    @property
+    def digest(self) -> str: ...
+    @property
+    def root_hash(self) -> str: ...
+    @property
+    def hash_offset(self) -> int: ...
+
+
+class ImageInfo(Protocol):
+    @property
+    def reference(self) -> str: ...
+    @property
+    def pinned(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def layers(self) -> Sequence[Layer]: ...
+
+
+class Settings(Protocol):
+    @property
+    def doc(self) -> Mapping[str, Any]: ...
+    @property
+    def cpath(self) -> str: ...
 
 # containerd oci/spec.go populateDefaultUnixSpec
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
