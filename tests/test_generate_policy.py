@@ -639,3 +639,41 @@ def test_random_pods_are_refused_or_admit_their_own_requests(pod: PodTemplate, l
             for argv in cri.probe_commands(specs[name]):
                 d = decide(p, "ExecProcessRequest", cri.exec_request(req, argv))
                 assert d.allowed, (name, argv, d.prints)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-3, 2**33) | st.text("ab:/$()=", max_size=4),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text("abn", max_size=3), kids,
+                                                                               max_size=3), max_leaves=6)
+
+
+def _paths(node: Any, here: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield here
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*here, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*here, i))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_malformed_pod_specs_are_policy_gen_errors(data: st.DataObject) -> None:
+    """Any value at any place of a good pod spec (or image config): a PolicyGenError naming the document, or a
+    policy, never another exception."""
+    spec = sample_spec()
+    images = copy.deepcopy(IMAGES)
+    which = data.draw(st.sampled_from(["spec", "spec", "spec", "image"]))
+    root: Any = spec if which == "spec" else dict(images[WEB.reference].config)
+    paths = [p for p in _paths(root) if p]
+    path = data.draw(st.sampled_from(paths))
+    node = root
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = data.draw(_json)
+    if which == "image":
+        images[WEB.reference] = ImageInfo(WEB.reference, WEB.pinned, root, WEB.layers)
+    try:
+        policy_data(sample_pod(spec), images, SETTINGS)
+    except PolicyGenError as exc:
+        assert str(exc).startswith("pod.yaml: document 0 (Pod shop/web-pod): "), str(exc)
