@@ -377,11 +377,16 @@ def test_exec_only_the_listed_commands_with_the_containers_settings(created_poli
 
 def test_create_sandbox_mutations_are_denied(empty_policy: Policy) -> None:
     req = cri.sandbox_request(sample_pod(), SETTINGS, SANDBOX_ID)
-    for edit in (set_("sandbox_pidns", True), set_("storages.0.mount_point", "/etc"),
-                 set_("storages.0.options", ["mode=1777"]), set_("guest_hook_path", "/usr/share/oci/hooks"),
-                 change("storages", lambda s: [*s, {**s[0], "mount_point": "/run/kata-containers/sandbox/x"}])):
+    for edit, needle in (
+            (set_("sandbox_pidns", True), "sandbox_pidns true"),
+            (set_("storages.0.mount_point", "/etc"), "storage 0"),
+            (set_("storages.0.options", ["mode=1777"]), "storage 0"),
+            (set_("guest_hook_path", "/usr/share/oci/hooks"), "guest_hook_path"),
+            (set_("kernel_modules", [{"name": "evil"}]), "kernel_modules"),
+            (change("storages", lambda s: [*s, {**s[0], "mount_point": "/run/kata-containers/sandbox/x"}]),
+             "storage 1")):
         d = decide(empty_policy, "CreateSandboxRequest", mutated(req, edit), agent_pb2.CreateSandboxRequest)
-        assert not d.allowed
+        assert_denied(d, "CreateSandboxRequest", needle)
 
 
 # --- what the generator refuses ---------------------------------------------------------------------------

@@ -64,14 +64,41 @@ SetPolicyRequest := policy_data.request_defaults.SetPolicyRequest
 # ---------------------------------------------------------------------------------------------
 # Sandbox
 
-CreateSandboxRequest if {
-	input.guest_hook_path == ""
-	count(input.kernel_modules) == 0
-	input.sandbox_pidns == false
-	every s in input.storages {
-		some p in policy_data.sandbox.storages
-		storage_matches(p, s, "")
-	}
+# Kata's allow_create_sandbox: no guest hooks, no kernel modules, no shared PID namespace, and only
+# the sandbox storages the policy lists (the shm tmpfs). Each fault is printed, naming the field.
+CreateSandboxRequest if count(sandbox_faults) == 0
+
+CreateSandboxRequest := false if {
+	some fault in sandbox_faults
+	print("CreateSandboxRequest:", fault)
+}
+
+sandbox_faults contains msg if {
+	not same(field(input, "guest_hook_path"), "")
+	msg := sprintf("guest_hook_path %s is not allowed", [show(field(input, "guest_hook_path"))])
+}
+
+sandbox_faults contains msg if {
+	not same(size(field(input, "kernel_modules")), 0)
+	msg := sprintf("kernel_modules %s are not allowed", [show(field(input, "kernel_modules"))])
+}
+
+sandbox_faults contains msg if {
+	not same(field(input, "sandbox_pidns"), false)
+	msg := sprintf("sandbox_pidns %s is not false", [show(field(input, "sandbox_pidns"))])
+}
+
+sandbox_faults contains "the request's storages are not a list" if not is_array(field(input, "storages"))
+
+sandbox_faults contains msg if {
+	some i, s in input.storages
+	not any_sandbox_storage(s)
+	msg := sprintf("storage %d %s is not one of the sandbox's", [i, show(s)])
+}
+
+any_sandbox_storage(s) if {
+	some p in policy_data.sandbox.storages
+	storage_matches(p, s, "")
 }
 
 # ---------------------------------------------------------------------------------------------
