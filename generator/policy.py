@@ -28,6 +28,7 @@ from typing import Any
 from generator.errors import PolicyGenError
 from generator.model import ImageInfo, Layer, PodTemplate
 from generator.settings import Settings
+from verifier import strictjson
 
 RULES = Path(__file__).resolve().parent / "rules.rego"
 TYPE_KEY = "io.kubernetes.cri.container-type"
@@ -523,8 +524,6 @@ def _annotation_commands(ctx: _Ctx) -> list[list[str]]:
     where = f"metadata.annotations[{key}]"
     if not isinstance(raw, str):
         raise ctx.fail(where, "must be a string holding a JSON list of argv lists")
-    from verifier import strictjson
-
     try:
         value = strictjson.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -607,6 +606,7 @@ def _container(ctx: _Ctx, c: Any, path: str, images: Mapping[str, ImageInfo],
     ape = _get(ctx, sc, "allowPrivilegeEscalation", f"{path}.securityContext", bool)
     caps = list(ctx.settings.doc["common"]["privileged_caps"]) if privileged else _caps(ctx, c, path)
     vol_mounts, vol_storages = _volume_mounts(ctx, c, path)
+    probes = _probe_commands(ctx, c, path)
     return {
         "name": c["name"],
         "image": image.pinned,
@@ -624,8 +624,7 @@ def _container(ctx: _Ctx, c: Any, path: str, images: Mapping[str, ImageInfo],
         },
         "storages": layer_storages(image.layers, ctx.settings) + vol_storages,
         "devices": [],
-        "exec_commands": _probe_commands(ctx, c, path) + [a for a in extra_exec if a not in
-                                                          _probe_commands(ctx, c, path)],
+        "exec_commands": probes + [a for a in extra_exec if a not in probes],
         "sandbox_pidns": False,
     }
 
@@ -637,13 +636,11 @@ def policy_data(pod: PodTemplate, images: Mapping[str, ImageInfo], settings: Set
     _check_pod(ctx)
     extra = _annotation_commands(ctx)
     containers = [_pause(ctx)] + [_container(ctx, c, path, images, extra) for path, c in _containers(ctx)]
-    doc = settings.doc
     return {
         "containers": containers,
-        "common": dict(doc["common"]),
-        "sandbox": {"name": sandbox_name(pod), "namespace": pod.namespace,
-                    "storages": [dict(s) for s in doc["sandbox"]["storages"]]},
-        "request_defaults": json.loads(json.dumps(doc["request_defaults"])),
+        "common": settings["common"],
+        "sandbox": {"name": sandbox_name(pod), "namespace": pod.namespace, "storages": settings["sandbox"]["storages"]},
+        "request_defaults": settings["request_defaults"],
     }
 
 

@@ -49,6 +49,12 @@ def _regex(value: Any, where: str) -> None:
         _fail(where, f"is not a regular expression: {exc}")
 
 
+def _env_entry(value: Any, where: str) -> None:
+    _str(value, where)
+    if "=" not in value or value.startswith("="):
+        _fail(where, "must be NAME=value")
+
+
 def _int(value: Any, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
         _fail(where, "must be an integer from 0 to 2^32-1")
@@ -120,9 +126,9 @@ _SCHEMA = _object({
                        "dns_label": _regex, "default_caps": _STRS, "privileged_caps": _STRS,
                        "free_annotations": _list(_regex)}),
     "layers": _object({"driver": _str, "source": _regex, "fstype": _str, "options": _STRS, "mount_point": _regex}),
-    "pause_container": _object({"image": _str, "args": _STRS, "env": _STRS, "uid": _int, "gid": _int,
+    "pause_container": _object({"image": _str, "args": _STRS, "env": _list(_env_entry), "uid": _int, "gid": _int,
                                 "sysctls": _map(_str)}),
-    "default_env": _STRS,
+    "default_env": _list(_env_entry),
     "namespaces": _STRS,
     "masked_paths": _STRS,
     "readonly_paths": _STRS,
@@ -153,10 +159,7 @@ class Settings:
             doc = strictjson.loads(text)
         except (ValueError, RecursionError) as exc:
             raise SettingsError(f"settings {source}: not strict JSON: {exc}") from None
-        try:
-            _SCHEMA(doc, source)
-        except SettingsError:
-            raise
+        _SCHEMA(doc, source)
         return cls(doc, source)
 
     @classmethod

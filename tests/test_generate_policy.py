@@ -516,6 +516,7 @@ def test_settings_are_read_strictly(tmp_path: Any) -> None:
         text.replace('"uid": 65535', '"uid": "65535"'): "pause_container.uid: must be an integer",
         text.replace('"dns_label": "', '"dns_label": "(', 1): "common.dns_label: is not a regular expression",
         text.replace('"ListRoutesRequest": true', '"ListRoutesRequest": 1'): "ListRoutesRequest: must be true or false",
+        text.replace('"default_env": ["PATH=', '"default_env": ["PATH'): "default_env[0]: must be NAME=value",
         "[]": "must be an object",
         "{": "not strict JSON",
     }
