@@ -683,3 +683,52 @@ def test_malformed_pod_specs_are_policy_gen_errors(data: st.DataObject) -> None:
         policy_data(sample_pod(spec), images, SETTINGS)
     except PolicyGenError as exc:
         assert str(exc).startswith("pod.yaml: document 0 (Pod shop/web-pod): "), str(exc)
+
+
+def second_pod() -> PodTemplate:
+    """A Deployment's pod: an init container, memory emptyDir, projected and downwardAPI volumes, no token
+    mount, a terminal, runAsUser without runAsGroup (the image's group then unused), a service env reference."""
+    spec = {
+        "automountServiceAccountToken": False,
+        "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                    {"name": "info", "downwardAPI": {"items": [{"path": "labels"}]}},
+                    {"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}],
+        "initContainers": [{"name": "init", "image": SIDE.reference, "args": ["--once"],
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+        "containers": [{"name": "app", "image": WEB.reference, "tty": True,
+                        "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}],
+                        "securityContext": {"runAsUser": 4242},
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                                         {"name": "info", "mountPath": "/etc/podinfo"},
+                                         {"name": "tok", "mountPath": "/var/run/secrets/tokens"}],
+                        "livenessProbe": {"exec": {"command": ["/bin/web", "--live"]}}}],
+    }
+    return PodTemplate(source="deploy.yaml", index=1, kind="Deployment", name="app", namespace="default",
+                       metadata={"labels": {"app": "app"}}, spec=spec)
+
+
+def test_a_second_pod_admits_its_own_requests() -> None:
+    pod = second_pod()
+    data = policy_data(pod, IMAGES, SETTINGS)
+    assert [c["name"] for c in data["containers"]] == ["pause", "init", "app"]
+    for p in fresh(render(data)):
+        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
+        reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES)
+        for name, req in reqs:
+            d = decide(p, "CreateContainerRequest", req)
+            assert d.allowed, (name, d.prints)
+        app = reqs[2][1]
+        assert (app.OCI.Process.User.UID, app.OCI.Process.User.GID) == (4242, 0)
+        assert app.OCI.Process.Terminal and "APP=app" in app.OCI.Process.Env
+        assert not any(m.destination.startswith("/var/run/secrets/kubernetes.io") for m in app.OCI.Mounts)
+        assert [s.driver for s in app.storages] == ["blk", "blk", "ephemeral"]
+        assert decide(p, "ExecProcessRequest", cri.exec_request(app, ["/bin/web", "--live"])).allowed
+        d = decide(p, "ExecProcessRequest", cri.exec_request(app, ["/bin/web", "--live"], tty=True))
+        assert_denied(d, "ExecProcessRequest", "process Terminal true is not false")
+        assert "NODE=node-1" in app.OCI.Process.Env  # admitted above by the policy's NODE pattern
+        node = list(app.OCI.Process.Env).index("NODE=node-1")
+        d = decide(p, "CreateContainerRequest", mutated(app, set_(f"OCI.Process.Env.{node}", "NODE=not a node!")),
+                   agent_pb2.CreateContainerRequest)
+        assert_denied(d, "CreateContainerRequest", "environment variable NODE=not a node! is not allowed")
