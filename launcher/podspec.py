@@ -1,6 +1,6 @@
 """cocoon's test pod in genpolicy's shape: its policy (tests/policies/pod.rego) and the requests it allows.
 
-    python -m launcher.podspec        # rewrite tests/policies/pod.rego: rules.rego + policy_data (deterministic)
+    python -m launcher.podspec   # rewrite tests/policies/pod.rego: generator/rules.rego + policy_data (deterministic)
 
 The pod ("demo-pod" in "default"): the pause container, "web" (runs from a
 dm-verity erofs layer whose root hash the policy pins, may exec two probe
@@ -22,8 +22,13 @@ from google.protobuf import json_format
 
 from agent.protocols import agent_pb2
 
-HERE = Path(__file__).resolve().parent.parent / "tests" / "policies"
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "tests" / "policies"
+RULES = ROOT / "generator" / "rules.rego"
 WEB_LAYER_ROOT_HASH = "5b1e8f0c0a7f3d9a6c2b4e8d1f0a3c5e7b9d2f4a6c8e0b1d3f5a7c9e1b3d5f70"
+WEB_LAYER_HASH_OFFSET = 1 << 20  # the erofs data size: the hash tree follows it on the layer's disk
+WEB_LAYER_OPTIONS = [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}",
+                     f"cocoon.verity.hashoffset={WEB_LAYER_HASH_OFFSET}"]
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
                 "CAP_KILL", "CAP_AUDIT_WRITE"]
@@ -93,7 +98,7 @@ def container(name: str, image: str, args: list[str], env_list: list[str], cap_k
 
 
 def policy_data() -> dict[str, Any]:
-    layer = {"driver": "blk", "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
+    layer = {"driver": "blk", "driver_options": WEB_LAYER_OPTIONS,
              "source": "^/dev/vd[b-z]$", "fstype": "erofs", "options": ["ro"],
              "mount_point": "^$(cpath)/$(bundle-id)/layers/0$", "shared": False}
     return {
@@ -150,7 +155,7 @@ def policy_data() -> dict[str, Any]:
 
 
 def render() -> str:
-    rules = (HERE / "rules.rego").read_text()
+    rules = RULES.read_text()
     return rules + "\npolicy_data := " + json.dumps(policy_data(), indent=2) + "\n"
 
 
@@ -196,7 +201,7 @@ def web_request(container_id: str = "c0ffee00c0ffee00", **edits: Any) -> agent_p
         "exec_id": container_id,
         "storages": [{
             "driver": "blk",
-            "driver_options": [f"cocoon.verity.roothash={WEB_LAYER_ROOT_HASH}"],
+            "driver_options": list(WEB_LAYER_OPTIONS),
             "source": "/dev/vdb", "fstype": "erofs", "options": ["ro"],
             "mount_point": f"{CPATH}/{container_id}/layers/0",
         }],

@@ -64,14 +64,41 @@ SetPolicyRequest := policy_data.request_defaults.SetPolicyRequest
 # ---------------------------------------------------------------------------------------------
 # Sandbox
 
-CreateSandboxRequest if {
-	input.guest_hook_path == ""
-	count(input.kernel_modules) == 0
-	input.sandbox_pidns == false
-	every s in input.storages {
-		some p in policy_data.sandbox.storages
-		storage_matches(p, s, "")
-	}
+# Kata's allow_create_sandbox: no guest hooks, no kernel modules, no shared PID namespace, and only
+# the sandbox storages the policy lists (the shm tmpfs). Each fault is printed, naming the field.
+CreateSandboxRequest if count(sandbox_faults) == 0
+
+CreateSandboxRequest := false if {
+	some fault in sandbox_faults
+	print("CreateSandboxRequest:", fault)
+}
+
+sandbox_faults contains msg if {
+	not same(field(input, "guest_hook_path"), "")
+	msg := sprintf("guest_hook_path %s is not allowed", [show(field(input, "guest_hook_path"))])
+}
+
+sandbox_faults contains msg if {
+	not same(size(field(input, "kernel_modules")), 0)
+	msg := sprintf("kernel_modules %s are not allowed", [show(field(input, "kernel_modules"))])
+}
+
+sandbox_faults contains msg if {
+	not same(field(input, "sandbox_pidns"), false)
+	msg := sprintf("sandbox_pidns %s is not false", [show(field(input, "sandbox_pidns"))])
+}
+
+sandbox_faults contains "the request's storages are not a list" if not is_array(field(input, "storages"))
+
+sandbox_faults contains msg if {
+	some i, s in input.storages
+	not any_sandbox_storage(s)
+	msg := sprintf("storage %d %s is not one of the sandbox's", [i, show(s)])
+}
+
+any_sandbox_storage(s) if {
+	some p in policy_data.sandbox.storages
+	storage_matches(p, s, "")
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +279,7 @@ container_faults contains [idx, msg] if {
 		"io.kubernetes.cri.sandbox-name": policy_data.sandbox.name,
 		"io.kubernetes.cri.sandbox-namespace": policy_data.sandbox.namespace,
 	}
-	not same(want, field(input.OCI.Annotations, key))
+	not source_matches(want, field(input.OCI.Annotations, key), "")
 	msg := sprintf("annotation %s %s is not %s", [key, show(field(input.OCI.Annotations, key)), show(want)])
 }
 
@@ -395,6 +422,14 @@ env_var_allowed(p_env, var) if {
 	var == concat("=", [split(var, "=")[0], policy_data.sandbox.name])
 }
 
+# A policy entry starting with "^" is a regex (downward API values the generator cannot know).
+env_var_allowed(p_env, var) if {
+	not var in p_env
+	some p in p_env
+	startswith(p, "^")
+	regex.match(expand(p), str(var))
+}
+
 env_var_allowed(p_env, var) if {
 	not var in p_env
 	some pattern in env_patterns
@@ -456,40 +491,90 @@ any_mount_matches(p_mounts, m) if {
 	source_matches(pm.source, m.source, input.container_id)
 }
 
-# A policy value starting with "^" is a regex (genpolicy's convention); anything else must be equal.
-source_matches(p_value, i_value, cid) if {
-	not startswith(p_value, "^")
+# A policy value starting with "^" or "$(sfprefix)" (itself anchored) is a regex (genpolicy's
+# convention); anything else must be equal.
+source_matches(p_value, i_value, _) if {
+	not is_pattern(p_value)
 	p_value == i_value
 }
 
 source_matches(p_value, i_value, cid) if {
-	startswith(p_value, "^")
+	is_pattern(p_value)
 	regex.match(expand_for(p_value, cid), str(i_value))
 }
 
-# --- storages (Kata: allow_storages, allow_storage, allow_storage_base): as many as the policy
-# lists, each one of them in every field. `shared` (Storage field 8) and `fs_group` are compared
-# when present and read as false / null when absent.
+is_pattern(p) if startswith(p, "^")
+
+is_pattern(p) if startswith(p, "$(sfprefix)")
+
+# --- storages (Kata: allow_storages, allow_storage, allow_storage_base), but POSITIONAL: the
+# request's storage i is the policy's storage i in every field, and there are as many. Order is
+# what the agent stacks (the first verity layer is the overlay's bottom), so a reordered, missing
+# or extra layer changes what the container sees and is denied, naming the storage index.
+# `shared` (Storage field 8) and `fs_group` are compared when present and read as false / null
+# when absent.
 
 container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
-	not same(count(p.storages), count(input.storages))
+	not same(count(p.storages), size(field(input, "storages")))
 	msg := sprintf("%s storages, the policy has %d", [text(size(field(input, "storages"))), count(p.storages)])
 }
 
 container_faults contains [idx, msg] if {
 	some idx in candidates
 	p := policy_data.containers[idx]
-	some s in input.storages
-	not any_storage_matches(p.storages, s, input.container_id)
-	msg := sprintf("storage %s does not match the policy's (driver, source, options, mount point, layer hash?)", [show(s)])
+	some i, ps in p.storages
+	i >= size(field(input, "storages"))
+	msg := sprintf("storage %d (%s at %s) is missing", [i, ps.driver, ps.mount_point])
 }
 
-any_storage_matches(ps_list, s, cid) if {
-	some ps in ps_list
-	storage_matches(ps, s, cid)
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some i, s in input.storages
+	i >= count(p.storages)
+	msg := sprintf("storage %d %s is extra: the policy has %d", [i, show(s), count(p.storages)])
 }
+
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	p := policy_data.containers[idx]
+	some i, s in input.storages
+	i < count(p.storages)
+	some msg in storage_faults(i, p.storages[i], s, input.container_id)
+}
+
+storage_faults(i, ps, s, cid) := plain | matched | optional | verity if {
+	plain := {msg |
+		some key in ["driver", "fstype", "options", "driver_options"]
+		not same(ps[key], field(s, key))
+		msg := sprintf("storage %d %s %s is not %s", [i, key, show(field(s, key)), show(ps[key])])
+	}
+	matched := {msg |
+		some key in ["source", "mount_point"]
+		not source_matches(ps[key], field(s, key), cid)
+		msg := sprintf("storage %d %s %s does not match %s", [i, key, show(field(s, key)), show(expand_for(ps[key], cid))])
+	}
+	optional := {msg |
+		some key, absent in {"fs_group": null, "shared": false}
+		not same(object.get(ps, key, absent), object.get(s, key, absent))
+		msg := sprintf("storage %d %s %s is not %s", [i, key, show(object.get(s, key, absent)), show(object.get(ps, key, absent))])
+	}
+	verity := {msg |
+		some name, prefix in {"root hash": "cocoon.verity.roothash=", "hash offset": "cocoon.verity.hashoffset="}
+		want := option_values(ps.driver_options, prefix)
+		count(want) > 0
+		have := option_values(field(s, "driver_options"), prefix)
+		not same(want, have)
+		msg := sprintf("storage %d layer %s %s is not %s", [i, name, show(have), show(want)])
+	}
+}
+
+# The values of the options starting with prefix, in order ([] for a non-array).
+option_values(opts, prefix) := [substring(o, count(prefix), -1) | some o in opts; startswith(o, prefix)] if is_array(opts)
+
+option_values(opts, _) := [] if not is_array(opts)
 
 storage_matches(ps, s, cid) if {
 	ps.driver == s.driver
@@ -580,7 +665,7 @@ container_faults contains [idx, msg] if {
 expand(s) := out if {
 	s1 := replace(s, "$(sfprefix)", policy_data.common.sfprefix)
 	s2 := replace(s1, "$(cpath)", policy_data.common.cpath)
-	s3 := replace(s2, "$(ipv4_a)", policy_data.common.ipv4_a)
+	s3 := replace(replace(s2, "$(ipv4_a)", policy_data.common.ipv4_a), "$(ip_p)", object.get(policy_data.common, "ip_p", "[0-9]{1,5}"))
 	s4 := replace(s3, "$(svc_name)", policy_data.common.svc_name)
 	s5 := replace(s4, "$(dns_label)", policy_data.common.dns_label)
 	out := replace(s5, "$(sandbox-name)", policy_data.sandbox.name)
@@ -643,10 +728,13 @@ exec_faults contains "process ApparmorProfile is not allowed" if not same(input.
 
 exec_faults contains "process User.Username is not allowed" if not same(user_of(input.process).Username, "")
 
+# A listed command runs without a terminal, whatever the container's setting: the kubelet's probes
+# are ExecSync calls, which never allocate one (an interactive command is the other way in).
 exec_faults contains msg if {
 	exec_probe
-	not same(exec_container.OCI.Process.Terminal, field(input.process, "Terminal"))
-	msg := sprintf("process Terminal %s is not %s", [show(field(input.process, "Terminal")), show(exec_container.OCI.Process.Terminal)])
+	not exec_interactive
+	not same(false, field(input.process, "Terminal"))
+	msg := sprintf("process Terminal %s is not false", [show(field(input.process, "Terminal"))])
 }
 
 exec_faults contains msg if {
@@ -665,7 +753,7 @@ exec_faults contains msg if {
 CopyFileRequest if {
 	not path_traverses(input.path)
 	some pattern in policy_data.request_defaults.CopyFileRequest
-	regex.match(expand(pattern), input.path)
+	regex.match(expand_for(pattern, "[a-z0-9]{8,64}"), str(input.path))
 	copy_type_allowed
 }
 
