@@ -76,8 +76,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from generator import generate, images
 
-    sources = images.ImageSources.from_options(local=dict(args.image), insecure=tuple(args.insecure_registry),
-                                               ca_files=dict(args.registry_ca), auth_file=args.auth)
+    sources = images.ImageSources(local=dict(args.image), insecure=frozenset(args.insecure_registry),
+                                  ca_files=dict(args.registry_ca), auth_file=args.auth)
     options = generate.Options(platform=args.platform, reference_values=args.reference_values, out=args.out,
                                yaml_out=args.yaml_out, settings=args.settings,
                                allow_privileged=args.allow_privileged, allow_host_path=args.allow_host_path,

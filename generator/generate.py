@@ -100,7 +100,7 @@ def _link_layers(all_layers: Sequence[Layer], options: Options) -> Path:
     target = options.out / "layers"
     target.mkdir(parents=True, exist_ok=True)
     for layer in all_layers:
-        src = layers.path_of(layer, options.cache)
+        src = layers.layer_path(layer, options.cache)
         dst = target / layer.file
         if dst.exists() and dst.stat().st_size == layer.size:
             continue
@@ -123,7 +123,7 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
     from verifier import refs as refs_mod
 
     say = progress or (lambda _msg: None)
-    cfg = settings.load(options.settings)
+    cfg = settings.Settings.load(options.settings)
     files = [kube.load(p) for p in kube.expand(paths)]
     pods = kube.pods(files)
     if not pods:
@@ -153,7 +153,7 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
         document = render_document({"policy.rego": policy.render(data)})
         digest = hashlib.sha256(document).hexdigest()
         pinned = {ref: infos[ref].pinned for _, ref in kube.images(pod)}
-        kube.annotate(pod, initdata_annotation(document), cfg.runtime_class, pinned)
+        kube.annotate(pod, initdata_annotation(document), cfg.doc["runtime_class_name"], pinned)
         policies[digest] = (manifest.secret_id(pod.api_version, pod.kind, pod.namespace, pod.name), [pod.name, "*"])
         results.append(PodResult(pod.where, pod.name, digest, sorted(set(pinned.values()))))
     if len(policies) != len(pods):

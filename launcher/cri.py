@@ -444,3 +444,46 @@ def exec_request(create: agent_pb2.CreateContainerRequest, argv: list[str], exec
                         "User": json_format.MessageToDict(proc.User, preserving_proto_field_name=True),
                         "NoNewPrivileges": proc.NoNewPrivileges}}
     return json_format.ParseDict(body, agent_pb2.ExecProcessRequest())
+
+
+# What a node writes into the files behind a container's bind mounts (kubelet's managed /etc/hosts, the
+# sandbox's hostname and resolv.conf as containerd writes them); cluster DNS values are a typical cluster's.
+CLUSTER_DNS = "10.96.0.10"
+FILE_MOUNTS = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def _file_content(pod: PodTemplate, dest: str) -> bytes:
+    hostname = pod.spec.get("hostname") or pod_name(pod)
+    if dest == "/etc/hosts":
+        return (f"# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
+                f"{POD_IP}\t{hostname}\n").encode()
+    if dest == "/etc/hostname":
+        return f"{hostname}\n".encode()
+    if dest == "/etc/resolv.conf":
+        ns = pod.namespace
+        return (f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {CLUSTER_DNS}\n"
+                "options ndots:5\n").encode()
+    return b""  # the termination log starts empty
+
+
+def shared_files(pod: PodTemplate, create: agent_pb2.CreateContainerRequest,
+                 settings: Settings) -> list[agent_pb2.CopyFileRequest]:
+    """The CopyFile requests Kata's runtime sends before ``create`` (kata_agent.go ``copyFile``, for guests
+    without a shared file system): one per bind mount whose source is in the shared directory, a regular file
+    for the node's files (hosts, hostname, resolv.conf, the termination log) and a directory for a volume
+    (its files are the runtime's to fill; cocoon's shim does, issue 23). Root-owned, as the node's files are."""
+    cpath = settings.cpath.rstrip("/") + "/"
+    name = create.OCI.Annotations.get("io.kubernetes.cri.container-name", "")
+    container = next((c for c in _pod_containers(pod) if c.get("name") == name), {})
+    files = {*FILE_MOUNTS, container.get("terminationMessagePath") or "/dev/termination-log"}
+    out = []
+    for m in create.OCI.Mounts:
+        if m.type != "bind" or not m.source.startswith(cpath):
+            continue
+        if m.destination in files:
+            data = _file_content(pod, m.destination)
+            out.append(agent_pb2.CopyFileRequest(path=m.source, file_size=len(data), file_mode=0o100644,
+                                                 dir_mode=0o755, uid=0, gid=0, offset=0, data=data))
+        else:
+            out.append(agent_pb2.CopyFileRequest(path=m.source, file_mode=0o040755, dir_mode=0o755, uid=0, gid=0))
+    return out

@@ -82,10 +82,14 @@ def test_generated_pod_runs_and_changed_pods_are_refused(image: Image, tmp_path:
         yaml = tmp_path / "pod.yaml"
         yaml.write_text(pod_yaml(reg.host))
         out, cache = tmp_path / "out", tmp_path / "cache"
+        # A platform team's settings: the defaults, plus the host may read the containers' output (kubectl logs).
+        defaults = json.loads(json.dumps(settings.Settings.load(None).doc))
+        defaults["request_defaults"]["ReadStreamRequest"] = True
+        (tmp_path / "settings.json").write_text(json.dumps(defaults))
         run = subprocess.run([sys.executable, "-m", "cocoon", "generate", "--platform", "sim", "--reference-values",
                               str(image.out / "reference-values-sim.json"), "--out", str(out), "--cache", str(cache),
-                              "--insecure-registry", reg.host, str(yaml)], capture_output=True, text=True,
-                             timeout=600, cwd=ROOT)
+                              "--settings", str(tmp_path / "settings.json"), "--insecure-registry", reg.host,
+                              str(yaml)], capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert run.returncode == 0, run.stdout + run.stderr
         sources = images_mod.ImageSources(insecure=frozenset({reg.host}))
         pod = kube.pods([kube.load(yaml)])[0]
@@ -108,7 +112,7 @@ def test_generated_pod_runs_and_changed_pods_are_refused(image: Image, tmp_path:
     other_layers = [lay for lay in infos[f"{reg.host}/other:1.0"].layers if lay.digest not in {x.digest for x in index}]
     disks = [out / "layers" / lay.file for lay in index] + [layers.layer_path(lay, cache) for lay in other_layers]
     devices = {lay.root_hash: f"/dev/disk/by-id/virtio-layer{i}" for i, lay in enumerate([*index, *other_layers])}
-    cfg = settings.Settings.load(None)
+    cfg = settings.Settings.load(tmp_path / "settings.json")
 
     s = Session(image, tmp_path / "vm")
     s.prepare_pod(document, disks)
@@ -123,7 +127,9 @@ def test_generated_pod_runs_and_changed_pods_are_refused(image: Image, tmp_path:
         sandbox_id = "e2e0" * 16
         vm.call("CreateSandbox", cri.sandbox_request(pod, cfg, sandbox_id), timeout=120)
         requests = dict(cri.container_requests(pod, infos, cfg, sandbox_id, devices))
-        for name in requests:  # pause, main, side
+        for name in requests:  # pause, main, side: the runtime copies the node's files, then creates
+            for copy in cri.shared_files(pod, requests[name], cfg):
+                vm.call("CopyFile", copy, timeout=60)
             vm.call("CreateContainer", requests[name], timeout=180)
             vm.call("StartContainer", {"container_id": requests[name].container_id}, timeout=60)
         main = requests["main"].container_id

@@ -145,6 +145,28 @@ def test_the_pods_own_requests_are_allowed(policy: Policy, requests: list[tuple[
             assert d.allowed, (name, argv, d.prints)
 
 
+def test_the_files_the_runtime_copies_first_are_allowed_and_nothing_outside(policy: Policy,
+                                                                          requests: list[tuple[str, Any]]) -> None:
+    copies = [c for _, req in requests for c in cri.shared_files(sample_pod(), req, SETTINGS)]
+    kinds = {(c.path.rsplit("-", 1)[-1], c.file_mode >> 12) for c in copies}
+    assert {("hosts", 0o10), ("hostname", 0o10), ("resolv.conf", 0o10), ("log", 0o10), ("serviceaccount", 0o4)} <= kinds
+    from agent.service import copy_file_policy_input  # the input Kata's agent builds for CopyFile
+
+    def copy(c: agent_pb2.CopyFileRequest) -> Decision:
+        return policy.evaluate("CopyFileRequest", json.dumps(copy_file_policy_input(c)))
+
+    for c in copies:
+        d = copy(c)
+        assert d.allowed, (c.path, d.prints)
+    hosts = next(c for c in copies if c.path.endswith("-hosts"))
+    for path in ("/etc/passwd", hosts.path.replace("/containers/", "/containers/../"),
+                 "/run/kata-containers/shared/containers/hosts"):
+        bad = agent_pb2.CopyFileRequest()
+        bad.CopyFrom(hosts)
+        bad.path = path
+        assert not copy(bad).allowed, path
+
+
 # --- single-field mutations: each denied, the reason naming the field ---------------------------------------
 
 @pytest.fixture(scope="module")
