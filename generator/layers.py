@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from agent.verity import SUPERBLOCK, Superblock, build_superblock
+from generator.erofs import canonical_xattrs
 from generator.errors import LayerError
 from generator.model import LAYER_MEDIA_TYPES, Blob, Layer
 from verifier import strictjson
@@ -123,8 +124,8 @@ def _layer_from(doc: Any, where: str) -> Layer:
     for key in ("hash_offset", "size"):
         if type(doc[key]) is not int or doc[key] <= 0:
             raise LayerError(f"{where}: field {key} is not a positive integer")
-    hexd = _hex(doc["digest"])
-    _hex(doc["diff_id"], "diff_id")
+    hexd = _hex(doc["digest"], f"{where}: digest")
+    _hex(doc["diff_id"], f"{where}: diff_id")
     if not HEX64.fullmatch(doc["root_hash"]):
         raise LayerError(f"{where}: root_hash is not 64 lowercase hex")
     if doc["file"] != f"{hexd}.img":
@@ -327,6 +328,13 @@ class _Tree:
         self.root = os.open(root, _DIR_FLAGS)
         self.dir_mtimes: dict[tuple[str, ...], int] = {(): 0}
         self.newest = 0
+        self.reorder = False  # an inode may hold two xattrs: their order must be made canonical
+        self._xattr_seen = self._opaque_seen = False
+        foreign = os.listxattr(self.root)
+        if foreign:
+            os.close(self.root)
+            raise ValueError(f"the cache filesystem labels new files with xattrs {foreign} (SELinux?): they would "
+                             "end up in the image; put the cache on a filesystem that does not")
         self._cached: tuple[tuple[str, ...], int] | None = None
 
     def close(self) -> None:
@@ -385,6 +393,7 @@ class _Tree:
         self.dir_mtimes[parts] = 0
         if opaque:
             os.setxattr(f"/proc/self/fd/{fd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
+            self._note_xattrs(0, True)
 
     def _clear(self, fd: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> os.stat_result | None:
         """Make room for a new entry: a later member replaces an earlier one (tar semantics)."""
@@ -420,11 +429,11 @@ class _Tree:
         name = parts[-1]
         if m.isdir():
             old = self._clear(pfd, name, parts, keep_dir=True)
-            if old is None:
+            if old is None or not stat.S_ISDIR(old.st_mode):
                 os.mkdir(name, 0o700, dir_fd=pfd)
-            elif _is_whiteout(old):
-                os.mkdir(name, 0o700, dir_fd=pfd)
+            if old is not None and _is_whiteout(old):  # over this layer's own whiteout: hide the lower dir
                 os.setxattr(f"/proc/self/fd/{pfd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
+                self._note_xattrs(0, True)
             fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
             try:
                 self._meta(fd, m.uid, m.gid, mode, xattrs, parts, mtime)
@@ -471,6 +480,7 @@ class _Tree:
         pfd = self._walk(parts[:-1], create=True)
         if base == OPAQUE:
             os.setxattr(pfd, OPAQUE_XATTR, b"y")
+            self._note_xattrs(0, True)
             return
         name = base[len(WHITEOUT):]
         if name.startswith(WHITEOUT) or name in ("", ".", ".."):
@@ -494,8 +504,14 @@ class _Tree:
         finally:
             os.close(tfd)
 
+    def _note_xattrs(self, count: int, opaque: bool) -> None:
+        self._xattr_seen |= count > 0
+        self._opaque_seen |= opaque
+        self.reorder |= count > 1 or (self._xattr_seen and self._opaque_seen)
+
     def _meta(self, fd: int, uid: int, gid: int, mode: int, xattrs: dict[str, bytes],
               dir_parts: tuple[str, ...] | None, mtime: int) -> None:
+        self._note_xattrs(len(xattrs), False)
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)  # after chown, which clears setuid/setgid
         for key, value in xattrs.items():  # after chown, which drops security.capability
@@ -507,6 +523,7 @@ class _Tree:
 
     def _meta_at(self, pfd: int, name: str, uid: int, gid: int, mode: int | None, xattrs: dict[str, bytes],
                  mtime: int) -> None:
+        self._note_xattrs(len(xattrs), False)
         os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         if mode is not None:
             os.chmod(name, mode, dir_fd=pfd)  # a FIFO we just made: no link to follow
@@ -555,9 +572,13 @@ def _members(tf: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
     raise LayerError(f"layer {where}: more than {MAX_MEMBERS} members")
 
 
-def _extract(src: _Uncompressed, root: str, where: str) -> int:
-    """Extract the tar into ``root``; returns the newest mtime (mkfs.erofs' build time)."""
-    tree = _Tree(root)
+def _extract(src: _Uncompressed, root: str, where: str) -> tuple[int, bool]:
+    """Extract the tar into ``root``; returns the newest mtime (mkfs.erofs' build time) and whether an inode
+    may hold two xattrs (then their order in the image is made canonical)."""
+    try:
+        tree = _Tree(root)
+    except (ValueError, OSError) as e:
+        raise LayerError(f"layer {where}: {e}") from None
     try:
         os.chmod(tree.root, 0o755)
         try:
@@ -575,7 +596,7 @@ def _extract(src: _Uncompressed, root: str, where: str) -> int:
             tree.finish()
         except (ValueError, OSError) as e:
             raise LayerError(f"layer {where}: setting directory times: {e}") from None
-        return tree.newest
+        return tree.newest, tree.reorder
     finally:
         tree.close()
 
@@ -583,16 +604,20 @@ def _extract(src: _Uncompressed, root: str, where: str) -> int:
 # --- erofs + verity ------------------------------------------------------------------------------------
 
 
-def _mkfs(tree: str, out: str, digest: str, epoch: int) -> None:
+def _mkfs(tree: str, out: str, digest: str, epoch: int, reorder: bool) -> None:
+    """mkfs.erofs 1.5 with every xattr inline (``-x`` above any count: a shared table's order would be the
+    host's), then the inline entries put in canonical order when an inode may hold two."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "SOURCE_DATE_EPOCH": str(epoch),
            "LC_ALL": "C"}
-    argv = ["mkfs.erofs", "--quiet", f"-U{_uuid(digest, 'erofs uuid')}", out, tree]
+    argv = ["mkfs.erofs", "--quiet", f"-x{2**31 - 1}", f"-U{_uuid(digest, 'erofs uuid')}", out, tree]
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, timeout=MKFS_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise LayerError(f"layer {digest}: mkfs.erofs: {e}") from None
     if proc.returncode != 0:
         raise LayerError(f"layer {digest}: mkfs.erofs failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
+    if reorder:
+        canonical_xattrs(out)
 
 
 def _level_sizes(data_blocks: int, per_block: int) -> list[int]:
@@ -698,13 +723,13 @@ def convert(blob: Blob, stream: BinaryIO, cache_dir: Path, *, diff_id: str | Non
         os.mkdir(tree, 0o700)
         say(f"{blob.digest}: extracting")
         src = _Uncompressed(stream, kind, blob.digest)
-        newest = _extract(src, tree, blob.digest)
+        newest, reorder = _extract(src, tree, blob.digest)
         got = src.finish()
         if diff_id is not None and got != diff_id:
             raise LayerError(f"layer {blob.digest}: uncompressed sha256 {got} is not the config's diff_id {diff_id}")
         say(f"{blob.digest}: mkfs.erofs")
         img = os.path.join(work, "layer.img")
-        _mkfs(tree, img, blob.digest, newest)
+        _mkfs(tree, img, blob.digest, newest, reorder)
         shutil.rmtree(tree)
         say(f"{blob.digest}: dm-verity")
         root_hash, offset = append_verity(img, _derived(blob.digest, "verity salt"),
