@@ -42,12 +42,14 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import stat
 import subprocess
 import tarfile
 import tempfile
+import threading
 import uuid as uuidlib
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +73,9 @@ MAX_MEMBERS = 10_000_000
 MAX_ID = 2**32 - 2
 ZSTD_MAX_WINDOW = 1 << 27  # zstd's default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT): 128 MiB of window
 MKFS_TIMEOUT = 3600
+QUEUE_CHUNKS = 8
+TAR_BUFSIZE = tarfile.RECORDSIZE  # tarfile copies its stream buffer per header read: larger buffers cost more (bench)
+WAIT_LIMIT = 24 * 3600  # seconds a conversion waits for the blob's next bytes
 INDEX_VERSION = 1
 SIDECAR_VERSION = 1
 WHITEOUT = ".wh."
@@ -212,13 +217,13 @@ def read_index(path: Path) -> list[Layer]:
 
 
 class _Uncompressed:
-    """The uncompressed tar as a bounded-read stream (never more than ~1 MiB at once, so a decompression bomb
-    costs time, not memory), hashing every byte it hands out for the diff_id check."""
+    """The uncompressed tar as a stream read in bounded pieces (at most ~1 MiB per piece and QUEUE_CHUNKS
+    pieces ahead, so a decompression bomb costs time, not memory), hashing every byte for the diff_id check."""
 
     def __init__(self, raw: BinaryIO, kind: str, where: str) -> None:
         self.raw, self.kind, self.where = raw, kind, where
         self.sha = hashlib.sha256()
-        self.buf = bytearray()
+        self.cur, self.pos = b"", 0
         self.done = False
         self.zlib: Any = zlib.decompressobj(wbits=31) if kind == "gzip" else None
         self.zstd: Any = None
@@ -228,6 +233,10 @@ class _Uncompressed:
             self._zstd_error: type[Exception] = zstandard.ZstdError
             self.zstd = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
                 raw, read_size=CHUNK, read_across_frames=True, closefd=False)
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=f"layer {where[7:19]}", daemon=True)
+        self._thread.start()
 
     def _more(self) -> bytes:
         if self.kind == "none":
@@ -263,31 +272,81 @@ class _Uncompressed:
                 return bytes(out)
         raise LayerError(f"layer {self.where}: gzip stream makes no progress")
 
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        for _ in range(WAIT_LIMIT):
+            if self._stop.is_set():
+                return False
+            try:
+                self._queue.put(item, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        """The reader thread: decompress and hash ahead of the extraction (zlib, zstd and sha256 let go of
+        the GIL), like ``tar -xz`` piping through gzip; then read the blob to its EOF."""
+        try:
+            for _ in range(1 << 40):
+                more = self._more()
+                if not more:
+                    break
+                self.sha.update(more)
+                if not self._put(more):
+                    return
+            for _ in range(1 << 40):
+                if self._stop.is_set() or not self.raw.read(CHUNK):
+                    break
+            self._put(None)
+        except BaseException as e:  # handed to the reading thread, which raises it
+            self._put(e)
+
+    def _get(self) -> bytes | BaseException | None:
+        for _ in range(WAIT_LIMIT):
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise LayerError(f"layer {self.where}: the reader thread stopped") from None
+        raise LayerError(f"layer {self.where}: no data for {WAIT_LIMIT} s")
+
     def read(self, n: int = -1) -> bytes:
-        while not self.done and (n < 0 or len(self.buf) < n):
-            more = self._more()
-            if not more:
-                self.done = True
+        """Up to ``n`` bytes from the current piece (short reads are fine for tarfile's stream): no copy when
+        the reader takes a whole piece."""
+        n = CHUNK if n < 0 else n
+        for _ in range(WAIT_LIMIT):
+            if self.pos < len(self.cur) or self.done:
                 break
-            self.sha.update(more)
-            self.buf += more
-        if n < 0 or n >= len(self.buf):
-            out, self.buf = bytes(self.buf), bytearray()
-        else:
-            out = bytes(self.buf[:n])
-            del self.buf[:n]
+            item = self._get()
+            if item is None:
+                self.done = True
+            elif isinstance(item, BaseException):
+                self.done = True
+                raise item
+            else:
+                self.cur, self.pos = item, 0
+        out = self.cur[self.pos:self.pos + n]
+        self.pos += len(out)
         return out
 
     def finish(self) -> str:
-        """Read the rest (tar padding, trailing records) and the compressed stream to its EOF, where the
-        caller's stream checks the blob digest; returns the diff_id."""
+        """Read the rest (tar padding, trailing records) and, in the reader thread, the compressed stream to
+        its EOF, where the caller's stream checks the blob digest; returns the diff_id."""
         for _ in range(1 << 40):
             if not self.read(CHUNK):
                 break
-        for _ in range(1 << 40):
-            if not self.raw.read(CHUNK):
-                break
+        self._thread.join(timeout=60)
         return "sha256:" + self.sha.hexdigest()
+
+    def close(self) -> None:
+        """Stop the reader thread (on every path out of a conversion)."""
+        self._stop.set()
+        for _ in range(QUEUE_CHUNKS + 1):
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
 
 
 # --- extraction ---------------------------------------------------------------------------------------
@@ -582,7 +641,8 @@ def _extract(src: _Uncompressed, root: str, where: str) -> tuple[int, bool]:
     try:
         os.chmod(tree.root, 0o755)
         try:
-            tf = tarfile.open(fileobj=cast(Any, src), mode="r|", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (with below)
+            tf = tarfile.open(fileobj=cast(Any, src), mode="r|", bufsize=TAR_BUFSIZE,  # noqa: SIM115 - with below
+                              encoding="utf-8", errors="surrogateescape")
         except tarfile.TarError as e:
             raise LayerError(f"layer {where}: not a tar archive: {e}") from None
         with tf:
@@ -723,8 +783,11 @@ def convert(blob: Blob, stream: BinaryIO, cache_dir: Path, *, diff_id: str | Non
         os.mkdir(tree, 0o700)
         say(f"{blob.digest}: extracting")
         src = _Uncompressed(stream, kind, blob.digest)
-        newest, reorder = _extract(src, tree, blob.digest)
-        got = src.finish()
+        try:
+            newest, reorder = _extract(src, tree, blob.digest)
+            got = src.finish()
+        finally:
+            src.close()
         if diff_id is not None and got != diff_id:
             raise LayerError(f"layer {blob.digest}: uncompressed sha256 {got} is not the config's diff_id {diff_id}")
         say(f"{blob.digest}: mkfs.erofs")
