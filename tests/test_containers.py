@@ -555,9 +555,9 @@ def test_a_containers_layers_stack_bottom_first_with_whiteouts(agent, layer, tmp
     import tarfile
 
     from generator import layers as gen
-    from generator.model import Blob
+    from generator.model import Blob, Layer
 
-    def oci_layer(members: list[tuple[str, bytes]]) -> gen.Layer:
+    def oci_layer(members: list[tuple[str, bytes]]) -> Layer:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as t:
             for name, data in members:
