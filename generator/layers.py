@@ -47,19 +47,19 @@ import re
 import shutil
 import stat
 import subprocess
-import tarfile
 import tempfile
 import threading
 import uuid as uuidlib
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from agent.verity import SUPERBLOCK, Superblock, build_superblock
 from generator.erofs import canonical_xattrs
 from generator.errors import LayerError
 from generator.model import LAYER_MEDIA_TYPES, Blob, Layer
+from generator.tarstream import Member, TarFormatError, TarReader
 from verifier import strictjson
 
 __all__ = ["INDEX_VERSION", "cached", "convert", "default_cache_dir", "layer_path", "read_index", "write_index"]
@@ -74,7 +74,6 @@ MAX_ID = 2**32 - 2
 ZSTD_MAX_WINDOW = 1 << 27  # zstd's default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT): 128 MiB of window
 MKFS_TIMEOUT = 3600
 QUEUE_CHUNKS = 8
-TAR_BUFSIZE = tarfile.RECORDSIZE  # tarfile copies its stream buffer per header read: larger buffers cost more (bench)
 WAIT_LIMIT = 24 * 3600  # seconds a conversion waits for the blob's next bytes
 INDEX_VERSION = 1
 SIDECAR_VERSION = 1
@@ -311,7 +310,7 @@ class _Uncompressed:
         raise LayerError(f"layer {self.where}: no data for {WAIT_LIMIT} s")
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes from the current piece (short reads are fine for tarfile's stream): no copy when
+        """Up to ``n`` bytes from the current piece (short reads are fine for the tar reader): no copy when
         the reader takes a whole piece."""
         n = CHUNK if n < 0 else n
         for _ in range(WAIT_LIMIT):
@@ -470,7 +469,7 @@ class _Tree:
             os.unlink(name, dir_fd=fd)
         return st
 
-    def add(self, m: tarfile.TarInfo, data: IO[bytes] | None) -> None:
+    def add(self, m: Member, data: Callable[[int], bytes] | None) -> None:
         parts = _parts(m.name)
         mtime = _clamp_mtime(m.mtime)
         self.newest = max(self.newest, mtime)
@@ -505,8 +504,8 @@ class _Tree:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=pfd)
             try:
-                for _ in range(m.size // CHUNK + 2):
-                    chunk = data.read(CHUNK)
+                for _ in range(m.size + 1):
+                    chunk = data(CHUNK)
                     if not chunk:
                         break
                     view = memoryview(chunk)
@@ -603,7 +602,7 @@ class _Tree:
         self._drop_cache()
 
 
-def _xattrs(m: tarfile.TarInfo) -> dict[str, bytes]:
+def _xattrs(m: Member) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key in sorted(m.pax_headers):
         if not key.startswith("SCHILY.xattr."):
@@ -617,20 +616,6 @@ def _xattrs(m: tarfile.TarInfo) -> dict[str, bytes]:
     return out
 
 
-def _members(tf: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
-    """Members one at a time; the stream-mode TarFile would otherwise keep every header it ever read."""
-    for _ in range(MAX_MEMBERS):
-        try:
-            m = tf.next()
-        except tarfile.TarError as e:
-            raise LayerError(f"layer {where}: not a tar archive: {e}") from None
-        tf.members.clear()  # type: ignore[attr-defined]
-        if m is None:
-            return
-        yield m
-    raise LayerError(f"layer {where}: more than {MAX_MEMBERS} members")
-
-
 def _extract(src: _Uncompressed, root: str, where: str) -> tuple[int, bool]:
     """Extract the tar into ``root``; returns the newest mtime (mkfs.erofs' build time) and whether an inode
     may hold two xattrs (then their order in the image is made canonical)."""
@@ -640,18 +625,22 @@ def _extract(src: _Uncompressed, root: str, where: str) -> tuple[int, bool]:
         raise LayerError(f"layer {where}: {e}") from None
     try:
         os.chmod(tree.root, 0o755)
-        try:
-            tf = tarfile.open(fileobj=cast(Any, src), mode="r|", bufsize=TAR_BUFSIZE,  # noqa: SIM115 - with below
-                              encoding="utf-8", errors="surrogateescape")
-        except tarfile.TarError as e:
-            raise LayerError(f"layer {where}: not a tar archive: {e}") from None
-        with tf:
-            for m in _members(tf, where):
-                try:
-                    tree.add(m, tf.extractfile(m) if m.isreg() else None)
-                except (ValueError, OSError, tarfile.TarError) as e:
-                    shown = m.name.encode("utf-8", "backslashreplace").decode()
-                    raise LayerError(f"layer {where}: member {shown!r}: {e}") from None
+        reader = TarReader(src.read)
+        members = reader.members()
+        for _ in range(MAX_MEMBERS + 1):
+            try:
+                m = next(members, None)
+            except TarFormatError as e:
+                raise LayerError(f"layer {where}: not a tar archive this converter reads: {e}") from None
+            if m is None:
+                break
+            try:
+                tree.add(m, reader.data if m.isreg() else None)
+            except (ValueError, OSError) as e:
+                shown = m.name.encode("utf-8", "backslashreplace").decode()
+                raise LayerError(f"layer {where}: member {shown!r}: {e}") from None
+            except TarFormatError as e:
+                raise LayerError(f"layer {where}: member {m.name!r}: tar: {e}") from None
         try:
             tree.finish()
         except (ValueError, OSError) as e:

@@ -332,13 +332,22 @@ def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     ("gzip", gzip.compress(make_tar([entry("a", data=b"x")]))[:-20], "gzip"),
     ("gzip", gzip.compress(make_tar([entry("a", data=b"x")])) + b"garbage", "gzip"),
     ("zstd", b"\x28\xb5\x2f\xfd garbage", "zstd"),
-    ("none", b"", "tar"),
     ("none", b"x" * 2000, "tar"),
+    ("none", bytes(100), "tar"),  # ends inside the first header block
+    ("none", make_tar([entry("a", data=b"x" * 3000)])[:1500], "ends inside"),
 ])
 def test_streams_that_do_not_decode_are_refused(tmp_path: Path, kind: str, data: bytes, why: str) -> None:
     with pytest.raises(LayerError, match=why):
         L.convert(blob_of(data, kind), Served(data), tmp_path)
     assert published(tmp_path) == []
+
+
+@needs_root
+def test_an_empty_blob_is_an_empty_layer(tmp_path: Path) -> None:
+    """As Go's archive/tar (containerd) reads it: a clean end before any header is an archive with no members."""
+    layer = convert(b"", tmp_path, "none")
+    assert layer.diff_id == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert layer.hash_offset == 4096
 
 
 @needs_root
@@ -674,3 +683,100 @@ def test_a_damaged_image_gives_layer_error_or_nothing_else(tmp_path: Path, flips
     bad.write_bytes(bytes(data))
     with contextlib.suppress(LayerError):
         assert canonical_xattrs(str(bad)) >= 0
+
+
+# --- the tar reader --------------------------------------------------------------------------------------------------
+
+
+def read_all_members(data: bytes, piece: int) -> list[tuple[Any, ...]]:
+    from generator.tarstream import TarReader
+
+    f = io.BytesIO(data)
+    reader = TarReader(lambda n: f.read(min(n, piece)))  # short reads, as the decompressing stream gives them
+    out = []
+    for m in reader.members():
+        body = b""
+        if m.isreg():
+            for _ in range(m.size + 1):
+                chunk = reader.data(1 << 20)
+                if not chunk:
+                    break
+                body += chunk
+        out.append((m.name, m.kind, m.size, m.mode, m.uid, m.gid, int(m.mtime), m.linkname, body,
+                    sorted(m.pax_headers.items())))
+    return out
+
+
+def tarfile_members(data: bytes) -> list[tuple[Any, ...]]:
+    kinds = {v: k for k, v in TYPES.items()}
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:", encoding="utf-8", errors="surrogateescape") as t:
+        for m in t:
+            body = t.extractfile(m).read() if m.isreg() else b""  # type: ignore[union-attr]
+            out.append((m.name, kinds.get(m.type, "file"), m.size if m.isreg() else 0, m.mode, m.uid, m.gid,
+                        int(m.mtime), m.linkname, body,
+                        sorted((k, v) for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr."))))
+    return out
+
+
+TAR_NAMES = st.text(st.sampled_from("ab/.é-_ "), min_size=1, max_size=30) | st.text(
+    st.sampled_from("xyz/"), min_size=100, max_size=300)  # long names: ustar prefix, GNU L, PAX path
+TAR_ENTRIES = st.lists(st.fixed_dictionaries({
+    "name": TAR_NAMES.filter(lambda n: n.strip("/")), "kind": st.sampled_from(["file", "dir", "sym", "link", "fifo"]),
+    "data": st.binary(max_size=3000), "linkname": TAR_NAMES, "mode": st.integers(0, 0o7777),
+    "uid": st.integers(0, 2**21 - 1) | st.integers(2**21, 2**32 - 2), "mtime": st.integers(0, 2**33),
+    "pax": st.dictionaries(st.sampled_from(["SCHILY.xattr.user.a", "SCHILY.xattr.security.x"]),
+                           st.text(max_size=20), max_size=2),
+}), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=TAR_ENTRIES, fmt=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT]),
+       piece=st.sampled_from([1, 7, 512, 4096, 1 << 20]))
+def test_the_tar_reader_reads_what_tarfile_reads(entries: list[dict[str, Any]], fmt: int, piece: int) -> None:
+    from generator.tarstream import TarFormatError
+
+    if fmt != tarfile.PAX_FORMAT:
+        for e in entries:
+            e["pax"] = {}
+    try:
+        data = make_tar(entries, fmt=fmt)
+    except ValueError:  # ustar cannot hold that name or number
+        return
+    try:
+        ours = read_all_members(data, piece)
+    except TarFormatError as e:
+        raise AssertionError(f"refused a tar tarfile writes: {e}") from None
+    def same(members: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:  # "a/" and "a" are one path to a layer
+        return [(m[0].rstrip("/") or m[0], *m[1:]) for m in members]
+
+    assert same(ours) == same(tarfile_members(data))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.binary(max_size=3000) | TAR_ENTRIES.map(make_tar).flatmap(
+    lambda t: st.tuples(st.integers(0, max(len(t) - 1, 0)), st.integers(1, 255)).map(
+        lambda f: t[:f[0]] + bytes([t[f[0]] ^ f[1]]) + t[f[0] + 1:] if t else t)))
+def test_the_tar_reader_takes_any_bytes_and_raises_only_its_error(data: bytes) -> None:
+    from generator.tarstream import TarFormatError
+
+    with contextlib.suppress(TarFormatError):
+        read_all_members(data, 999)
+
+
+def test_the_tar_reader_refuses_what_layers_do_not_use() -> None:
+    from generator.tarstream import TarFormatError
+
+    sparse = bytearray(make_tar([entry("s", data=b"x")], fmt=tarfile.GNU_FORMAT))
+    sparse[156:157] = b"S"
+    sparse[148:156] = b"%06o\0 " % (sum(sparse[:148]) + sum(sparse[156:512]) + 256)
+    with pytest.raises(TarFormatError, match="not supported"):
+        read_all_members(bytes(sparse), 512)
+    with pytest.raises(TarFormatError, match="sparse"):
+        read_all_members(make_tar([entry("s", data=b"x", pax={"GNU.sparse.major": "1"})]), 512)
+    with pytest.raises(TarFormatError, match="chksum"):
+        read_all_members(b"x" * 512, 512)
+    bad = bytearray(make_tar([entry("a", data=b"x")]))
+    bad[0] ^= 1
+    with pytest.raises(TarFormatError, match="checksum mismatch"):
+        read_all_members(bytes(bad), 512)
