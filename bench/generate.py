@@ -71,7 +71,7 @@ def _layer(rng: random.Random, index: int, small: int, big_mib: int) -> bytes:
             n = rng.randint(512, 16384)
             text = " ".join(rng.choice(words) for _ in range(n // 17)).encode()[: n // 2]
             add(f"l{index}/d{i // 64:04}/f{i:06}", text + rng.randbytes(n - len(text)), uid=rng.choice([0, 1000]))
-        add(f"l{index}/big.bin", rng.randbytes(big_mib << 20))
+        add(f"l{index}/big.bin", b"".join(rng.randbytes(1 << 20) for _ in range(big_mib)))
         add(f"l{index}/link", kind=tarfile.SYMTYPE, linkname="big.bin")
         add(f"l{index}/hard", kind=tarfile.LNKTYPE, linkname=f"l{index}/d0000/f000000")
         add(f"l{index}/caps", b"\x7fELF", mode=0o4755,
