@@ -63,7 +63,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from agent.verity import SUPERBLOCK, Superblock, build_superblock
+from agent.verity import SUPERBLOCK, Superblock, VerityError, build_superblock, parse_superblock
 from generator.erofs import canonical_xattrs
 from generator.errors import LayerError
 from generator.model import LAYER_MEDIA_TYPES, Blob, Layer
@@ -161,11 +161,30 @@ def cached(digest: str, cache_dir: Path) -> Layer | None:
         if not isinstance(doc, dict) or doc.get("version") != SIDECAR_VERSION:
             return None
         layer = _layer_from(doc.get("layer"), str(side))
-        if layer.digest != digest or layer_path(layer, cache_dir).stat().st_size != layer.size:
+        if layer.digest != digest or not _consistent(layer_path(layer, cache_dir), layer):
             return None
         return layer
-    except (OSError, ValueError, RecursionError, LayerError):
+    except (OSError, ValueError, RecursionError, LayerError, VerityError):
         return None
+
+
+def _consistent(path: Path, layer: Layer) -> bool:
+    """The image is the sidecar's size and its verity superblock and top hash block give the sidecar's root
+    hash. Entries are published by rename without fsync (on ext4 an fsync flushes the whole image: seconds
+    per layer on slow disks), so after a crash an image can be short or torn; this catches a short file and
+    a lost hash area for the price of two block reads. Torn data blocks are caught where it matters: the
+    guest's dm-verity refuses them (fail closed), and ``convert`` over the entry rewrites it."""
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        if os.fstat(fd).st_size != layer.size:
+            return False
+        sb = parse_superblock(os.pread(fd, SUPERBLOCK.size, layer.hash_offset))
+        if sb.data_blocks * sb.data_block_size != layer.hash_offset or sb.data_block_size != BLOCK:
+            return False
+        top_at = layer.hash_offset + BLOCK if sb.data_blocks > 1 else 0
+        top = hashlib.sha256(sb.salt)
+        top.update(os.pread(fd, BLOCK, top_at))
+        return top.hexdigest() == layer.root_hash
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -173,8 +192,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -739,8 +756,6 @@ def append_verity(path: str, salt: bytes, uuid: bytes) -> tuple[str, int]:
         top = base.copy()
         top.update(os.pread(fd, BLOCK, src_at))  # the top hash block, or the only data block
         root = top.digest()
-        f.flush()
-        os.fsync(fd)
     return root.hex(), size
 
 

@@ -260,9 +260,19 @@ def test_a_cached_layer_is_returned_without_reading_the_stream(tmp_path: Path) -
     side.write_text(side.read_text().replace('"version": 1', '"version": 1, "version": 1'))
     assert L.cached(layer.digest, tmp_path) is None  # duplicate key: not an entry
     assert convert(raw, tmp_path) == layer and L.cached(layer.digest, tmp_path) == layer
-    with L.layer_path(layer, tmp_path).open("ab") as f:
+    img = L.layer_path(layer, tmp_path)
+    good = img.read_bytes()
+    with img.open("ab") as f:
         f.write(b"x")
     assert L.cached(layer.digest, tmp_path) is None  # the image is not the size the sidecar says
+    img.write_bytes(good[: layer.hash_offset] + bytes(len(good) - layer.hash_offset))
+    assert L.cached(layer.digest, tmp_path) is None  # a lost hash area (a crash before writeback)
+    torn = bytearray(good)
+    torn[layer.hash_offset + 4096 + 5] ^= 1
+    img.write_bytes(bytes(torn))
+    assert L.cached(layer.digest, tmp_path) is None  # the top hash block does not give the root hash
+    img.write_bytes(good)
+    assert L.cached(layer.digest, tmp_path) == layer
 
 
 def test_cached_refuses_a_digest_that_is_not_one(tmp_path: Path) -> None:
@@ -348,6 +358,7 @@ def test_an_empty_blob_is_an_empty_layer(tmp_path: Path) -> None:
     layer = convert(b"", tmp_path, "none")
     assert layer.diff_id == "sha256:" + hashlib.sha256(b"").hexdigest()
     assert layer.hash_offset == 4096
+    assert L.cached(layer.digest, tmp_path) == layer  # one data block: its hash is the root
 
 
 @needs_root
