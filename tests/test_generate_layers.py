@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,7 @@ def test_unsafe_members_are_refused_naming_the_member(tmp_path: Path, case: str)
         L.convert(blob_of(data), Served(data), tmp_path)
     assert blob_of(data).digest in str(err.value) and repr(member) in str(err.value)
     assert published(tmp_path) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("layer ")]  # the reader thread is gone
 
 
 @needs_root
@@ -791,3 +793,12 @@ def test_the_tar_reader_refuses_what_layers_do_not_use() -> None:
     bad[0] ^= 1
     with pytest.raises(TarFormatError, match="checksum mismatch"):
         read_all_members(bytes(bad), 512)
+
+
+@needs_root
+def test_the_bench_runs_and_its_conversions_agree(tmp_path: Path) -> None:
+    from bench import generate as bench
+
+    built = bench.build(tmp_path, layers=2, small=30, big_mib=1)
+    figures = bench.figure_cold(built, tmp_path, repeat=2)  # two cold runs must give the same root hashes
+    assert figures["layers"] == 2 and figures["cold_ratio"] > 0 and figures["peak_rss_mib"] > 0
