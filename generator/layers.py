@@ -472,7 +472,7 @@ class _Tree:
 
     def _mkdir(self, fd: int, name: str, parts: tuple[str, ...], opaque: bool) -> None:
         os.mkdir(name, 0o755, dir_fd=fd)
-        os.chmod(name, 0o755, dir_fd=fd, follow_symlinks=False)  # not the umask's
+        os.chmod(name, 0o755, dir_fd=fd)  # not the umask's (a directory we just made: no link to follow)
         self.dir_mtimes[parts] = 0
         if opaque:
             os.setxattr(f"/proc/self/fd/{fd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
