@@ -545,3 +545,48 @@ def test_a_planted_symlink_never_redirects_a_mount(agent, layer, tmp_path, where
     assert err.value.code == Code.FAILED_PRECONDITION
     assert "is not a plain directory (a symlink is never followed)" in err.value.message, err.value.message
     assert list(outside.iterdir()) == [] and not os.path.ismount(outside)
+
+
+def test_a_containers_layers_stack_bottom_first_with_whiteouts(agent, layer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """storages[0] is the bottom layer: busybox, then two layers `cocoon generate` converted from OCI tars (a
+    file, a directory made opaque, a whiteout), stacked by the agent as one read-only overlay."""
+    import hashlib
+    import io
+    import tarfile
+
+    from generator import layers as gen
+    from generator.model import Blob, Layer
+
+    def oci_layer(members: list[tuple[str, bytes]]) -> Layer:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                t.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        blob = Blob("sha256:" + hashlib.sha256(raw).hexdigest(), "application/vnd.oci.image.layer.v1.tar", len(raw))
+        return gen.convert(blob, io.BytesIO(raw), tmp_path / "cache")
+
+    middle = oci_layer([("data/keep", b"kept\n"), ("data/gone", b"x"), ("opq/old", b"o"), ("bin/x", b"")])
+    top = oci_layer([("data/.wh.gone", b""), ("opq/.wh..wh..opq", b""), ("opq/new", b"n"), ("bin/.wh.x", b"")])
+    loops = [attach(gen.layer_path(x, tmp_path / "cache")) for x in (middle, top)]
+    try:
+        req = container_request("stack", agent["shared"], layer, [
+            "sh", "-c", "cat /data/keep; ls /data; ls /opq; test -e /data/gone || echo no gone; test -e /bin/x || "
+            "echo no x; test -x /bin/sh && echo busybox below"])
+        base = req["storages"][0]
+        for i, (x, loop) in enumerate(zip((middle, top), loops, strict=True), start=1):
+            req["storages"].append({**base, "source": loop, "mount_point": f"{agent['shared']}/stack/layers/{i}",
+                                    "driver_options": [f"cocoon.verity.roothash={x.root_hash}",
+                                                       f"cocoon.verity.hashoffset={x.hash_offset}"]})
+        with Client(agent["address"]) as c:
+            c.call("CreateContainer", req)
+            c.call("StartContainer", {"container_id": "stack"})
+            out = read_all(c, "ReadStdout", "stack", "stack")
+            assert c.call("WaitProcess", {"container_id": "stack", "exec_id": "stack"}).status == 0
+            c.call("RemoveContainer", {"container_id": "stack"})
+        assert out == b"kept\nkeep\nnew\nno gone\nno x\nbusybox below\n"
+    finally:
+        for loop in loops:
+            detach(loop)
