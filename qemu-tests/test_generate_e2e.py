@@ -70,8 +70,8 @@ spec:
 def test_generated_pod_runs_and_changed_pods_are_refused(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
     t0 = time.monotonic()
     with running_registry() as reg:
-        top = {"etc": ociimage.Dir(), "etc/greeting": b"hello from the top layer\n",
-               "bin": ociimage.Dir(), "bin/.wh.false": b""}
+        top: dict[str, Any] = {"etc": ociimage.Dir(), "etc/greeting": b"hello from the top layer\n",
+                               "bin": ociimage.Dir(), "bin/.wh.false": b""}
         app = ociimage.build_image(tmp_path / "app", [busybox_layer(), top], tag="1.0",
                                    config={"Env": ["PATH=/bin"], "User": "1000:1000"}, compression=["gzip", "zstd"])
         ociimage.push(app, reg.host, "app", "1.0")
