@@ -70,7 +70,8 @@ from generator.model import LAYER_MEDIA_TYPES, Blob, Layer
 from generator.tarstream import Member, TarFormatError, TarReader
 from verifier import strictjson
 
-__all__ = ["INDEX_VERSION", "cached", "convert", "default_cache_dir", "layer_path", "read_index", "write_index"]
+__all__ = ["INDEX_VERSION", "append_verity", "cached", "convert", "default_cache_dir", "layer_path", "read_index",
+           "write_index"]
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
