@@ -78,6 +78,8 @@ bench: venv
 	$(PY) -m bench.rpc
 	$(PY) -m bench.containers
 	$(PY) -m bench.verify
+	$(PY) -m bench.generate
+	$(PY) -m bench.image_stream
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv
