@@ -33,7 +33,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "pod's Rego policy, pack it into CoCo initdata and write the annotation "
                     "io.katacontainers.config.hypervisor.cc_init_data, the runtimeClassName and the pinned images "
                     "back into the YAML. Re-running on the output changes nothing. Nothing is written on error.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="images: registries by name (host:port/repo:tag or @sha256:...); --image REF=oci:DIR[:TAG] or "
                "REF=docker-archive:FILE takes one from a local OCI layout or docker-archive instead.")
     p.add_argument("paths", nargs="+", metavar="FILES|DIRS", help="YAML files, or directories of *.yaml/*.yml")
@@ -42,11 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reference-values", metavar="FILE",
                    help="cocoon reference values for the guest image (out/reference-values-sim.json for sim, "
                         "out/reference-values.json for snp/tdx)")
-    p.add_argument("--out", type=Path, default=Path("."),
+    p.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                    help="where manifest.json (updated if present), layers.json and layers/ go (default .)")
-    p.add_argument("--yaml-out", type=Path, help="write the annotated YAML into this directory, not in place")
+    p.add_argument("--yaml-out", type=Path, metavar="DIR",
+                   help="write the annotated YAML into this directory, not in place")
     p.add_argument("--settings", metavar="FILE", help="policy defaults to use instead of generator/settings.json")
-    p.add_argument("--cache", type=Path, help="layer cache (default ~/.cache/cocoon, or $COCOON_CACHE)")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="layer cache (default ~/.cache/cocoon, or $XDG_CACHE_HOME/cocoon)")
     p.add_argument("--image", action="append", type=_kv, default=[], metavar="REF=SOURCE",
                    help="take image REF from oci:DIR[:TAG] or docker-archive:FILE (repeatable)")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",

@@ -26,6 +26,12 @@ from generator.model import ImageInfo, Layer, PodTemplate
 Progress = Callable[[str], None]
 
 
+def _default_cache() -> Path:
+    from generator.layers import default_cache_dir
+
+    return default_cache_dir()
+
+
 @dataclass(frozen=True)
 class Options:
     """What a run needs besides the YAML; ``cocoon generate``'s flags map onto it one to one."""
@@ -34,7 +40,7 @@ class Options:
     reference_values: str | None = None  # cocoon reference-values JSON for the platform
     out: Path = Path(".")  # manifest.json, layers.json and layers/ go here
     yaml_out: Path | None = None  # write the annotated YAML here instead of in place
-    cache: Path = field(default_factory=lambda: Path(os.environ.get("COCOON_CACHE", "~/.cache/cocoon")).expanduser())
+    cache: Path = field(default_factory=lambda: _default_cache())
     settings: str | None = None
     allow_privileged: bool = False
     allow_host_path: bool = False
