@@ -127,6 +127,16 @@ def policy(rendered: str) -> Iterator[Policy]:
     yield from fresh(rendered)
 
 
+def admits_its_own_requests(p: Policy, pod: PodTemplate) -> list[tuple[str, agent_pb2.CreateContainerRequest]]:
+    """CreateSandbox and every CreateContainer the runtime sends for ``pod`` are allowed; returns the latter."""
+    assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
+    reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES)
+    for name, req in reqs:
+        d = decide(p, "CreateContainerRequest", req)
+        assert d.allowed, (name, d.prints)
+    return reqs
+
+
 def as_dict(msg: Message) -> dict[str, Any]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
@@ -657,11 +667,7 @@ def test_random_pods_are_refused_or_admit_their_own_requests(pod: PodTemplate, l
         return
     event("generated")
     for p in fresh(render(data)):
-        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
-        reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES)
-        for name, req in reqs:
-            d = decide(p, "CreateContainerRequest", req)
-            assert d.allowed, (name, d.prints)
+        reqs = admits_its_own_requests(p, pod)
         specs = {c["name"]: c for c in [*pod.spec.get("initContainers", []), *pod.spec["containers"]]}
         for name, req in reqs[1:]:
             for argv in cri.probe_commands(specs[name]):
@@ -736,11 +742,7 @@ def test_a_second_pod_admits_its_own_requests() -> None:
     data = policy_data(pod, IMAGES, SETTINGS)
     assert [c["name"] for c in data["containers"]] == ["pause", "init", "app"]
     for p in fresh(render(data)):
-        assert decide(p, "CreateSandboxRequest", cri.sandbox_request(pod, SETTINGS, SANDBOX_ID)).allowed
-        reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID, DEVICES)
-        for name, req in reqs:
-            d = decide(p, "CreateContainerRequest", req)
-            assert d.allowed, (name, d.prints)
+        reqs = admits_its_own_requests(p, pod)
         app = reqs[2][1]
         assert (app.OCI.Process.User.UID, app.OCI.Process.User.GID) == (4242, 0)
         assert app.OCI.Process.Terminal and "APP=app" in app.OCI.Process.Env
