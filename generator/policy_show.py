@@ -48,10 +48,29 @@ def _argv(args: Any) -> str:
     return " ".join(json.dumps(a) if (not isinstance(a, str) or not a or " " in a) else a for a in args)
 
 
+#: the placeholders cocoon's and genpolicy's policy_data use, as a reader would say them
+PLACEHOLDERS = {"$(sandbox-name)": "<the pod's name>", "$(bundle-id)": "<container id>",
+                "$(cpath)": "<shared directory>", "$(sfprefix)": "<runtime's copy of> ", "$(ip_p)": "<an IP>",
+                "$(ipv4_a)": "<an IPv4 address>", "$(dns_label)": "<a DNS label>", "$(svc_name)": "<a service name>"}
+
+
+def words(value: str) -> str:
+    """A policy pattern in words: placeholders named, regex anchors and escapes dropped where that is exact."""
+    text = value
+    for key, said in PLACEHOLDERS.items():
+        text = text.replace(key, said)
+    if value.startswith(("^", "$(")) and re.fullmatch(r"\^?(?:[^\\\[\](){}*+?|.]|\\[.\-/]|<[^>]*>| )*\$?", text):
+        text = re.sub(r"\\([.\-/])", r"\1", text.removeprefix("^").removesuffix("$"))
+    return text
+
+
 def _env(entry: str) -> str:
     name, _, value = entry.partition("=")
+    if name.startswith("^"):
+        return f"any variable matching {entry}"
     if value.startswith("^") or "$(" in value:
-        return f"{name} = a value matching {value}"
+        said = words(value)
+        return f"{name} = {said}" if said != value else f"{name} = a value matching {value}"
     return f"{name}={value}"
 
 
@@ -138,7 +157,8 @@ def describe(data: Mapping[str, Any]) -> list[str]:
                    + ("; no new privileges" if c["no_new_privileges"] else "; may gain privileges (setuid)"))
         out.append(f"  caps        {_caps(c['capabilities'], common)}")
         if c["layers"]:
-            out.append(f"  root        {len(c['layers'])} dm-verity layers, bottom first"
+            n = len(c["layers"])
+            out.append(f"  root        {n} dm-verity layer{'s, bottom first' if n > 1 else ''}"
                        + (" (read-only)" if c["readonly_root"] else " (writable overlay, changes are lost)"))
             out += [f"              {h}" for h in c["layers"]]
         else:
@@ -148,7 +168,7 @@ def describe(data: Mapping[str, Any]) -> list[str]:
         out.append(f"  mounts      {len(c['mounts'])}:")
         for m in c["mounts"]:
             opts = ",".join(m["options"])
-            out.append(f"              {m['destination']}  {m['type']}  from {m['source']}  ({opts})")
+            out.append(f"              {m['destination']}  {m['type']}  from {words(str(m['source']))}  ({opts})")
         if c["exec"]:
             out.append("  host may exec in it:")
             out += [f"              {_argv(a)}" for a in c["exec"]]
