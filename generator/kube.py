@@ -101,6 +101,11 @@ def load(path: Path) -> YamlFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{path}: cannot read: {exc}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> YamlFile:
+    """The documents of ``text`` (read from ``path``), each a mapping, or a GenerateError naming the file."""
     try:
         docs = list(_yaml().load_all(text))
     except YAMLError as exc:

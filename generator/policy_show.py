@@ -224,13 +224,10 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
     from agent.errors import AgentError
     from generator import kube
 
-    f = kube.YamlFile(Path(source), text, [])
     try:
-        docs = list(kube._yaml().load_all(text))
-    except Exception as exc:  # ruamel's errors are many classes; any of them means "not YAML"
-        raise GenerateError(f"{source}: not a policy, an initdata document or valid YAML: "
-                            f"{' '.join(str(exc).split())[:200]}") from None
-    f.documents = [d for d in docs if d is not None]
+        f = kube.parse(text, Path(source))
+    except GenerateError as exc:
+        raise GenerateError(f"{source}: neither a policy, an initdata document nor valid YAML: {exc}") from None
     out = []
     for pod in kube.pods([f]):
         anno = (pod.metadata.get("annotations") or {}).get(kube.INITDATA_ANNOTATION)
