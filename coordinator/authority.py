@@ -14,8 +14,8 @@ calls this. Rules are Contrast's (research/coordinator-kbs.md 1.2, 1.3; contrast
 - Every manifest gets a fresh mesh CA; the root CA stays (it is derived from the seed).
 - A coordinator started on an existing state directory serves nothing until a seed-share owner recovers it
   with the seed and salt; the history, checked hash by hash and against the signed ``latest`` pointer, and
-  the root CA are then exactly what they were. The mesh key is not persisted: a recovered coordinator
-  starts a fresh mesh CA (pods certified before the restart still chain to the root).
+  the root CA and the current mesh CA are then exactly what they were (both are derived from the seed and
+  the history, nothing secret is on disk), so pods certified before and after the restart trust each other.
 
 Every refusal leaves the state as it was; each kind is its own CoordinatorError subclass whose ``code``
 is the gRPC status name the network layer answers with.
@@ -287,9 +287,10 @@ class Authority:
                 engine = SeedEngine.generate()
                 root = root_certificate(engine)
                 shares = engine.shares(list(doc.get("SeedshareOwnerPubKeys") or []))
-            mesh = MeshCA.create(engine, root)
             previous = old.latest[0] if old is not None else ZERO_HASH
-            transition, signature = self._commit(engine, manifest, blobs, previous)
+            transition = sha256(sha256(manifest) + previous)
+            mesh = MeshCA.create(engine, root, transition)
+            signature = self._commit(engine, manifest, blobs, previous, transition)
             merged = dict(old.policies) if old is not None else {}
             merged.update(blobs)
             history = (old.history if old is not None else ()) + (_Entry(transition, manifest, doc),)
@@ -309,10 +310,10 @@ class Authority:
             raise PermissionDenied("changes to seedshare owners are not allowed (SeedshareOwnerPubKeys differs "
                                    "from the current manifest's)")
 
-    def _commit(self, engine: SeedEngine, manifest: bytes, blobs: Mapping[str, bytes],
-                previous: bytes) -> tuple[bytes, bytes]:
-        """Objects first, ``latest`` last; on a disk error, committed iff ``latest`` names the new transition."""
-        transition = sha256(sha256(manifest) + previous)
+    def _commit(self, engine: SeedEngine, manifest: bytes, blobs: Mapping[str, bytes], previous: bytes,
+                transition: bytes) -> bytes:
+        """Objects first, ``latest`` last; on a disk error, committed iff ``latest`` names the new transition.
+        The signature stored in ``latest``."""
         signature = _sign(engine, transition)
         try:
             for blob in blobs.values():
@@ -326,7 +327,7 @@ class Authority:
                 committed = False
             if not committed:
                 raise Internal(f"persisting the manifest failed, nothing changed: {exc}") from None
-        return transition, signature
+        return signature
 
     def recover(self, seed: bytes, salt: bytes, requester_key_digest: str) -> None:
         """Bring a restarted coordinator back: the seed must sign ``latest``, the requester own a seed share."""
@@ -351,7 +352,7 @@ class Authority:
                 raise PermissionDenied(f"the requester's key (sha256 {requester_key_digest}) is not one of the "
                                        "current manifest's SeedshareOwnerPubKeys")
             root = root_certificate(engine)
-            self._state = _State(engine, root, tuple(history), policies, MeshCA.create(engine, root),
+            self._state = _State(engine, root, tuple(history), policies, MeshCA.create(engine, root, transition),
                                  (transition, signature))
             self._needs_recovery = False
 

@@ -3,7 +3,8 @@
 
 - Root CA: self-signed, CN ``system:coordinator:root``, key derived from the seed. Stable: trusting it
   means trusting the deployment under every manifest it will ever have.
-- Per manifest a FRESH P-384 mesh key, and two certificates for it with the same subject
+- Per manifest a FRESH P-384 mesh key (derived from the seed and the transition hash, see
+  ``SeedEngine.mesh_ca_key``), and two certificates for it with the same subject
   (CN ``system:coordinator:intermediate``): the intermediate, signed by the root, and the mesh CA,
   self-signed. A workload certificate is signed by the mesh key, so it verifies both under the mesh CA
   (trust only this manifest's pods: an update rotates the key, and pods certified before it are no longer
@@ -11,11 +12,12 @@
 - Workload certificate: for the pod's own key, SANs from the manifest entry split into IP addresses,
   URIs and DNS names; CN = the first DNS name; one year; serverAuth + clientAuth.
 
-The root CA certificate is a pure function of the seed: its serial is derived from the seed, its validity
-is fixed (``ROOT_NOT_BEFORE`` to 9999-12-31T23:59:59Z, RFC 5280 4.1.2.5's "no well-defined expiration"),
-and it is signed with deterministic ECDSA (RFC 6979), so a recovered coordinator serves the very same bytes
-a relying party pinned before the restart. (Contrast's root is valid for 10 years from its creation; cocoon
-cannot reproduce "its creation" from the seed alone, hence the fixed dates.)
+The CA certificates are pure functions of the seed (and, for the mesh CA and intermediate, the transition
+hash): serials are derived, validity is fixed (``ROOT_NOT_BEFORE`` to 9999-12-31T23:59:59Z, RFC 5280
+4.1.2.5's "no well-defined expiration"), and they are signed with deterministic ECDSA (RFC 6979), so a
+recovered coordinator serves the very same bytes a relying party pinned before the restart. (Contrast's
+root is valid for 10 years from its creation; cocoon cannot reproduce "its creation" from the seed alone,
+hence the fixed dates.) Workload certificates are not reproduced: random serial, validity from now.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ ROOT_CN = "system:coordinator:root"
 MESH_CN = "system:coordinator:intermediate"
 ROOT_NOT_BEFORE = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 NO_EXPIRY = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
-MESH_CA_LIFETIME = datetime.timedelta(days=3650)
 WORKLOAD_LIFETIME = datetime.timedelta(days=365)
 #: tolerated clock difference between the coordinator and the pods that check its certificates
 BACKDATE = datetime.timedelta(hours=1)
@@ -118,26 +119,24 @@ class MeshCA:
     mesh_ca: x509.Certificate
 
     @classmethod
-    def create(cls, engine: SeedEngine, root: x509.Certificate,
-               now: datetime.datetime | None = None) -> MeshCA:
-        """A fresh P-384 key: every manifest gets its own, so an update ends trust in earlier pods' certificates."""
-        now = now or datetime.datetime.now(datetime.UTC)
-        key = ec.generate_private_key(ec.SECP384R1())
+    def create(cls, engine: SeedEngine, root: x509.Certificate, transition: bytes) -> MeshCA:
+        """The mesh CA of the manifest ``transition`` made current; the same inputs give the same bytes."""
+        key = engine.mesh_ca_key(transition)
         public = key.public_key()
-        root_key = engine.root_ca_key()
+        intermediate_serial, mesh_serial = engine.mesh_ca_serials(transition)
 
-        def base(issuer: x509.Name) -> x509.CertificateBuilder:
+        def base(issuer: x509.Name, serial: int) -> x509.CertificateBuilder:
             builder = (x509.CertificateBuilder().subject_name(_name(MESH_CN)).issuer_name(issuer)
-                       .public_key(public).serial_number(_random_serial())
-                       .not_valid_before(now - BACKDATE).not_valid_after(now + MESH_CA_LIFETIME))
+                       .public_key(public).serial_number(serial)
+                       .not_valid_before(ROOT_NOT_BEFORE).not_valid_after(NO_EXPIRY))
             return _ca_extensions(builder, public, 0)
 
         root_ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        intermediate = (base(root.subject)
+        intermediate = (base(root.subject, intermediate_serial)
                         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
                                        critical=False)
-                        .sign(root_key, hashes.SHA384()))
-        mesh_ca = base(_name(MESH_CN)).sign(key, hashes.SHA384())
+                        .sign(engine.root_ca_key(), hashes.SHA384(), ecdsa_deterministic=True))
+        mesh_ca = base(_name(MESH_CN), mesh_serial).sign(key, hashes.SHA384(), ecdsa_deterministic=True)
         return cls(key, intermediate, mesh_ca)
 
     def issue(self, public_key: bytes | CertificatePublicKeyTypes, sans: list[str],

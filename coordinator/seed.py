@@ -3,7 +3,8 @@
 Everything long-lived is derived from the seed, so a seed-share owner who holds the seed can bring a
 restarted coordinator back with exactly the keys it had: the root CA key (pods certified under any manifest
 keep chaining to the same root), the key that signs the state directory's ``latest`` pointer (a host that
-rewrites the directory is caught on recovery) and every workload secret.
+rewrites the directory is caught on recovery), every manifest's mesh CA key (from the seed and the
+transition that made the manifest current) and every workload secret.
 
 Sizes, HKDF info strings and the seed-share encryption follow Contrast (research/coordinator-kbs.md 1.2,
 1.4, 1.7; contrast ``coordinator/internal/seedengine/seedengine.go``, ``internal/manifest/crypto.go``,
@@ -38,6 +39,9 @@ INFO_ROOT_CA = b"ROOT CA SEED"
 WORKLOAD_SECRET_PREFIX = "WORKLOAD SECRET ID: "
 #: cocoon's own: the root CA certificate's serial number (so recovery reproduces the same certificate bytes)
 INFO_ROOT_SERIAL = b"cocoon ROOT CA SERIAL"
+#: cocoon's own, followed by the 32-byte transition hash: one manifest's mesh CA key and certificate serials
+INFO_MESH_KEY = b"cocoon MESH CA KEY "
+INFO_MESH_SERIAL = b"cocoon MESH CA SERIAL "
 SEEDSHARE_LABEL = b"seedshare"
 #: order of the P-384 group (SEC 2 v2, section 2.5.1; FIPS 186-4 D.1.2.4)
 P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16)
@@ -124,6 +128,21 @@ class SeedEngine:
     def root_ca_serial(self) -> int:
         """A positive serial below 2^127 (RFC 5280 4.1.2.2: at most 20 octets, positive)."""
         return int.from_bytes(self.derive(INFO_ROOT_SERIAL, 16), "big") >> 1 | 1
+
+    def mesh_ca_key(self, transition: bytes) -> ec.EllipticCurvePrivateKey:
+        """The mesh key of the manifest that ``transition`` (its 32-byte hash) made current.
+
+        A new key for every SetManifest (each transition hash is new: it covers the previous one), which no
+        one without the seed can predict, yet one a recovered coordinator derives again, so pods certified
+        before a restart and after it trust each other. Contrast's RFC 004 (``rfc/004-recovery.md``) asks
+        for exactly this ("derived from the seed, the history of transactions and the active manifest").
+        """
+        return _p384(self.derive(INFO_MESH_KEY + transition))
+
+    def mesh_ca_serials(self, transition: bytes) -> tuple[int, int]:
+        """Serials of that manifest's intermediate and mesh CA certificates."""
+        raw = self.derive(INFO_MESH_SERIAL + transition, 32)
+        return int.from_bytes(raw[:16], "big") >> 1 | 1, int.from_bytes(raw[16:], "big") >> 1 | 1
 
     def workload_secret(self, secret_id: str) -> bytes:
         pod_state = self.derive(INFO_POD_STATE)

@@ -273,6 +273,7 @@ def test_a_restarted_coordinator_refuses_until_recovered_then_is_what_it_was(tmp
     after = again.get_manifests()
     assert after.manifests == before.manifests and after.policies == before.policies
     assert after.root_ca_pem == before.root_ca_pem and after.latest_transition == before.latest_transition
+    assert after.mesh_ca_pem == before.mesh_ca_pem  # derived from the seed and the history, not stored
     with pytest.raises(FailedPrecondition, match="does not need recovery"):
         again.recover(seed, salt, RECOVERER)
     # it goes on from where it was
@@ -285,6 +286,18 @@ def _recovered(path: Path, shares: SeedShareDocument) -> Manifests:
     auth = Authority(str(path))
     auth.recover(*seed_of(shares), RECOVERER)
     return auth.get_manifests()
+
+
+def test_pods_certified_before_and_after_a_restart_trust_each_other(tmp_path: Path) -> None:
+    auth, shares = started(tmp_path)
+    before = auth.mesh_identity(host_data("web"), pod_key())
+    again = Authority(str(tmp_path))
+    again.recover(*seed_of(shares), RECOVERER)
+    after = again.mesh_identity(host_data("web"), pod_key())
+    assert (after.mesh_ca_pem, after.root_ca_pem) == (before.mesh_ca_pem, before.root_ca_pem)
+    assert certs(after.cert_chain_pem)[1] == certs(before.cert_chain_pem)[1]  # the same intermediate
+    for identity, anchor in ((before, after), (after, before)):
+        certs(identity.cert_chain_pem)[0].verify_directly_issued_by(certs(anchor.mesh_ca_pem)[0])
 
 
 def test_a_flipped_byte_in_a_stored_manifest_is_caught_on_recovery(tmp_path: Path) -> None:
@@ -334,6 +347,8 @@ def test_the_mesh_ca_rotates_on_every_manifest_and_the_root_stays(tmp_path: Path
     auth.set_manifest(raw, blobs, OWNER)
     new = auth.mesh_identity(host_data("web"), pod_key())
     assert old.root_ca_pem == new.root_ca_pem and old.mesh_ca_pem != new.mesh_ca_pem
+    same = auth.get_manifests().manifests[-1]
+    assert auth.set_manifest(same, manifest(BOTH)[1], OWNER).mesh_ca_pem != new.mesh_ca_pem  # even unchanged
     (root,) = certs(new.root_ca_pem)
     old_leaf, old_intermediate = certs(old.cert_chain_pem)
     new_leaf, new_intermediate = certs(new.cert_chain_pem)
