@@ -316,10 +316,11 @@ class Authority:
         The signature stored in ``latest``."""
         signature = _sign(engine, transition)
         try:
-            for blob in blobs.values():
-                self._store.put_policy(blob)
+            self._store.put_policies(list(blobs.values()))
             self._store.put_transition(self._store.put_manifest(manifest), previous)
-            self._store.set_latest(transition, signature)
+            self._store.set_latest(transition, signature, None if previous == ZERO_HASH else previous)
+        except StateError as exc:
+            raise FailedPrecondition(f"nothing changed: {exc}") from None
         except OSError as exc:
             try:
                 committed = self._store.latest()[0] == transition

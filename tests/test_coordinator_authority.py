@@ -300,14 +300,28 @@ def test_pods_certified_before_and_after_a_restart_trust_each_other(tmp_path: Pa
         certs(identity.cert_chain_pem)[0].verify_directly_issued_by(certs(anchor.mesh_ca_pem)[0])
 
 
-def test_a_flipped_byte_in_a_stored_manifest_is_caught_on_recovery(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["manifests", "policies", "transitions"])
+def test_a_flipped_byte_in_a_stored_object_is_caught_on_recovery(tmp_path: Path, kind: str) -> None:
     _, shares = started(tmp_path)
-    (stored,) = (tmp_path / "manifests").iterdir()
+    (stored,) = (tmp_path / kind).iterdir()
     data = bytearray(stored.read_bytes())
     data[5] ^= 1
     stored.write_bytes(bytes(data))
-    with pytest.raises(StateCorrupted, match="does not match its hash"):
+    with pytest.raises(StateCorrupted, match=f"{kind}/{stored.name} does not match its hash"):
         _recovered(tmp_path, shares)
+
+
+def test_a_second_coordinator_on_the_same_directory_cannot_overwrite_the_first(tmp_path: Path) -> None:
+    first, shares = started(tmp_path)
+    second = Authority(str(tmp_path))
+    second.recover(*seed_of(shares), RECOVERER)
+    raw, blobs = manifest(BOTH)
+    second.set_manifest(raw, blobs, OWNER)
+    before = first.get_manifests()
+    with pytest.raises(FailedPrecondition, match="pointer moved"):
+        first.set_manifest(*manifest({"api": BOTH["api"]}), OWNER)
+    assert first.get_manifests() == before
+    assert _recovered(tmp_path, shares).manifests == [manifest(WEB)[0], raw]
 
 
 def test_a_missing_policy_is_caught_on_recovery(tmp_path: Path) -> None:
