@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from coordinator.ca import MeshCA, pem, root_certificate
+from coordinator.ca import MeshCA, pem, root_certificate, split_sans
 from coordinator.seed import SeedEngine, SeedShareDocument, load_rsa_public, owner_digest
 from coordinator.store import ZERO_HASH, StateError, Store, sha256
 
@@ -174,6 +174,7 @@ def validate_manifest(raw: bytes, source: str = "in the request") -> dict[str, A
                                   f"(keys: {', '.join(POLICY_KEYS)})")
         if entry.get("Role", "") not in ROLES:
             raise InvalidArgument(f"manifest {source}: Policies.{digest}.Role must be \"coordinator\" or absent")
+        _check_sans(entry.get("SANs") or [], f"manifest {source}: Policies.{digest}.SANs")
     for i, d in enumerate(doc.get("WorkloadOwnerKeyDigests") or []):
         if not _is_digest(d):
             raise InvalidArgument(f"manifest {source}: WorkloadOwnerKeyDigests[{i}] must be 64 lower-case hex "
@@ -194,6 +195,18 @@ def validate_manifest(raw: bytes, source: str = "in the request") -> dict[str, A
         raise InvalidArgument(f"manifest {source}: ReferenceValues: an entry lacks or mistypes a field "
                               f"({type(exc).__name__}: {str(exc)[:80]})") from None
     return doc
+
+
+def _check_sans(sans: list[str], where: str) -> None:
+    """A SAN a certificate can carry: printable ASCII (IDNA A-labels for international names), no spaces."""
+    for i, san in enumerate(sans):
+        if not san or not all(0x21 <= ord(c) <= 0x7E for c in san):
+            raise InvalidArgument(f"{where}[{i}] {san[:40]!r}: a SAN must be non-empty printable ASCII without "
+                                  "spaces (encode international names as IDNA A-labels)")
+    try:
+        split_sans(sans)
+    except ValueError as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
 
 
 def _policy_blobs(doc: Mapping[str, Any], blobs: list[bytes]) -> dict[str, bytes]:
@@ -230,10 +243,10 @@ class Authority:
         return self._needs_recovery
 
     def _serving(self) -> _State:
-        state = self._state
-        if self._needs_recovery:
+        if self._needs_recovery:  # read before _state: recover() sets _state first, then clears this
             raise NeedsRecovery("the coordinator restarted on existing state and needs recovery: "
                                 "a seed-share owner must run recover")
+        state = self._state
         if state is None:
             raise FailedPrecondition("no manifest has been set")
         return state

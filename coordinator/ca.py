@@ -144,7 +144,8 @@ class MeshCA:
         """A workload certificate for the pod's key with the manifest entry's SANs."""
         now = now or datetime.datetime.now(datetime.UTC)
         names = split_sans(sans)
-        dns = [n.value for n in names if isinstance(n, x509.DNSName)]
+        # CN = the first DNS name that fits one (RFC 5280 ub-common-name: 64 characters)
+        dns = [n.value for n in names if isinstance(n, x509.DNSName) and 1 <= len(n.value) <= 64]
         builder = (x509.CertificateBuilder()
                    .subject_name(_name(dns[0]) if dns else x509.Name([]))
                    .issuer_name(self.mesh_ca.subject)

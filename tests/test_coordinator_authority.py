@@ -191,6 +191,8 @@ MALFORMED: list[tuple[bytes, str]] = [
     (json.dumps({**_valid_doc(), "Policies": {"ab" * 32: {"SAN": []}}}).encode(), "unknown key 'SAN'"),
     (json.dumps({**_valid_doc(), "Policies": {"ab" * 32: {"Role": "boss"}}}).encode(), "Role"),
     (json.dumps({**_valid_doc(), "Policies": {"ab" * 32: {"SANs": [1]}}}).encode(), "SANs"),
+    (json.dumps({**_valid_doc(), "Policies": {"ab" * 32: {"SANs": ["ü.example"]}}}).encode(), "printable ASCII"),
+    (json.dumps({**_valid_doc(), "Policies": {"ab" * 32: {"SANs": [""]}}}).encode(), "SANs"),
     (json.dumps({**_valid_doc(), "WorkloadOwnerKeyDigests": ["xyz"]}).encode(), "WorkloadOwnerKeyDigests"),
     (json.dumps({**_valid_doc(), "SeedshareOwnerPubKeys": ["00"]}).encode(), "SeedshareOwnerPubKeys"),
     (json.dumps({**_valid_doc(), "SeedshareOwnerPubKeys": [7]}).encode(), "SeedshareOwnerPubKeys"),
@@ -400,6 +402,30 @@ def test_a_mesh_certificate_carries_the_pods_key_and_sans(tmp_path: Path) -> Non
     assert [type(n).__name__ for n in sans] == ["DNSName", "IPAddress", "UniformResourceIdentifier"]
     with pytest.raises(InvalidArgument, match="SubjectPublicKeyInfo"):
         auth.mesh_identity(host_data("web"), b"not a key")
+
+
+@pytest.mark.parametrize("sans", [[], ["a" * 65, "b"], ["10.0.0.1"], ["spiffe://x/y"], ["a" * 200]])
+def test_any_accepted_san_list_gives_a_certificate(tmp_path: Path, sans: list[str]) -> None:
+    auth, _ = started(tmp_path, {"web": {"SANs": sans}})
+    leaf = certs(auth.mesh_identity(host_data("web"), pod_key()).cert_chain_pem)[0]
+    cn = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    assert [a.value for a in cn] == [s for s in sans if len(s) <= 64 and s[0].isalpha() and "/" not in s][:1]
+
+
+def test_random_sans_are_refused_at_set_manifest_or_certified(tmp_path: Path) -> None:
+    auth, _ = started(tmp_path)
+    key = pod_key()
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.text(max_size=70) | st.from_regex(r"[a-z0-9.:/*-]{1,80}", fullmatch=True), max_size=4))
+    def attempt(sans: list[str]) -> None:
+        try:
+            auth.set_manifest(*manifest({"web": {"SANs": sans}}), OWNER)
+        except InvalidArgument:
+            return
+        assert certs(auth.mesh_identity(host_data("web"), key).cert_chain_pem)[0].public_key() == key
+
+    attempt()
 
 
 def test_a_pod_whose_policy_is_not_in_the_manifest_is_refused_by_hash(tmp_path: Path) -> None:
