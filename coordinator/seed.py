@@ -73,7 +73,16 @@ def load_rsa_public(hex_der: str) -> rsa.RSAPublicKey:
 
 def owner_digest(hex_der: str) -> str:
     """What a seed-share owner is known by: hex SHA-256 of its PKCS#1 DER public key (as Contrast's Recover)."""
-    der = load_rsa_public(hex_der).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    return public_key_digest(load_rsa_public(hex_der))
+
+
+def public_key_digest(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
+    """How the coordinator knows a caller by its TLS key (Contrast's userapi): hex SHA-256 of the PKIX DER of an
+    ECDSA key (workload owners) or of the PKCS#1 DER of an RSA key (seed-share owners)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    else:
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
 

@@ -90,6 +90,11 @@ class Store:
         self.root = Path(root)
         for kind in KINDS:
             (self.root / kind).mkdir(parents=True, exist_ok=True)
+        # what a killed process left half-written: never named by anything, so removed
+        for directory in (self.root, *(self.root / kind for kind in KINDS)):
+            for stale in directory.glob(".tmp-*"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     # writing
 

@@ -35,7 +35,14 @@ from coordinator.authority import (
     StateCorrupted,
 )
 from coordinator.ca import root_certificate, split_sans
-from coordinator.seed import SEED_SIZE, SeedEngine, SeedShareDocument, decrypt_share, owner_digest
+from coordinator.seed import (
+    SEED_SIZE,
+    SeedEngine,
+    SeedShareDocument,
+    decrypt_share,
+    owner_digest,
+    public_key_digest,
+)
 from generator.manifest import snp_values
 
 SEEDSHARE_KEY = rsa.generate_private_key(65537, 2048)
@@ -56,8 +63,10 @@ def ec_digest(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 OWNER = ec_digest(OWNER_KEY)
+assert public_key_digest(OWNER_KEY.public_key()) == OWNER
 STRANGER = ec_digest(STRANGER_KEY)
 RECOVERER = owner_digest(rsa_hex(SEEDSHARE_KEY))
+assert public_key_digest(SEEDSHARE_KEY.public_key()) == RECOVERER
 
 
 def initdata(name: str) -> bytes:
@@ -526,7 +535,9 @@ def test_a_crash_at_any_write_leaves_a_prefix_of_the_accepted_history(tmp_path: 
             accepted, shares = _run(path)
         assert len(accepted) >= len(UPDATES) - 1
         assert not any(p.name.startswith(".tmp-") for d in path.rglob("*") if d.is_dir() for p in d.iterdir())
+        (path / "manifests" / ".tmp-killed").write_bytes(b"half")  # what kill -9 mid-write leaves
         restarted = Authority(str(path))
+        assert not (path / "manifests" / ".tmp-killed").exists()
         if shares is None:  # the first manifest failed and nothing else was accepted
             assert not restarted.needs_recovery and accepted == []
             continue
