@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -542,3 +546,43 @@ def test_a_crash_at_any_write_leaves_a_prefix_of_the_accepted_history(tmp_path: 
             assert not restarted.needs_recovery and accepted == []
             continue
         assert _recovered(path, shares).manifests == accepted, f"crash at write {k}"
+
+
+STORM = """
+import hashlib, sys
+sys.path.insert(0, "tests")
+import test_coordinator_authority as t
+from coordinator.authority import Authority
+
+auth = Authority(sys.argv[1])
+for i in range(100000):
+    raw, blobs = t.manifest({**t.WEB, f"p{i}": {"SANs": [f"p{i}"]}})
+    result = auth.set_manifest(raw, blobs, t.OWNER if i else None)
+    if result.seed_shares is not None:
+        seed, salt = t.seed_of(result.seed_shares)
+        print("seed", seed.hex(), salt.hex(), t.RECOVERER, flush=True)
+    print("ok", hashlib.sha256(raw).hexdigest(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("lines", [2, 5, 11])
+def test_kill_9_during_a_set_manifest_storm_loses_nothing_accepted(tmp_path: Path, lines: int) -> None:
+    """A real SIGKILL at some point of a stream of updates: the recovered history is exactly the updates the
+    process reported accepted, plus at most the one it committed but was killed before reporting."""
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", STORM, str(tmp_path / "state")], cwd=root, text=True,
+                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    assert child.stdout is not None
+    out = [child.stdout.readline() for _ in range(lines)]
+    time.sleep(0.005 * lines)
+    child.send_signal(signal.SIGKILL)
+    out += child.stdout.readlines()
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    seed_line, *oks = [line.split() for line in out if line.strip()]
+    assert seed_line[0] == "seed" and all(ok[0] == "ok" for ok in oks)
+    auth = Authority(str(tmp_path / "state"))
+    auth.recover(bytes.fromhex(seed_line[1]), bytes.fromhex(seed_line[2]), seed_line[3])
+    history = [hashlib.sha256(m).hexdigest() for m in auth.get_manifests().manifests]
+    reported = [ok[1] for ok in oks]
+    assert history[:len(reported)] == reported and len(history) - len(reported) in (0, 1)
