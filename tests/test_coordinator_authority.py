@@ -586,3 +586,17 @@ def test_kill_9_during_a_set_manifest_storm_loses_nothing_accepted(tmp_path: Pat
     history = [hashlib.sha256(m).hexdigest() for m in auth.get_manifests().manifests]
     reported = [ok[1] for ok in oks]
     assert history[:len(reported)] == reported and len(history) - len(reported) in (0, 1)
+
+
+@pytest.mark.parametrize("platform", ["sim", "snp", "tdx"])
+def test_a_manifest_cocoon_generate_writes_is_accepted(tmp_path: Path, platform: str) -> None:
+    from generator.manifest import dumps, reference_values, update
+
+    refs = {"snp": {"measurements": [{"measurement": "ab" * 48, "vcpu_type": "EPYC-Genoa"}]},
+            "tdx": {"mrtd": {"ovmf": "11" * 48}, "rtmr": {"rtmr1": "22" * 48, "rtmr2": ["33" * 48, "44" * 48]},
+                    "xfam": "0x00000000000602e7"}}
+    doc = update({"SeedshareOwnerPubKeys": [rsa_hex(SEEDSHARE_KEY)]}, reference_values(refs, platform),
+                 {host_data("web"): ("apps/v1/Deployment/default/web", ["web", "*"])})
+    auth = Authority(str(tmp_path))
+    auth.set_manifest(dumps(doc), [initdata("web")], None)
+    assert auth.current_manifest() == doc
