@@ -600,3 +600,26 @@ def test_a_manifest_cocoon_generate_writes_is_accepted(tmp_path: Path, platform:
     auth = Authority(str(tmp_path))
     auth.set_manifest(dumps(doc), [initdata("web")], None)
     assert auth.current_manifest() == doc
+
+
+def test_identities_issued_during_updates_are_consistent(tmp_path: Path) -> None:
+    """Threads asking for certificates while manifests change: each answer's certificate verifies under the
+    mesh CA in the same answer (one manifest's state, never a mix)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    auth, _ = started(tmp_path)
+    key = pod_key()
+
+    def ask(_: int) -> None:
+        identity = auth.mesh_identity(host_data("web"), key)
+        leaf, intermediate = certs(identity.cert_chain_pem)
+        leaf.verify_directly_issued_by(certs(identity.mesh_ca_pem)[0])
+        intermediate.verify_directly_issued_by(certs(identity.root_ca_pem)[0])
+
+    with ThreadPoolExecutor(8) as pool:
+        asked = [pool.submit(ask, i) for i in range(80)]
+        for _ in range(5):
+            auth.set_manifest(*manifest(WEB), OWNER)
+        for future in asked:
+            future.result()
+    assert len(auth.get_manifests().manifests) == 6
