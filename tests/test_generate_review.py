@@ -1,0 +1,143 @@
+"""Regression tests from a security review of cocoon generate: values from the YAML or an image that the rules
+would read as patterns, inputs that crashed instead of failing with a GenerateError, outputs left behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from test_generate_policy import IMAGES, SANDBOX_ID, SETTINGS, WEB, decide, fresh, sample_pod, sample_spec
+
+from agent.protocols import agent_pb2
+from generator.errors import PolicyGenError
+from generator.model import ImageInfo
+from generator.policy import policy_data, render
+from launcher import cri
+
+EVIL = "LD_PRELOAD=/tmp/evil.so"
+
+
+def _web_request_with_env(extra: str) -> dict[str, Any]:
+    reqs = cri.container_requests(sample_pod(), IMAGES, SETTINGS, SANDBOX_ID,
+                                  {la.root_hash: f"/dev/disk/by-id/virtio-layer{i}"
+                                   for i, la in enumerate([*WEB.layers, *IMAGES["127.0.0.1:5000/side:2"].layers])})
+    req = next(r for n, r in reqs if n == "web")
+    doc = json_format.MessageToDict(req, preserving_proto_field_name=True)
+    doc["OCI"]["Process"]["Env"].append(extra)
+    return doc
+
+
+def test_an_env_name_starting_with_a_caret_is_refused_not_read_as_a_pattern() -> None:
+    spec = sample_spec()
+    spec["containers"][0]["env"].append({"name": "^.*", "value": ".*"})
+    with pytest.raises(PolicyGenError, match=r"env\[6\]\.name"):
+        policy_data(sample_pod(spec), IMAGES, SETTINGS)
+
+
+def test_an_image_env_name_starting_with_a_caret_is_refused() -> None:
+    cfg = {"config": {**WEB.config["config"], "Env": [*WEB.config["config"]["Env"], "^.*=.*"]}}
+    images = {**IMAGES, WEB.reference: ImageInfo(WEB.reference, WEB.pinned, cfg, WEB.layers)}
+    with pytest.raises(PolicyGenError, match="starts with '\\^'"):
+        policy_data(sample_pod(), images, SETTINGS)
+
+
+def test_the_sample_policy_denies_an_extra_env_var() -> None:
+    for p in fresh(render(policy_data(sample_pod(), IMAGES, SETTINGS))):
+        d = decide(p, "CreateContainerRequest", _web_request_with_env(EVIL), agent_pb2.CreateContainerRequest)
+        assert not d.allowed
+
+
+@pytest.mark.parametrize("field, value", [("name", "^.*$"), ("name", "Web_Pod"), ("name", "a" * 254),
+                                          ("namespace", "^shop"), ("namespace", "a.b")])
+def test_a_pod_name_or_namespace_kubernetes_would_refuse_is_refused(field: str, value: str) -> None:
+    kw: dict[str, Any] = {field: value}
+    if field == "name":
+        kw["metadata"] = {"name": value}
+    with pytest.raises(PolicyGenError, match=f"metadata.{field}"):
+        policy_data(sample_pod(**kw), IMAGES, SETTINGS)
+
+
+def test_a_dotted_pod_name_is_fine() -> None:
+    policy_data(sample_pod(name="web.pod-1", metadata={"name": "web.pod-1"}), IMAGES, SETTINGS)
+
+
+def test_a_relative_host_path_is_refused_not_read_as_a_pattern() -> None:
+    spec = sample_spec()
+    spec["volumes"].append({"name": "h", "hostPath": {"path": "^/.*"}})
+    spec["containers"][0]["volumeMounts"].append({"name": "h", "mountPath": "/h"})
+    with pytest.raises(PolicyGenError, match=r"hostPath\.path"):
+        policy_data(sample_pod(spec), IMAGES, SETTINGS, allow_host_path=True)
+
+
+def _web_request() -> dict[str, Any]:
+    doc = _web_request_with_env("X=1")
+    doc["OCI"]["Process"]["Env"].pop()
+    return doc
+
+
+def judge(text: str, doc: dict[str, Any]) -> tuple[bool, str]:
+    """(allowed, reason) of CreateContainer ``doc`` on a fresh policy (an admitted request is recorded)."""
+    for p in fresh(text):
+        d = decide(p, "CreateContainerRequest", doc, agent_pb2.CreateContainerRequest)
+        return d.allowed, d.reason("CreateContainerRequest")
+    raise AssertionError("unreachable")
+
+
+def test_a_pinned_env_var_left_out_is_denied() -> None:
+    text = render(policy_data(sample_pod(), IMAGES, SETTINGS))
+    doc = _web_request()
+    assert judge(text, doc)[0]
+    doc["OCI"]["Process"]["Env"] = [e for e in doc["OCI"]["Process"]["Env"] if not e.startswith("WEB_MODE=")]
+    allowed, reason = judge(text, doc)
+    assert not allowed
+    assert "environment variable WEB_MODE=yaml is missing" in reason
+
+
+def test_a_pinned_env_var_cannot_be_replaced_through_a_service_link_pattern() -> None:
+    spec = sample_spec()
+    spec["containers"][0]["env"].append({"name": "DB_SERVICE_HOST", "value": "10.0.0.5"})
+    pod = sample_pod(spec)
+    text = render(policy_data(pod, IMAGES, SETTINGS))
+    reqs = cri.container_requests(pod, IMAGES, SETTINGS, SANDBOX_ID,
+                                  {la.root_hash: f"/dev/disk/by-id/virtio-layer{i}"
+                                   for i, la in enumerate([*WEB.layers, *IMAGES["127.0.0.1:5000/side:2"].layers])})
+    doc = json_format.MessageToDict(next(r for n, r in reqs if n == "web"), preserving_proto_field_name=True)
+    assert judge(text, doc)[0]
+    env = doc["OCI"]["Process"]["Env"]
+    for bad in ([e for e in env if not e.startswith("DB_")] + ["DB_SERVICE_HOST=6.6.6.6"],
+                [*env, "DB_SERVICE_HOST=6.6.6.6"]):
+        doc["OCI"]["Process"]["Env"] = bad
+        allowed, reason = judge(text, doc)
+        assert not allowed
+        assert "DB_SERVICE_HOST=6.6.6.6 is not allowed" in reason
+    # a service link the policy does not pin is still the host's to add
+    doc["OCI"]["Process"]["Env"] = [*env, "OTHER_SERVICE_HOST=10.1.2.3"]
+    assert judge(text, doc)[0]
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ('"^HOSTNAME=$(dns_label)$"', '"HOSTNAME=.*"', "allow_env_regex[0]: must start with '^'"),
+    ('"^HOSTNAME=$(dns_label)$"', '"^HOSTNAME=.*"', "allow_env_regex[0]: must end with '$'"),
+    ('"^HOSTNAME=$(dns_label)$"', '"^HOSTNAME=x|.*$"', "allow_env_regex[0]: has a top-level '|'"),
+    ('"regex": []', '"regex": ["/bin/sh.*"]', "ExecProcessRequest.regex[0]: must start with '^'"),
+    ('"^/dev/disk/by-id/virtio-layer[0-9]+$"', '"/dev/.*"', "layers.source: must start with '^'"),
+    ('"svc_name": "[A-Z_\\\\.\\\\-]+"', '"svc_name": "[A-Z]+|.*"', "common.svc_name: has a top-level '|'"),
+    ('"free_annotations": ["^io', '"free_annotations": ["io', "free_annotations[0]: must start with '^'"),
+])
+def test_allow_list_patterns_in_settings_must_be_anchored(old: str, new: str, needle: str) -> None:
+    from generator.settings import DEFAULT_FILE, Settings, SettingsError
+
+    text = DEFAULT_FILE.read_text()
+    assert old in text
+    with pytest.raises(SettingsError) as err:
+        Settings.parse(text.replace(old, new, 1), "s.json")
+    assert needle in str(err.value), str(err.value)
+
+
+def test_grouped_alternatives_and_escapes_are_fine_in_settings() -> None:
+    from generator.settings import DEFAULT_FILE, Settings
+
+    text = DEFAULT_FILE.read_text().replace('"regex": []', '"regex": ["^(date|uptime)$", "^echo [|]$"]')
+    assert Settings.parse(text, "s.json").doc["request_defaults"]["ExecProcessRequest"]["regex"][0] == "^(date|uptime)$"
+
