@@ -131,6 +131,13 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
     say = progress or (lambda _msg: None)
     cfg = settings.Settings.load(options.settings)
     files = [kube.load(p) for p in kube.expand(paths)]
+    if options.yaml_out:  # every file lands as yaml_out/<its name>: two of one name would overwrite each other
+        seen: dict[str, Path] = {}
+        for f in files:
+            if f.path.name in seen:
+                raise GenerateError(f"{f.path} and {seen[f.path.name]} would both be written to "
+                                    f"{options.yaml_out / f.path.name}: rename one, or run once for each")
+            seen[f.path.name] = f.path
     pods = kube.pods(files)
     if not pods:
         raise GenerateError(f"no pods in {', '.join(paths)} (kinds: {', '.join(kube.KINDS)})")

@@ -34,6 +34,18 @@ def extract(policy_text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def rules_warning(policy_text: str, data: Mapping[str, Any]) -> str | None:
+    """None when ``policy_text`` is exactly cocoon's rules with this ``policy_data`` (so the description is what
+    the engine enforces), else a warning: other rules (genpolicy's, or edited ones, or a second ``policy_data``
+    the engine would read instead of this one) decide what the pod may do, and this reads only the data."""
+    from generator.policy import render
+
+    if render(data) == policy_text:
+        return None
+    return ("WARNING: not exactly cocoon's rules and one policy_data; what follows describes the data only, "
+            "the rules (unread here) decide what it admits")
+
+
 def _get(node: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(node, Mapping):
@@ -170,6 +182,12 @@ def describe(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _labelled(source: str, policy_text: str) -> tuple[str, dict[str, Any]]:
+    data = extract(policy_text, source)
+    warning = rules_warning(policy_text, data)
+    return (f"{source} ({warning})" if warning else source), data
+
+
 def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
     """(label, policy_data) for every policy in ``raw``: Rego text, an initdata TOML/block, or Kubernetes YAML."""
     from agent import initdata
@@ -183,13 +201,13 @@ def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{source}: initdata without policy.rego")
-        return [(source, extract(doc.policy, source))]
+        return [_labelled(source, doc.policy)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GenerateError(f"{source}: neither a policy, an initdata document nor YAML (not UTF-8)") from None
     if _MARKER.search(text) and "package " in text:
-        return [(source, extract(text, source))]
+        return [_labelled(source, text)]
     return _from_yaml(text, source)
 
 
@@ -225,7 +243,7 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{pod.where}: its initdata has no policy.rego")
-        out.append((pod.where, extract(doc.policy, pod.where)))
+        out.append(_labelled(pod.where, doc.policy))
     if not out:
         raise GenerateError(f"{source}: no pods in this YAML")
     return out

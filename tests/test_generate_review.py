@@ -141,3 +141,38 @@ def test_grouped_alternatives_and_escapes_are_fine_in_settings() -> None:
     text = DEFAULT_FILE.read_text().replace('"regex": []', '"regex": ["^(date|uptime)$", "^echo [|]$"]')
     assert Settings.parse(text, "s.json").doc["request_defaults"]["ExecProcessRequest"]["regex"][0] == "^(date|uptime)$"
 
+
+POD_YAML = ("apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\n"
+            "spec: {containers: [{name: c, image: 127.0.0.1:5000/web:1.0}]}\n")
+
+
+def test_two_inputs_of_one_name_are_refused_with_yaml_out_not_overwritten(tmp_path: Any) -> None:
+    from generator import generate
+    from generator.errors import GenerateError
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "pod.yaml").write_text(POD_YAML % d)
+    out = tmp_path / "out"
+    with pytest.raises(GenerateError, match="would both be written to"):
+        generate.run([str(tmp_path / "a"), str(tmp_path / "b")],
+                     generate.Options(out=out, yaml_out=out / "yaml", cache=tmp_path / "cache"))
+    assert not out.exists()
+
+
+def test_policy_show_warns_when_the_rules_are_not_exactly_cocoons() -> None:
+    from generator import policy_show
+
+    data = policy_data(sample_pod(), IMAGES, SETTINGS)
+    text = render(data)
+    [(label, shown)] = policy_show.from_document(text.encode(), "pod.rego")
+    assert label == "pod.rego" and shown == data
+    # rules that admit everything, with a strict-looking policy_data: the data alone would read as strict
+    edited = text.replace('default CreateContainerRequest := {"allowed": false}',
+                          'default CreateContainerRequest := {"allowed": true}', 1)
+    # a second policy_data in a raw string after the real one: the marker reader would show that one
+    decoy = text + "decoy := `\npolicy_data := {\"containers\": []}\n`\n"
+    for bad in (edited, decoy):
+        [(label, _)] = policy_show.from_document(bad.encode(), "pod.rego")
+        assert "WARNING: not exactly cocoon's rules" in label
+        assert "WARNING" in policy_show.render(policy_show.from_document(bad.encode(), "pod.rego"))[0]
