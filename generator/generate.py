@@ -10,6 +10,7 @@ one image pays for one conversion.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import os
@@ -112,10 +113,15 @@ def _link_layers(all_layers: Sequence[Layer], options: Options) -> Path:
             continue
         tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
         try:
+            tmp.unlink(missing_ok=True)  # a guessable name: never write through something planted there
             try:
                 os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
             os.replace(tmp, dst)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -253,7 +253,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` whole or not at all (same directory temp file, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.cocoon-tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        # a name anyone could guess: never follow or reuse what is there (a symlink planted at it would make
+        # this write land wherever it points)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -176,3 +176,47 @@ def test_policy_show_warns_when_the_rules_are_not_exactly_cocoons() -> None:
         [(label, _)] = policy_show.from_document(bad.encode(), "pod.rego")
         assert "WARNING: not exactly cocoon's rules" in label
         assert "WARNING" in policy_show.render(policy_show.from_document(bad.encode(), "pod.rego"))[0]
+
+
+def test_atomic_write_never_writes_through_a_symlink_at_its_temp_name(tmp_path: Any) -> None:
+    import os
+
+    from generator import kube
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "manifest.json"
+    (out / f".manifest.json.cocoon-tmp-{os.getpid()}").symlink_to(victim)
+    kube.atomic_write(target, b"{}\n")
+    assert target.read_bytes() == b"{}\n" and not target.is_symlink()
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_layer_copies_never_write_through_a_symlink_at_their_temp_name(tmp_path: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from generator import generate
+    from generator.model import Layer
+
+    cache = tmp_path / "cache"
+    (cache / "layers").mkdir(parents=True)
+    (cache / "layers" / "ab.img").write_bytes(b"L" * 4096)
+    out = tmp_path / "out"
+    (out / "layers").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (out / "layers" / f".ab.img.tmp-{os.getpid()}").symlink_to(victim)
+    layer = Layer("sha256:" + "ab" * 32, "sha256:" + "cd" * 32, "ef" * 32, 4096, 4096 * 2, "ab.img")
+
+    def no_link(src: Any, dst: Any, *a: Any, **kw: Any) -> None:  # another file system: the copy path
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    generate._link_layers([layer], generate.Options(out=out, cache=cache))
+    assert victim.read_text() == "keep me"
+    assert (out / "layers" / "ab.img").read_bytes() == b"L" * 4096
+    assert sorted(p.name for p in (out / "layers").iterdir()) == ["ab.img"]
