@@ -220,3 +220,41 @@ def test_layer_copies_never_write_through_a_symlink_at_their_temp_name(tmp_path:
     assert victim.read_text() == "keep me"
     assert (out / "layers" / "ab.img").read_bytes() == b"L" * 4096
     assert sorted(p.name for p in (out / "layers").iterdir()) == ["ab.img"]
+
+
+@pytest.mark.parametrize("where", ['metadata: {name: p, labels: {a: "\\ud800"}}\n',
+                                   'metadata: {name: p}\nx: {"\\udfff": 1}\n'])
+def test_a_lone_surrogate_escape_is_a_generate_error_naming_the_document(where: str, tmp_path: Any) -> None:
+    from generator import kube
+    from generator.errors import GenerateError
+
+    f = tmp_path / "pod.yaml"
+    f.write_text("apiVersion: v1\nkind: Pod\n" + where + "spec: {containers: [{name: c, image: i}]}\n")
+    with pytest.raises(GenerateError, match=r"pod.yaml: document 0: .*lone surrogate"):
+        kube.load(f)
+
+
+def test_aliases_are_walked_once(tmp_path: Any) -> None:
+    from generator import kube
+
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]" for i in range(8)]
+    f = tmp_path / "pod.yaml"
+    f.write_text("\n".join(rows) + "\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: *i}\n"
+                 "spec: {containers: [{name: c, image: i}]}\n")
+    assert len(kube.load(f).documents) == 1  # 10^9 strings if expanded: returns at once
+
+
+def test_an_image_config_with_a_lone_surrogate_is_an_image_error() -> None:
+    from generator import oci
+    from generator.errors import ImageError
+    from generator.model import Blob
+
+    layer = Blob("sha256:" + "ab" * 32, "application/vnd.oci.image.layer.v1.tar", 10)
+    m = oci.Manifest(oci.OCI_MANIFEST, Blob("sha256:" + "cd" * 32, oci.OCI_CONFIG, 10), (layer,))
+    config = {"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "ef" * 32]},
+              "config": {"Env": ["A=\ud800"]}}
+    with pytest.raises(ImageError, match="lone surrogate"):
+        oci.check_config(config, m, "img")
+    config["config"] = {"Env": ["A=b"]}
+    oci.check_config(config, m, "img")
