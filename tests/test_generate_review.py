@@ -258,3 +258,34 @@ def test_an_image_config_with_a_lone_surrogate_is_an_image_error() -> None:
         oci.check_config(config, m, "img")
     config["config"] = {"Env": ["A=b"]}
     oci.check_config(config, m, "img")
+
+
+@pytest.mark.parametrize("which", ["out", "yaml_out"])
+def test_an_out_directory_that_is_a_file_is_a_generate_error_before_any_work(which: str, tmp_path: Any) -> None:
+    from generator import generate
+    from generator.errors import GenerateError
+
+    (tmp_path / "pod.yaml").write_text(POD_YAML % "p")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    kw: dict[str, Any] = {"out": tmp_path / "out", which: blocker}
+    with pytest.raises(GenerateError, match="not a directory"):
+        generate.run([str(tmp_path / "pod.yaml")], generate.Options(cache=tmp_path / "cache", **kw))
+    assert blocker.read_text() == "x"
+
+
+def test_an_unreadable_manifest_is_a_generate_error(tmp_path: Any) -> None:
+    import json as json_mod
+
+    from generator import generate
+    from generator.errors import GenerateError
+
+    (tmp_path / "pod.yaml").write_text(POD_YAML % "p")
+    (tmp_path / "out" / "manifest.json").mkdir(parents=True)  # a directory where the manifest goes
+    from test_generate_manifest import REFS
+
+    refs = tmp_path / "refs.json"
+    refs.write_text(json_mod.dumps(REFS))
+    with pytest.raises(GenerateError, match=r"manifest\.json: cannot read"):
+        generate.run([str(tmp_path / "pod.yaml")],
+                     generate.Options(out=tmp_path / "out", cache=tmp_path / "cache", reference_values=str(refs)))
