@@ -289,3 +289,20 @@ def test_an_unreadable_manifest_is_a_generate_error(tmp_path: Any) -> None:
     with pytest.raises(GenerateError, match=r"manifest\.json: cannot read"):
         generate.run([str(tmp_path / "pod.yaml")],
                      generate.Options(out=tmp_path / "out", cache=tmp_path / "cache", reference_values=str(refs)))
+
+
+@pytest.mark.parametrize("doc", ['{"WorkloadOwnerKeyDigests": [5, {}]}', '{"SeedshareOwnerPubKeys": [["ab"]]}'])
+def test_owner_key_lists_of_other_things_than_strings_are_refused(doc: str) -> None:
+    from generator import manifest
+    from generator.errors import GenerateError
+
+    with pytest.raises(GenerateError, match="must be a list of strings"):
+        manifest.load(doc.encode(), "m.json")  # manifest diff crashed on these with a TypeError
+
+
+def test_manifest_diff_of_owner_keys_still_works() -> None:
+    from generator import manifest, manifest_diff
+
+    a = manifest.load(b'{"WorkloadOwnerKeyDigests": ["aa"]}', "a")
+    b = manifest.load(b'{"WorkloadOwnerKeyDigests": ["bb"]}', "b")
+    assert any(manifest_diff.diff(a, b).values())
