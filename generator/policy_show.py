@@ -54,6 +54,17 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
+def _obj(node: Any, key: str) -> Mapping[str, Any]:
+    """node[key] when both are objects, else {}: a policy from outside may hold anything anywhere."""
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _arr(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, list) else []
+
+
 def _argv(args: Any) -> str:
     if not isinstance(args, list):
         return "(any)"
@@ -69,55 +80,55 @@ def _env(entry: str) -> str:
 
 def container(p: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One container's policy entry as a summary (also the --json shape)."""
-    oci = p.get("OCI") or {}
-    proc = oci.get("Process") or {}
-    user = proc.get("User") or {}
-    caps = proc.get("Capabilities") or {}
-    storages = p.get("storages") or []
+    oci = _obj(p, "OCI")
+    proc = _obj(oci, "Process")
+    user = _obj(proc, "User")
+    caps = _obj(proc, "Capabilities")
+    storages = _arr(p, "storages")
     layers = [s for s in storages if isinstance(s, Mapping) and s.get("driver") == "blk"]
     hashes = []
     for s in layers:
-        opts = {o.partition("=")[0]: o.partition("=")[2] for o in s.get("driver_options") or [] if isinstance(o, str)}
+        opts = {o.partition("=")[0]: o.partition("=")[2] for o in _arr(s, "driver_options") if isinstance(o, str)}
         hashes.append(opts.get("cocoon.verity.roothash", "?"))
-    annotations = oci.get("Annotations") or {}
+    annotations = _obj(oci, "Annotations")
     name = p.get("name") or annotations.get("io.kubernetes.cri.container-name") or f"container {index}"
     mounts = [{"destination": m.get("destination"), "type": m.get("type_") or m.get("type"),
-               "source": m.get("source"), "options": m.get("options") or []}
-              for m in oci.get("Mounts") or [] if isinstance(m, Mapping)]
+               "source": m.get("source"), "options": [str(o) for o in _arr(m, "options")]}
+              for m in _arr(oci, "Mounts") if isinstance(m, Mapping)]
     return {
         "name": name,
         "image": p.get("image"),
         "sandbox": annotations.get("io.kubernetes.cri.container-type") == "sandbox" or index == 0,
         "args": proc.get("Args"),
-        "env": proc.get("Env") or [],
+        "env": [e if isinstance(e, str) else json.dumps(e) for e in _arr(proc, "Env")],
         "cwd": proc.get("Cwd"),
-        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": user.get("AdditionalGids") or []},
+        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": _arr(user, "AdditionalGids")},
         "no_new_privileges": proc.get("NoNewPrivileges"),
         "capabilities": caps.get("Effective") if isinstance(caps, Mapping) else None,
         "bounding": caps.get("Bounding") if isinstance(caps, Mapping) else None,
         "readonly_root": _get(oci, "Root", "Readonly"),
         "layers": hashes,
         "mounts": mounts,
-        "exec": p.get("exec_commands") or [],
+        "exec": _arr(p, "exec_commands"),
     }
 
 
 def summary(data: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = data.get("request_defaults") or {}
-    sandbox = data.get("sandbox") or {}
-    ex = defaults.get("ExecProcessRequest") or {}
+    defaults = _obj(data, "request_defaults")
+    sandbox = _obj(data, "sandbox")
+    ex = _obj(defaults, "ExecProcessRequest")
     return {
         "sandbox": {"name": sandbox.get("name"), "namespace": sandbox.get("namespace")},
-        "containers": [container(p, i) for i, p in enumerate(data.get("containers") or []) if isinstance(p, Mapping)],
+        "containers": [container(p, i) for i, p in enumerate(_arr(data, "containers")) if isinstance(p, Mapping)],
         "host": {
-            "exec_any_container": ex.get("allowed_commands") or [],
-            "exec_regex": ex.get("regex") or [],
-            "copy_files_matching": defaults.get("CopyFileRequest") or [],
+            "exec_any_container": _arr(ex, "allowed_commands"),
+            "exec_regex": _arr(ex, "regex"),
+            "copy_files_matching": _arr(defaults, "CopyFileRequest"),
             "read_output": bool(defaults.get("ReadStreamRequest")),
             "write_stdin": bool(defaults.get("WriteStreamRequest")),
             "close_stdin": bool(defaults.get("CloseStdinRequest")),
             "set_policy": bool(defaults.get("SetPolicyRequest")),
-            "env_patterns": _get(defaults, "CreateContainerRequest", "allow_env_regex") or [],
+            "env_patterns": _arr(_obj(defaults, "CreateContainerRequest"), "allow_env_regex"),
         },
     }
 
@@ -138,7 +149,7 @@ def _caps(value: Any, common: Mapping[str, Any]) -> str:
 
 def describe(data: Mapping[str, Any]) -> list[str]:
     s = summary(data)
-    common = data.get("common") or {}
+    common = _obj(data, "common")
     out = [f"pod {s['sandbox']['namespace'] or '?'}/{s['sandbox']['name'] or '?'}: "
            f"{len(s['containers'])} containers (the first is the pause container)"]
     for c in s["containers"]:
@@ -231,7 +242,7 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
     f.documents = [d for d in docs if d is not None]
     out = []
     for pod in kube.pods([f]):
-        anno = (pod.metadata.get("annotations") or {}).get(kube.INITDATA_ANNOTATION)
+        anno = _obj(_obj({"m": pod.metadata}, "m"), "annotations").get(kube.INITDATA_ANNOTATION)
         if not isinstance(anno, str):
             raise GenerateError(f"{pod.where}: no {kube.INITDATA_ANNOTATION} annotation (run cocoon generate)")
         try:

@@ -306,3 +306,45 @@ def test_manifest_diff_of_owner_keys_still_works() -> None:
     a = manifest.load(b'{"WorkloadOwnerKeyDigests": ["aa"]}', "a")
     b = manifest.load(b'{"WorkloadOwnerKeyDigests": ["bb"]}', "b")
     assert any(manifest_diff.diff(a, b).values())
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: (st.lists(inner, max_size=3)
+                                    | st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                     max_leaves=12)
+_KEYS = ["OCI", "Process", "User", "Capabilities", "Env", "Args", "Mounts", "options", "storages", "driver",
+         "driver_options", "exec_commands", "Annotations", "Root", "name", "image", "containers", "sandbox",
+         "request_defaults", "ExecProcessRequest", "CreateContainerRequest", "CopyFileRequest", "common"]
+_shaped = st.recursive(_json, lambda inner: st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4) |
+                       st.lists(inner, max_size=3), max_leaves=25)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _shaped, max_size=5))
+def test_policy_show_describes_any_policy_data_or_says_why_not(data: dict[str, Any]) -> None:
+    import json as json_mod
+
+    from generator import policy_show
+    from generator.errors import GenerateError
+
+    text = "package agent_policy\n\npolicy_data := " + json_mod.dumps(data) + "\n"
+    try:
+        items = policy_show.from_document(text.encode(), "p.rego")
+    except GenerateError:
+        return
+    policy_show.render(items)
+    json_mod.dumps([policy_show.summary(d) for _, d in items])
+
+
+def test_policy_show_of_yaml_with_annotations_not_a_mapping_is_a_generate_error() -> None:
+    from generator import policy_show
+    from generator.errors import GenerateError
+
+    raw = (b"apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: [1]}\n"
+           b"spec: {containers: [{name: c, image: i}]}\n")
+    with pytest.raises(GenerateError, match=r"no io\.katacontainers"):
+        policy_show.from_document(raw, "pod.yaml")
