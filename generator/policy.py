@@ -422,6 +422,8 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
         vname = _get(ctx, v, "name", f"spec.volumes[{i}]", str)
         if not vname:
             raise ctx.fail(f"spec.volumes[{i}].name", "a volume needs a name")
+        if len(vname) > 63 or not DNS_LABEL.fullmatch(vname):  # it names a directory: no '/', no '..'
+            raise ctx.fail(f"spec.volumes[{i}].name", f"{vname!r} is not a valid volume name (a DNS-1123 label)")
         volumes[vname] = (f"spec.volumes[{i}]", v)
     mounts: list[dict[str, Any]] = []
     storages: list[dict[str, Any]] = []

@@ -348,3 +348,13 @@ def test_policy_show_of_yaml_with_annotations_not_a_mapping_is_a_generate_error(
            b"spec: {containers: [{name: c, image: i}]}\n")
     with pytest.raises(GenerateError, match=r"no io\.katacontainers"):
         policy_show.from_document(raw, "pod.yaml")
+
+
+@pytest.mark.parametrize("name", ["../../../etc", "a/b", "Cache", "x" * 64])
+def test_a_volume_name_that_is_not_a_dns_label_is_refused(name: str) -> None:
+    spec = sample_spec()
+    spec["volumes"][0]["name"] = name
+    spec["containers"][0]["volumeMounts"][0]["name"] = name
+    spec["containers"][1]["volumeMounts"][0]["name"] = name
+    with pytest.raises(PolicyGenError, match=r"spec\.volumes\[0\]\.name"):
+        policy_data(sample_pod(spec), IMAGES, SETTINGS)
