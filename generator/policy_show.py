@@ -34,12 +34,35 @@ def extract(policy_text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def rules_warning(policy_text: str, data: Mapping[str, Any]) -> str | None:
+    """None when ``policy_text`` is exactly cocoon's rules with this ``policy_data`` (so the description is what
+    the engine enforces), else a warning: other rules (genpolicy's, or edited ones, or a second ``policy_data``
+    the engine would read instead of this one) decide what the pod may do, and this reads only the data."""
+    from generator.policy import render
+
+    if render(data) == policy_text:
+        return None
+    return ("WARNING: not exactly cocoon's rules and one policy_data; what follows describes the data only, "
+            "the rules (unread here) decide what it admits")
+
+
 def _get(node: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(node, Mapping):
             return None
         node = node.get(key)
     return node
+
+
+def _obj(node: Any, key: str) -> Mapping[str, Any]:
+    """node[key] when both are objects, else {}: a policy from outside may hold anything anywhere."""
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _arr(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, list) else []
 
 
 def _argv(args: Any) -> str:
@@ -76,55 +99,55 @@ def _env(entry: str) -> str:
 
 def container(p: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One container's policy entry as a summary (also the --json shape)."""
-    oci = p.get("OCI") or {}
-    proc = oci.get("Process") or {}
-    user = proc.get("User") or {}
-    caps = proc.get("Capabilities") or {}
-    storages = p.get("storages") or []
+    oci = _obj(p, "OCI")
+    proc = _obj(oci, "Process")
+    user = _obj(proc, "User")
+    caps = _obj(proc, "Capabilities")
+    storages = _arr(p, "storages")
     layers = [s for s in storages if isinstance(s, Mapping) and s.get("driver") == "blk"]
     hashes = []
     for s in layers:
-        opts = {o.partition("=")[0]: o.partition("=")[2] for o in s.get("driver_options") or [] if isinstance(o, str)}
+        opts = {o.partition("=")[0]: o.partition("=")[2] for o in _arr(s, "driver_options") if isinstance(o, str)}
         hashes.append(opts.get("cocoon.verity.roothash", "?"))
-    annotations = oci.get("Annotations") or {}
+    annotations = _obj(oci, "Annotations")
     name = p.get("name") or annotations.get("io.kubernetes.cri.container-name") or f"container {index}"
     mounts = [{"destination": m.get("destination"), "type": m.get("type_") or m.get("type"),
-               "source": m.get("source"), "options": m.get("options") or []}
-              for m in oci.get("Mounts") or [] if isinstance(m, Mapping)]
+               "source": m.get("source"), "options": [str(o) for o in _arr(m, "options")]}
+              for m in _arr(oci, "Mounts") if isinstance(m, Mapping)]
     return {
         "name": name,
         "image": p.get("image"),
         "sandbox": annotations.get("io.kubernetes.cri.container-type") == "sandbox" or index == 0,
         "args": proc.get("Args"),
-        "env": proc.get("Env") or [],
+        "env": [e if isinstance(e, str) else json.dumps(e) for e in _arr(proc, "Env")],
         "cwd": proc.get("Cwd"),
-        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": user.get("AdditionalGids") or []},
+        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": _arr(user, "AdditionalGids")},
         "no_new_privileges": proc.get("NoNewPrivileges"),
         "capabilities": caps.get("Effective") if isinstance(caps, Mapping) else None,
         "bounding": caps.get("Bounding") if isinstance(caps, Mapping) else None,
         "readonly_root": _get(oci, "Root", "Readonly"),
         "layers": hashes,
         "mounts": mounts,
-        "exec": p.get("exec_commands") or [],
+        "exec": _arr(p, "exec_commands"),
     }
 
 
 def summary(data: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = data.get("request_defaults") or {}
-    sandbox = data.get("sandbox") or {}
-    ex = defaults.get("ExecProcessRequest") or {}
+    defaults = _obj(data, "request_defaults")
+    sandbox = _obj(data, "sandbox")
+    ex = _obj(defaults, "ExecProcessRequest")
     return {
         "sandbox": {"name": sandbox.get("name"), "namespace": sandbox.get("namespace")},
-        "containers": [container(p, i) for i, p in enumerate(data.get("containers") or []) if isinstance(p, Mapping)],
+        "containers": [container(p, i) for i, p in enumerate(_arr(data, "containers")) if isinstance(p, Mapping)],
         "host": {
-            "exec_any_container": ex.get("allowed_commands") or [],
-            "exec_regex": ex.get("regex") or [],
-            "copy_files_matching": defaults.get("CopyFileRequest") or [],
+            "exec_any_container": _arr(ex, "allowed_commands"),
+            "exec_regex": _arr(ex, "regex"),
+            "copy_files_matching": _arr(defaults, "CopyFileRequest"),
             "read_output": bool(defaults.get("ReadStreamRequest")),
             "write_stdin": bool(defaults.get("WriteStreamRequest")),
             "close_stdin": bool(defaults.get("CloseStdinRequest")),
             "set_policy": bool(defaults.get("SetPolicyRequest")),
-            "env_patterns": _get(defaults, "CreateContainerRequest", "allow_env_regex") or [],
+            "env_patterns": _arr(_obj(defaults, "CreateContainerRequest"), "allow_env_regex"),
         },
     }
 
@@ -145,7 +168,7 @@ def _caps(value: Any, common: Mapping[str, Any]) -> str:
 
 def describe(data: Mapping[str, Any]) -> list[str]:
     s = summary(data)
-    common = data.get("common") or {}
+    common = _obj(data, "common")
     out = [f"pod {s['sandbox']['namespace'] or '?'}/{s['sandbox']['name'] or '?'}: "
            f"{len(s['containers'])} containers (the first is the pause container)"]
     for c in s["containers"]:
@@ -190,6 +213,12 @@ def describe(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _labelled(source: str, policy_text: str) -> tuple[str, dict[str, Any]]:
+    data = extract(policy_text, source)
+    warning = rules_warning(policy_text, data)
+    return (f"{source} ({warning})" if warning else source), data
+
+
 def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
     """(label, policy_data) for every policy in ``raw``: Rego text, an initdata TOML/block, or Kubernetes YAML."""
     from agent import initdata
@@ -203,13 +232,13 @@ def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{source}: initdata without policy.rego")
-        return [(source, extract(doc.policy, source))]
+        return [_labelled(source, doc.policy)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GenerateError(f"{source}: neither a policy, an initdata document nor YAML (not UTF-8)") from None
     if _MARKER.search(text) and "package " in text:
-        return [(source, extract(text, source))]
+        return [_labelled(source, text)]
     return _from_yaml(text, source)
 
 
@@ -230,7 +259,7 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
         raise GenerateError(f"{source}: neither a policy, an initdata document nor valid YAML: {exc}") from None
     out = []
     for pod in kube.pods([f]):
-        anno = (pod.metadata.get("annotations") or {}).get(kube.INITDATA_ANNOTATION)
+        anno = _obj(_obj({"m": pod.metadata}, "m"), "annotations").get(kube.INITDATA_ANNOTATION)
         if not isinstance(anno, str):
             raise GenerateError(f"{pod.where}: no {kube.INITDATA_ANNOTATION} annotation (run cocoon generate)")
         try:
@@ -242,7 +271,7 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{pod.where}: its initdata has no policy.rego")
-        out.append((pod.where, extract(doc.policy, pod.where)))
+        out.append(_labelled(pod.where, doc.policy))
     if not out:
         raise GenerateError(f"{source}: no pods in this YAML")
     return out
