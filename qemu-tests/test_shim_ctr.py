@@ -1,0 +1,90 @@
+"""containerd's own client against cocoon's shim: Debian's containerd 1.6 started by the test with the
+runtime ``io.containerd.cocoon.v2``, an OCI archive imported, and ``ctr run`` of it printing the container's
+output and returning its exit code, from a VM the shim booted (sim TEE, TCG) with the image's layers
+converted from containerd's content store. Afterwards no QEMU process and no shim file is left.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import containerd, ociimage
+
+from agent.initdata import render_document
+from agent.protocols import agent_pb2
+from launcher.qemu import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSYBOX = Path("/usr/bin/busybox")
+# every agent request allowed: this test is about the engine, not the policy (test_generate_e2e is)
+ALLOW_ALL = "package agent_policy\n" + "".join(
+    f"default {m.input_type.name} := true\n"
+    for m in sorted(agent_pb2.DESCRIPTOR.services_by_name["AgentService"].methods, key=lambda m: m.name))
+
+
+def busybox_layer() -> dict[str, Any]:
+    base: dict[str, Any] = {"bin": ociimage.Dir(), "bin/busybox": ociimage.File(BUSYBOX.read_bytes(), 0o755),
+                            "etc": ociimage.Dir(), "tmp": ociimage.Dir(0o1777)}
+    for applet in ("sh", "echo", "cat", "sleep", "false", "id", "test", "["):
+        base[f"bin/{applet}"] = ociimage.Symlink("busybox")
+    return base
+
+
+def shim_bin(where: Path) -> Path:
+    """containerd-shim-cocoon-v2 as the console script would be, running this checkout's shim."""
+    where.mkdir(parents=True, exist_ok=True)
+    script = where / "containerd-shim-cocoon-v2"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
+    script.chmod(0o755)
+    return where
+
+
+def qemu_pids(marker: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmd and marker.encode() in cmd:
+                out.append(int(pid))
+    return out
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_ctr_run_prints_output_and_returns_exit_code(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
+    import time
+
+    app = ociimage.build_image(tmp_path / "app", [busybox_layer(), {"etc": ociimage.Dir(),
+                                                                    "etc/greeting": b"hello from a layer\n"}],
+                               tag="1.0", config={"Env": ["PATH=/bin"], "Cmd": ["sh"]})
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    run_dir = base / "run"
+    env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
+    initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
+    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+        name = c.import_image(app, "localhost/app:1.0")
+        t0 = time.monotonic()
+        run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
+                    f"io.katacontainers.config.hypervisor.cc_init_data={initdata}", name, "c1",
+                    "sh", "-c", "cat /etc/greeting; echo out-$((6*7)); echo err >&2; exit 3",
+                    timeout=600, check=False)
+        timings.append(("shim: ctr run (boot, convert, run)", time.monotonic() - t0))
+        assert run.returncode == 3, (run.stdout, run.stderr, c.log_tail(8000))
+        assert run.stdout.decode().splitlines() == ["hello from a layer", "out-42"], (run.stdout, run.stderr)
+        assert b"err" in run.stderr
+        c.ctr("containers", "delete", "c1")
+        deadline = time.monotonic() + 30
+        while qemu_pids(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu_pids(str(run_dir)) == []
+        assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.is_dir()), list(run_dir.iterdir())
