@@ -88,3 +88,48 @@ def test_ctr_run_prints_output_and_returns_exit_code(image: Image, tmp_path: Pat
             time.sleep(0.2)
         assert qemu_pids(str(run_dir)) == []
         assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.is_dir()), list(run_dir.iterdir())
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_ctr_exec_ps_kill_delete_leave_nothing(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
+    """A detached task: `ctr task exec` runs in its VM with its own output and exit code, `ps` lists it,
+    `kill` ends it with the signal's code, and `delete` leaves no QEMU process and no shim file; every task
+    event the shim published reached containerd (its log has no publish failure)."""
+    import time
+
+    app = ociimage.build_image(tmp_path / "app", [busybox_layer()], tag="1.0",
+                               config={"Env": ["PATH=/bin"], "Cmd": ["sh"]})
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    run_dir = base / "run"
+    env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
+    initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
+    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+        name = c.import_image(app, "localhost/app:1.0")
+        t0 = time.monotonic()
+        c.ctr("run", "-d", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
+              f"io.katacontainers.config.hypervisor.cc_init_data={initdata}", name, "c2", "sleep", "600",
+              timeout=600)
+        timings.append(("shim: ctr run -d (boot, convert)", time.monotonic() - t0))
+        assert len(qemu_pids(str(run_dir))) == 1
+        tasks = c.ctr("task", "ls").stdout.decode()
+        assert "c2" in tasks and "RUNNING" in tasks, tasks
+        run = c.ctr("task", "exec", "--exec-id", "e1", "--fifo-dir", str(c.fifo_dir), "c2",
+                    "sh", "-c", "echo exec-out; exit 5", check=False)
+        assert (run.returncode, run.stdout) == (5, b"exec-out\n"), (run, c.log_tail(8000))
+        ps = c.ctr("task", "ps", "c2").stdout.decode()
+        assert ps.split("\n", 1)[1].strip(), ps
+        c.ctr("task", "kill", "-s", "SIGKILL", "c2")
+        deadline = time.monotonic() + 60
+        while "STOPPED" not in c.ctr("task", "ls").stdout.decode():
+            assert time.monotonic() < deadline, c.ctr("task", "ls").stdout
+            time.sleep(0.2)
+        deleted = c.ctr("task", "delete", "c2").stdout.decode()
+        assert "137" in deleted or deleted == "", deleted
+        c.ctr("containers", "delete", "c2")
+        deadline = time.monotonic() + 30
+        while qemu_pids(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu_pids(str(run_dir)) == []
+        assert not run_dir.exists() or not any(p.is_dir() for p in run_dir.iterdir()), list(run_dir.iterdir())
+        assert "publish" not in c.log.read_text(), c.log_tail(8000)
