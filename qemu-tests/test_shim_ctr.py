@@ -133,3 +133,25 @@ def test_ctr_exec_ps_kill_delete_leave_nothing(image: Image, tmp_path: Path, tim
         assert qemu_pids(str(run_dir)) == []
         assert not run_dir.exists() or not any(p.is_dir() for p in run_dir.iterdir()), list(run_dir.iterdir())
         assert "publish" not in c.log.read_text(), c.log_tail(8000)
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_pod_without_initdata_is_refused_with_the_agents_reason(image: Image, tmp_path: Path) -> None:
+    """No cc_init_data annotation: the VM boots without an initdata disk, its agent comes up deny-all, and
+    `ctr run` fails with that reason; the VM is gone afterwards. The shim's log reaches containerd's."""
+    app = ociimage.build_image(tmp_path / "app", [busybox_layer()], tag="1.0", config={"Env": ["PATH=/bin"]})
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    run_dir = base / "run"
+    env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
+    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+        name = c.import_image(app, "localhost/app:1.0")
+        run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), name, "c3", "true",
+                    timeout=600, check=False)
+        err = run.stderr.decode()
+        assert run.returncode != 0
+        assert "no io.katacontainers.config.hypervisor.cc_init_data annotation" in err, (err, c.log_tail(8000))
+        assert "deny-all" in err, err
+        c.ctr("containers", "delete", "c3")
+        assert qemu_pids(str(run_dir)) == []
+        assert "cocoon-shim" in c.log.read_text(), c.log_tail(8000)

@@ -165,8 +165,23 @@ class TaskService:
             ("Shutdown", task_pb2.ShutdownRequest, empty_pb2.Empty, False),
         ]
         for name, req, resp, long in table:
-            svc.add(Method(name, req, resp, getattr(self, name.lower()), long_running=long))
+            svc.add(Method(name, req, resp, self._logged(name, getattr(self, name.lower())), long_running=long))
         return svc
+
+    @staticmethod
+    def _logged(name: str, handler: Callable[[Any, Context], Any]) -> Callable[[Any, Context], Any]:
+        """Every call and every refusal in the shim's log (containerd copies it into its own)."""
+
+        def run(req: Any, ctx: Context) -> Any:
+            what = f"{name} {getattr(req, 'id', '')}/{getattr(req, 'exec_id', '')}".rstrip("/")
+            log.info("%s", what)
+            try:
+                return handler(req, ctx)
+            except RpcError as exc:
+                log.warning("%s refused: %s", what, exc)
+                raise
+
+        return run
 
     def _container(self, cid: str) -> Container:
         c = self.containers.get(cid)
