@@ -59,6 +59,19 @@ def qemu_pids(marker: str) -> list[int]:
     return out
 
 
+def shim_pids(marker: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"shim.main" in cmd and b"serve" in cmd and any(marker.encode() in a for a in cmd):
+                out.append(int(pid))
+    return out
+
+
 @pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
 def test_ctr_run_prints_output_and_returns_exit_code(image: Image, tmp_path: Path, timings: list) -> None:  # type: ignore[type-arg]
     import time
@@ -87,6 +100,9 @@ def test_ctr_run_prints_output_and_returns_exit_code(image: Image, tmp_path: Pat
         while qemu_pids(str(run_dir)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert qemu_pids(str(run_dir)) == []
+        while shim_pids(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert shim_pids(str(run_dir)) == []  # containerd's Shutdown after the last Delete ends the shim
         assert not run_dir.exists() or not any(p for p in run_dir.iterdir() if p.is_dir()), list(run_dir.iterdir())
 
 
@@ -131,6 +147,9 @@ def test_ctr_exec_ps_kill_delete_leave_nothing(image: Image, tmp_path: Path, tim
         while qemu_pids(str(run_dir)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert qemu_pids(str(run_dir)) == []
+        while shim_pids(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert shim_pids(str(run_dir)) == []
         assert not run_dir.exists() or not any(p.is_dir() for p in run_dir.iterdir()), list(run_dir.iterdir())
         assert "publish" not in c.log.read_text(), c.log_tail(8000)
 
@@ -155,19 +174,6 @@ def test_pod_without_initdata_is_refused_with_the_agents_reason(image: Image, tm
         c.ctr("containers", "delete", "c3")
         assert qemu_pids(str(run_dir)) == []
         assert "cocoon-shim" in c.log.read_text(), c.log_tail(8000)
-
-
-def shim_pids(marker: str) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"shim.main" in cmd and b"serve" in cmd and any(marker.encode() in a for a in cmd):
-                out.append(int(pid))
-    return out
 
 
 @pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))

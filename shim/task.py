@@ -241,6 +241,8 @@ class TaskService:
                 raise
             init = Process(req.id, req.id, req.stdin, req.stdout, req.stderr, req.terminal)
             self.containers[req.id] = Container(req.id, req.bundle, init, sandbox=sandbox)
+            if sandbox:
+                threading.Thread(target=self._oom_events, daemon=True, name="oom events").start()
         pid = self._pid()
         self.publisher.publish("/tasks/create", events_pb2.TaskCreate(
             container_id=req.id, bundle=req.bundle, rootfs=req.rootfs, pid=pid,
@@ -314,6 +316,19 @@ class TaskService:
         for t in p.pumps:
             t.join(timeout=30)
         self._exited(p, status)
+
+    def _oom_events(self) -> None:
+        """The agent's OOM events (GetOOMEvent, a long poll, as Kata's shim watches them) -> TaskOOM. Ends with
+        the VM, or at once when the pod's policy denies the request (then no OOM is reported, and the log says
+        why)."""
+        while self.pod is not None and self.pod.alive():
+            try:
+                event = self._agent("GetOOMEvent", {}, FOREVER)
+            except RpcError as exc:
+                log.info("OOM events end: %s", exc)
+                return
+            if event.container_id:
+                self.publisher.publish("/tasks/oom", events_pb2.TaskOOM(container_id=event.container_id))
 
     def _exited(self, p: Process, status: int) -> None:
         if p.exited.is_set():
