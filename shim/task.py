@@ -258,14 +258,16 @@ class TaskService:
         else:
             self._agent("StartContainer", {"container_id": req.id})
         p.status = task_pb2.RUNNING
-        self._io(p)
-        threading.Thread(target=self._wait, args=(p,), daemon=True, name=f"wait {p.cid}/{p.exec_id}").start()
         pid = self._pid()
+        # the start event goes out before the waiter can publish the exit: a quick process must not
+        # appear to containerd as exited before it started
         if req.exec_id:
             self.publisher.publish("/tasks/exec-started", events_pb2.TaskExecStarted(
                 container_id=req.id, exec_id=req.exec_id, pid=pid))
         else:
             self.publisher.publish("/tasks/start", events_pb2.TaskStart(container_id=req.id, pid=pid))
+        self._io(p)
+        threading.Thread(target=self._wait, args=(p,), daemon=True, name=f"wait {p.cid}/{p.exec_id}").start()
         return task_pb2.StartResponse(pid=pid)
 
     def _io(self, p: Process) -> None:
@@ -329,6 +331,8 @@ class TaskService:
                 return
             if event.container_id:
                 self.publisher.publish("/tasks/oom", events_pb2.TaskOOM(container_id=event.container_id))
+            else:
+                time.sleep(0.5)  # an agent that answers at once with no event must not make this spin
 
     def _exited(self, p: Process, status: int) -> None:
         if p.exited.is_set():

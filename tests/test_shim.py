@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import any_pb2, empty_pb2
@@ -131,3 +132,161 @@ def test_ctr_run_with_a_corrupt_annotation_fails_with_the_reason(tmp_path: Path)
         assert run.returncode != 0
         assert f"annotation {task.INITDATA_ANNOTATION} is not base64" in run.stderr.decode(), run.stderr
         c.ctr("containers", "delete", "bad")
+
+
+class FakePod:
+    """The agent side of a pod, in memory: a started process prints its args' first word and the stdin it
+    got, then exits with the status in its args (or 128+signal when killed)."""
+
+    pid = 4242
+
+    def __init__(self) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.ns = SimpleNamespace
+        self.lock = threading.Lock()
+        self.out: dict[str, list[bytes]] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.status: dict[str, int] = {}
+        self.args: dict[str, list[str]] = {}
+        self.stdin: dict[str, bytes] = {}
+        self.calls: list[str] = []
+        self.stopped = False
+        self.stop_event = threading.Event()
+
+    def boot(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
+        self.calls.append("boot")
+
+    def create_container(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
+        self.args[cid] = spec["process"]["args"]
+
+    def alive(self) -> bool:
+        return not self.stopped
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.stop_event.set()
+
+    def _run(self, key: str, args: list[str]) -> None:
+        import threading
+
+        self.out[key] = [f"{args[0]}\n".encode()]
+        self.done[key] = threading.Event()
+        if args[-1].isdigit():
+            self.status[key] = int(args[-1])
+            self.done[key].set()
+
+    def call(self, rpc: str, req: Any, timeout: float | None) -> Any:
+        if rpc == "GetOOMEvent":  # a long poll that ends with the VM
+            self.stop_event.wait()
+            raise RpcError(Code.UNAVAILABLE, "connection lost")
+        self.calls.append(rpc)
+        if rpc == "StartContainer":
+            self._run(req["container_id"], self.args[req["container_id"]])
+        elif rpc == "ExecProcess":
+            self._run(req.exec_id, list(req.process.Args))
+        elif rpc in ("ReadStdout", "ReadStderr"):
+            key = req["exec_id"]
+            if rpc == "ReadStdout" and self.out[key]:
+                return self.ns(data=self.out[key].pop(0))
+            self.done[key].wait()
+            if rpc == "ReadStdout" and key in self.stdin:
+                data = self.stdin.pop(key)
+                return self.ns(data=data)
+            raise RpcError(Code.UNKNOWN, "EOF")
+        elif rpc == "WriteStream":
+            import base64
+
+            self.stdin[req["exec_id"]] = self.stdin.get(req["exec_id"], b"") + base64.b64decode(req["data"])
+        elif rpc == "WaitProcess":
+            self.done[req["exec_id"]].wait()
+            return self.ns(status=self.status[req["exec_id"]])
+        elif rpc == "SignalProcess":
+            key = req["exec_id"] or req["container_id"]
+            self.status[key] = 128 + req["signal"]
+            self.done[key].set()
+        return self.ns()
+
+
+def settle(got: list[bytes]) -> None:
+    """The FIFO reader thread has seen EOF (the shim closed its end) and stored what it read."""
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_task_service_lifecycle_with_fifos(tmp_path: Path) -> None:
+    """Create/Start/Wait/Kill/Delete/Exec in containerd's order: output reaches the FIFOs before Wait answers,
+    stdin goes to the process, exit codes and events are as containerd expects them."""
+    import threading
+
+    from agent.rpc import Context
+
+    events: list[tuple[str, Any]] = []
+
+    class Pub:
+        queue = __import__("queue").Queue()
+
+        def publish(self, topic: str, event: Any) -> None:
+            events.append((topic, event))
+
+    pod = FakePod()
+    svc = task.TaskService("ns", "/x.sock", Pub(), lambda cid, doc, bundle: pod, threading.Event())  # type: ignore[arg-type]
+    ctx = Context("test")
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"process": {"args": ["hello", "3"]}}))
+
+    def fifo(name: str) -> tuple[str, list[bytes]]:
+        path = str(tmp_path / name)
+        os.mkfifo(path)
+        got: list[bytes] = []
+
+        def read() -> None:
+            with open(path, "rb") as f:
+                got.append(f.read())
+
+        threading.Thread(target=read, daemon=True).start()
+        return path, got
+
+    out, got = fifo("out")
+    err, _ = fifo("err")
+    created = svc.create(task_pb2.CreateTaskRequest(id="c1", bundle=str(bundle), stdout=out, stderr=err), ctx)
+    assert created.pid == FakePod.pid and pod.calls == ["boot"]
+    assert svc.state(task_pb2.StateRequest(id="c1"), ctx).status == task_pb2.CREATED
+    svc.start(task_pb2.StartRequest(id="c1"), ctx)
+    waited = svc.wait(task_pb2.WaitRequest(id="c1"), ctx)
+    assert waited.exit_status == 3
+    settle(got)
+    assert got == [b"hello\n"]  # all output was written (and the FIFO closed) by the time Wait answered
+    with pytest.raises(RpcError, match="not in state created"):
+        svc.start(task_pb2.StartRequest(id="c1"), ctx)
+
+    # an exec with stdin, then killed
+    inp = str(tmp_path / "in")
+    os.mkfifo(inp)
+    eout, egot = fifo("eout")
+    spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                       value=json.dumps({"args": ["cat"], "cwd": "/"}).encode())
+    svc.exec(task_pb2.ExecProcessRequest(id="c1", exec_id="e1", stdin=inp, stdout=eout, spec=spec), ctx)
+    svc.start(task_pb2.StartRequest(id="c1", exec_id="e1"), ctx)
+    with open(inp, "wb") as f:
+        f.write(b"typed\n")
+    deadline = time.monotonic() + 5
+    while "CloseStdin" not in pod.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    svc.kill(task_pb2.KillRequest(id="c1", exec_id="e1", signal=9), ctx)
+    assert svc.wait(task_pb2.WaitRequest(id="c1", exec_id="e1"), ctx).exit_status == 137
+    settle(egot)
+    assert egot == [b"cat\ntyped\n"]
+    assert svc.delete(task_pb2.DeleteRequest(id="c1", exec_id="e1"), ctx).exit_status == 137
+    deleted = svc.delete(task_pb2.DeleteRequest(id="c1"), ctx)
+    assert deleted.exit_status == 3 and pod.stopped
+    topics = [t for t, _ in events]
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/exec-added", "/tasks/exec-started",
+                      "/tasks/exit", "/tasks/delete"], topics
+    assert events[2][1].exit_status == 3 and events[5][1].id == "e1"
+    with pytest.raises(RpcError) as exc:
+        svc.state(task_pb2.StateRequest(id="c1"), ctx)
+    assert exc.value.code == Code.NOT_FOUND
