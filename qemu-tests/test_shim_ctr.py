@@ -227,3 +227,42 @@ def test_vm_killed_under_a_task_and_shim_killed_are_cleaned_up(image: Image, tmp
         c.ctr("containers", "delete", "b")
         assert qemu_pids(str(run_dir)) == [] and shim_pids(str(run_dir)) == []
         assert not run_dir.exists() or not any(p.is_dir() for p in run_dir.iterdir()), list(run_dir.iterdir())
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_a_container_joins_its_pods_sandbox(image: Image, tmp_path: Path) -> None:
+    """Kata's grouping, driven through ctr with the annotations containerd's CRI plugin sets: a sandbox
+    container boots the pod's VM; a container naming it in ``io.kubernetes.cri.sandbox-id`` gets the same shim
+    (start prints the running shim's address) and runs in the same VM. Deleting it leaves the pod running;
+    deleting the sandbox stops the VM and the shim."""
+    import time
+
+    app = ociimage.build_image(tmp_path / "app", [busybox_layer()], tag="1.0", config={"Env": ["PATH=/bin"]})
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    run_dir = base / "run"
+    env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
+    initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
+    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+        name = c.import_image(app, "localhost/app:1.0")
+        common = ["--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir),
+                  "--annotation", "io.kubernetes.cri.sandbox-id=pod1"]
+        c.ctr("run", "-d", *common, "--annotation", "io.kubernetes.cri.container-type=sandbox", "--annotation",
+              f"io.katacontainers.config.hypervisor.cc_init_data={initdata}", name, "pod1", "sleep", "600",
+              timeout=600)
+        run = c.ctr("run", *common, "--annotation", "io.kubernetes.cri.container-type=container", name, "app1",
+                    "sh", "-c", "echo in-the-pod; exit 4", timeout=300, check=False)
+        assert (run.returncode, run.stdout) == (4, b"in-the-pod\n"), (run, c.log_tail(6000))
+        assert len(qemu_pids(str(run_dir))) == 1 and len(shim_pids(str(run_dir))) == 1
+        c.ctr("containers", "delete", "app1")
+        assert len(qemu_pids(str(run_dir))) == 1  # the pod lives on
+        c.ctr("task", "kill", "-s", "SIGKILL", "pod1")
+        deadline = time.monotonic() + 60
+        while "STOPPED" not in c.ctr("task", "ls").stdout.decode():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        c.ctr("task", "delete", "pod1")
+        c.ctr("containers", "delete", "pod1")
+        while (qemu_pids(str(run_dir)) or shim_pids(str(run_dir))) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu_pids(str(run_dir)) == [] and shim_pids(str(run_dir)) == []

@@ -123,15 +123,18 @@ def delete(args: argparse.Namespace) -> int:
     from shim.protocols import task_pb2
 
     bundle = Path(args.bundle or os.getcwd())
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(int((bundle / "shim.pid").read_text()), signal.SIGKILL)
     sandbox = sandbox_of(bundle, args.id)
-    work = work_dir(args.namespace, sandbox)
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(int((work / "qemu.pid").read_text()), signal.SIGKILL)
-    shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        socket_path(args.namespace, sandbox).unlink()
+    # containerd runs `delete` for every container whose shim connection ended, also for a container that
+    # joined a pod whose shim lives on (runtime/v2 cleanupAfterDeadShim): then the pod is not ours to end
+    if sandbox == args.id or not _listening(socket_path(args.namespace, sandbox)):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((bundle / "shim.pid").read_text()), signal.SIGKILL)
+        work = work_dir(args.namespace, sandbox)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((work / "qemu.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            socket_path(args.namespace, sandbox).unlink()
     from google.protobuf import timestamp_pb2
 
     ts = timestamp_pb2.Timestamp()
