@@ -30,5 +30,6 @@ def test_containerd_starts_imports_and_stops_clean(tmp_path: Path) -> None:
         # only unix sockets: the config names no TCP address but the CRI streaming server's loopback one
         assert json.dumps(containerd.config_toml(base)).count("127.0.0.1") == 1
     assert not os.path.exists(f"/proc/{pid}")
+    assert containerd.processes_naming(base) == []
     assert not base.exists()
     assert containerd.mounts_below(base) == []

@@ -176,8 +176,28 @@ class Containerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=20)
+        # shims outlive containerd by design (runtime v2: a restarted containerd reconnects to them), and so
+        # do their VMs: whatever still names this test's directory on its command line goes too
+        for pid in processes_naming(self.base):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for target in reversed(mounts_below(self.base)):
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+def processes_naming(base: Path) -> list[int]:
+    """Processes (not this one) whose command line mentions ``base``."""
+    marker = str(base).encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(int(entry))
+    return out
 
 
 def mounts_below(base: Path) -> list[str]:
