@@ -94,7 +94,10 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         for pod in result.pods:
             print(f"{pod.where}: initdata {pod.initdata_digest}")
-        print(f"{len(result.pods)} pods, {len(result.layers)} layers ({result.converted} converted), "
+        def n(count: int, what: str) -> str:
+            return f"{count} {what}{'' if count == 1 else 's'}"
+
+        print(f"{n(len(result.pods), 'pod')}, {n(len(result.layers), 'layer')} ({result.converted} converted), "
               f"manifest {args.out / 'manifest.json'}")
     return 0
 

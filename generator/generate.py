@@ -10,6 +10,7 @@ one image pays for one conversion.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import os
@@ -112,10 +113,15 @@ def _link_layers(all_layers: Sequence[Layer], options: Options) -> Path:
             continue
         tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
         try:
+            tmp.unlink(missing_ok=True)  # a guessable name: never write through something planted there
             try:
                 os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    raise
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
             os.replace(tmp, dst)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -131,6 +137,17 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
     say = progress or (lambda _msg: None)
     cfg = settings.Settings.load(options.settings)
     files = [kube.load(p) for p in kube.expand(paths)]
+    if options.yaml_out:  # every file lands as yaml_out/<its name>: two of one name would overwrite each other
+        seen: dict[str, Path] = {}
+        for f in files:
+            if f.path.name in seen:
+                raise GenerateError(f"{f.path} and {seen[f.path.name]} would both be written to "
+                                    f"{options.yaml_out / f.path.name}: rename one, or run once for each")
+            seen[f.path.name] = f.path
+    if options.out.exists() and not options.out.is_dir():  # found now, not after every layer is converted
+        raise GenerateError(f"--out {options.out}: not a directory")
+    if options.yaml_out and options.yaml_out.exists() and not options.yaml_out.is_dir():
+        raise GenerateError(f"--yaml-out {options.yaml_out}: not a directory")
     pods = kube.pods(files)
     if not pods:
         raise GenerateError(f"no pods in {', '.join(paths)} (kinds: {', '.join(kube.KINDS)})")
@@ -147,7 +164,11 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
     manifest_path = options.out / "manifest.json"
     existing = None
     if manifest_path.exists():
-        existing = manifest.load(manifest_path.read_bytes(), str(manifest_path))
+        try:
+            raw_manifest = manifest_path.read_bytes()
+        except OSError as exc:
+            raise GenerateError(f"{manifest_path}: cannot read: {exc.strerror or exc}") from None
+        existing = manifest.load(raw_manifest, str(manifest_path))
 
     counter = [0]
     infos = _resolve_images(pods, options, say, counter)
@@ -174,12 +195,17 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
         rendered.append((dest, f.render().encode()))
 
     # Everything is decided: now write, each file whole.
-    options.out.mkdir(parents=True, exist_ok=True)
+    for d in (options.out, options.out / "layers", *([options.yaml_out] if options.yaml_out else [])):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GenerateError(f"{d}: cannot make the directory: {exc.strerror or exc}") from None
     layer_dir = _link_layers(all_layers, options)
-    layers.write_index(all_layers, options.out / "layers.json")
+    try:
+        layers.write_index(all_layers, options.out / "layers.json")
+    except OSError as exc:
+        raise GenerateError(f"{options.out / 'layers.json'}: cannot write: {exc.strerror or exc}") from None
     kube.atomic_write(manifest_path, manifest.dumps(new_manifest))
-    if options.yaml_out:
-        options.yaml_out.mkdir(parents=True, exist_ok=True)
     written = [str(layer_dir), str(options.out / "layers.json"), str(manifest_path)]
     for dest, text in rendered:
         if not dest.exists() or dest.read_bytes() != text:

@@ -101,6 +101,11 @@ def load(path: Path) -> YamlFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{path}: cannot read: {exc}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> YamlFile:
+    """The documents of ``text`` (read from ``path``), each a mapping, or a GenerateError naming the file."""
     try:
         docs = list(_yaml().load_all(text))
     except YAMLError as exc:
@@ -111,7 +116,27 @@ def load(path: Path) -> YamlFile:
     for i, doc in enumerate(kept):
         if not isinstance(doc, Mapping):
             raise GenerateError(f"{path}: document {i}: expected a Kubernetes object (a mapping), got {_kind_of(doc)}")
+        _no_surrogates(doc, f"{path}: document {i}")
     return YamlFile(path, text, kept)
+
+
+def _no_surrogates(doc: Any, where: str) -> None:
+    """A "\\ud800" escape loads as a lone surrogate, which no UTF-8 output (policy, initdata) can hold: refused
+    here, naming the document, rather than failing as an encoding error once everything is computed. Each node
+    is visited once (aliases share nodes), without recursion."""
+    seen: set[int] = set()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise GenerateError(f"{where}: the string {node[:40]!r} holds a lone surrogate (a \\uD800-\\uDFFF "
+                                    "escape), which is not text") from None
+        elif isinstance(node, Mapping | list | tuple | set) and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend([*node.keys(), *node.values()] if isinstance(node, Mapping) else node)
 
 
 def _kind_of(value: Any) -> str:
@@ -253,7 +278,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` whole or not at all (same directory temp file, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.cocoon-tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        # a name anyone could guess: never follow or reuse what is there (a symlink planted at it would make
+        # this write land wherever it points)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -199,6 +199,9 @@ def load(raw: bytes, source: str) -> dict[str, Any]:
             raise GenerateError(f"manifest {source}: Policies.{digest}.SANs must be a list of strings")
         if not isinstance(entry.get("WorkloadSecretID", ""), str):
             raise GenerateError(f"manifest {source}: Policies.{digest}.WorkloadSecretID must be a string")
+    for key in ("WorkloadOwnerKeyDigests", "SeedshareOwnerPubKeys"):
+        if not all(isinstance(k, str) for k in doc.get(key) or []):
+            raise GenerateError(f"manifest {source}: {key} must be a list of strings (hex keys or digests)")
     values = doc.get("ReferenceValues") or {}
     for platform, entries in values.items():
         if platform not in ("snp", "tdx") or not isinstance(entries, list) or not all(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import json
 import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -196,6 +197,11 @@ def check_config(config: Mapping[str, Any], manifest: Manifest, where: str) -> N
         check_digest(d, f"{where}: rootfs.diff_ids[{i}]")
     if len(diff_ids) != len(manifest.layers):
         raise ImageError(f"{where}: {len(diff_ids)} rootfs.diff_ids for {len(manifest.layers)} layers")
+    try:  # a "\ud800" escape parses to a lone surrogate, which the policy (UTF-8) cannot hold
+        json.dumps(config, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(f"{where}: a string in the config holds a lone surrogate (a \\uD800-\\uDFFF escape), "
+                         "which is not text") from None
 
 
 class Store(Protocol):

@@ -38,6 +38,8 @@ HASHOFFSET = "cocoon.verity.hashoffset="
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # kubelet's token mount point
 #: Kubernetes' env var name rule for envFrom keys (kubelet skips others): C identifier-like, dots and dashes allowed
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 
@@ -126,6 +128,13 @@ def _containers(ctx: _Ctx) -> list[tuple[str, Any]]:
 
 def _check_pod(ctx: _Ctx) -> None:
     spec = ctx.pod.spec
+    # The policy compares the sandbox's name and namespace with source_matches, which reads a value starting
+    # with "^" as a regex: only the names Kubernetes accepts (DNS-1123), which are never patterns.
+    for what, value, rule, limit in (("metadata.name", ctx.pod.name, DNS_SUBDOMAIN, 253),
+                                     ("metadata.namespace", ctx.pod.namespace, DNS_LABEL, 63)):
+        if len(value) > limit or not rule.fullmatch(value):
+            raise ctx.fail(what, f"{value!r} is not a valid Kubernetes name (lower-case letters, digits, '-'"
+                                 f"{', ' + repr('.') if rule is DNS_SUBDOMAIN else ''}; at most {limit})")
     for key in ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace"):
         if _get(ctx, spec, key, "spec", bool, False):
             raise ctx.fail(f"spec.{key}", "is not supported in a confidential pod (the VM is its own host)")
@@ -170,6 +179,9 @@ def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dic
     pod = ctx.pod
 
     def put(name: str, value: str) -> None:
+        if name.startswith("^"):  # the rules read an entry starting with "^" as a regex: never a literal one
+            raise PolicyGenError(f"{pod.where}: env var name {name!r} starts with '^', which the policy would read "
+                                 "as a pattern")
         entries[name] = f"{name}={value}"
 
     for e in ctx.settings.doc["default_env"]:
@@ -198,6 +210,9 @@ def _env(ctx: _Ctx, c: Any, path: str, image: ImageInfo) -> tuple[list[str], dic
         name = _get(ctx, ev, "name", p, str)
         if not name:
             raise ctx.fail(f"{p}.name", "an env var needs a name")
+        if not ENV_NAME.fullmatch(name):
+            raise ctx.fail(f"{p}.name", f"{name!r} is not a valid env var name (letters, digits, '_', '-', '.', "
+                                        "not starting with a digit)")
         if "value" in ev and ev.get("valueFrom") is not None:
             raise ctx.fail(p, "has both value and valueFrom")
         vf = _get(ctx, ev, "valueFrom", p, Mapping)
@@ -407,6 +422,8 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
         vname = _get(ctx, v, "name", f"spec.volumes[{i}]", str)
         if not vname:
             raise ctx.fail(f"spec.volumes[{i}].name", "a volume needs a name")
+        if len(vname) > 63 or not DNS_LABEL.fullmatch(vname):  # it names a directory: no '/', no '..'
+            raise ctx.fail(f"spec.volumes[{i}].name", f"{vname!r} is not a valid volume name (a DNS-1123 label)")
         volumes[vname] = (f"spec.volumes[{i}]", v)
     mounts: list[dict[str, Any]] = []
     storages: list[dict[str, Any]] = []
@@ -458,6 +475,8 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
                 raise ctx.fail(f"{vpath}.hostPath", "a hostPath volume exposes the host's files to the pod; "
                                                     "refused (allow with --allow-host-path)")
             hp = _get(ctx, _get(ctx, vol, "hostPath", vpath, Mapping, {}), "path", f"{vpath}.hostPath", str, "")
+            if not hp.startswith("/"):  # also: a source starting with "^" or "$(sfprefix)" would read as a regex
+                raise ctx.fail(f"{vpath}.hostPath.path", f"{hp!r} is not an absolute path")
             mounts.append({"destination": dest, "source": hp, "type_": "bind", "options": ["rbind", "rprivate", rw]})
         else:
             kinds = sorted(k for k in vol if k != "name")

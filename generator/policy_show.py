@@ -34,6 +34,18 @@ def extract(policy_text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def rules_warning(policy_text: str, data: Mapping[str, Any]) -> str | None:
+    """None when ``policy_text`` is exactly cocoon's rules with this ``policy_data`` (so the description is what
+    the engine enforces), else a warning: other rules (genpolicy's, or edited ones, or a second ``policy_data``
+    the engine would read instead of this one) decide what the pod may do, and this reads only the data."""
+    from generator.policy import render
+
+    if render(data) == policy_text:
+        return None
+    return ("WARNING: not exactly cocoon's rules and one policy_data; what follows describes the data only, "
+            "the rules (unread here) decide what it admits")
+
+
 def _get(node: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(node, Mapping):
@@ -42,70 +54,100 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
+def _obj(node: Any, key: str) -> Mapping[str, Any]:
+    """node[key] when both are objects, else {}: a policy from outside may hold anything anywhere."""
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _arr(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, Mapping) else None
+    return value if isinstance(value, list) else []
+
+
 def _argv(args: Any) -> str:
     if not isinstance(args, list):
         return "(any)"
     return " ".join(json.dumps(a) if (not isinstance(a, str) or not a or " " in a) else a for a in args)
 
 
+#: the placeholders cocoon's and genpolicy's policy_data use, as a reader would say them
+PLACEHOLDERS = {"$(sandbox-name)": "<the pod's name>", "$(bundle-id)": "<container id>",
+                "$(cpath)": "<shared directory>", "$(sfprefix)": "<runtime's copy of> ", "$(ip_p)": "<an IP>",
+                "$(ipv4_a)": "<an IPv4 address>", "$(dns_label)": "<a DNS label>", "$(svc_name)": "<a service name>"}
+
+
+def words(value: str) -> str:
+    """A policy pattern in words: placeholders named, regex anchors and escapes dropped where that is exact."""
+    text = value
+    for key, said in PLACEHOLDERS.items():
+        text = text.replace(key, said)
+    if value.startswith(("^", "$(")) and re.fullmatch(r"\^?(?:[^\\\[\](){}*+?|.]|\\[.\-/]|<[^>]*>| )*\$?", text):
+        text = re.sub(r"\\([.\-/])", r"\1", text.removeprefix("^").removesuffix("$"))
+    return text
+
+
 def _env(entry: str) -> str:
     name, _, value = entry.partition("=")
+    if name.startswith("^"):
+        return f"any variable matching {entry}"
     if value.startswith("^") or "$(" in value:
-        return f"{name} = a value matching {value}"
+        said = words(value)
+        return f"{name} = {said}" if said != value else f"{name} = a value matching {value}"
     return f"{name}={value}"
 
 
 def container(p: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One container's policy entry as a summary (also the --json shape)."""
-    oci = p.get("OCI") or {}
-    proc = oci.get("Process") or {}
-    user = proc.get("User") or {}
-    caps = proc.get("Capabilities") or {}
-    storages = p.get("storages") or []
+    oci = _obj(p, "OCI")
+    proc = _obj(oci, "Process")
+    user = _obj(proc, "User")
+    caps = _obj(proc, "Capabilities")
+    storages = _arr(p, "storages")
     layers = [s for s in storages if isinstance(s, Mapping) and s.get("driver") == "blk"]
     hashes = []
     for s in layers:
-        opts = {o.partition("=")[0]: o.partition("=")[2] for o in s.get("driver_options") or [] if isinstance(o, str)}
+        opts = {o.partition("=")[0]: o.partition("=")[2] for o in _arr(s, "driver_options") if isinstance(o, str)}
         hashes.append(opts.get("cocoon.verity.roothash", "?"))
-    annotations = oci.get("Annotations") or {}
+    annotations = _obj(oci, "Annotations")
     name = p.get("name") or annotations.get("io.kubernetes.cri.container-name") or f"container {index}"
     mounts = [{"destination": m.get("destination"), "type": m.get("type_") or m.get("type"),
-               "source": m.get("source"), "options": m.get("options") or []}
-              for m in oci.get("Mounts") or [] if isinstance(m, Mapping)]
+               "source": m.get("source"), "options": [str(o) for o in _arr(m, "options")]}
+              for m in _arr(oci, "Mounts") if isinstance(m, Mapping)]
     return {
         "name": name,
         "image": p.get("image"),
         "sandbox": annotations.get("io.kubernetes.cri.container-type") == "sandbox" or index == 0,
         "args": proc.get("Args"),
-        "env": proc.get("Env") or [],
+        "env": [e if isinstance(e, str) else json.dumps(e) for e in _arr(proc, "Env")],
         "cwd": proc.get("Cwd"),
-        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": user.get("AdditionalGids") or []},
+        "user": {"uid": user.get("UID"), "gid": user.get("GID"), "additional_gids": _arr(user, "AdditionalGids")},
         "no_new_privileges": proc.get("NoNewPrivileges"),
         "capabilities": caps.get("Effective") if isinstance(caps, Mapping) else None,
         "bounding": caps.get("Bounding") if isinstance(caps, Mapping) else None,
         "readonly_root": _get(oci, "Root", "Readonly"),
         "layers": hashes,
         "mounts": mounts,
-        "exec": p.get("exec_commands") or [],
+        "exec": _arr(p, "exec_commands"),
     }
 
 
 def summary(data: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = data.get("request_defaults") or {}
-    sandbox = data.get("sandbox") or {}
-    ex = defaults.get("ExecProcessRequest") or {}
+    defaults = _obj(data, "request_defaults")
+    sandbox = _obj(data, "sandbox")
+    ex = _obj(defaults, "ExecProcessRequest")
     return {
         "sandbox": {"name": sandbox.get("name"), "namespace": sandbox.get("namespace")},
-        "containers": [container(p, i) for i, p in enumerate(data.get("containers") or []) if isinstance(p, Mapping)],
+        "containers": [container(p, i) for i, p in enumerate(_arr(data, "containers")) if isinstance(p, Mapping)],
         "host": {
-            "exec_any_container": ex.get("allowed_commands") or [],
-            "exec_regex": ex.get("regex") or [],
-            "copy_files_matching": defaults.get("CopyFileRequest") or [],
+            "exec_any_container": _arr(ex, "allowed_commands"),
+            "exec_regex": _arr(ex, "regex"),
+            "copy_files_matching": _arr(defaults, "CopyFileRequest"),
             "read_output": bool(defaults.get("ReadStreamRequest")),
             "write_stdin": bool(defaults.get("WriteStreamRequest")),
             "close_stdin": bool(defaults.get("CloseStdinRequest")),
             "set_policy": bool(defaults.get("SetPolicyRequest")),
-            "env_patterns": _get(defaults, "CreateContainerRequest", "allow_env_regex") or [],
+            "env_patterns": _arr(_obj(defaults, "CreateContainerRequest"), "allow_env_regex"),
         },
     }
 
@@ -126,7 +168,7 @@ def _caps(value: Any, common: Mapping[str, Any]) -> str:
 
 def describe(data: Mapping[str, Any]) -> list[str]:
     s = summary(data)
-    common = data.get("common") or {}
+    common = _obj(data, "common")
     out = [f"pod {s['sandbox']['namespace'] or '?'}/{s['sandbox']['name'] or '?'}: "
            f"{len(s['containers'])} containers (the first is the pause container)"]
     for c in s["containers"]:
@@ -138,7 +180,8 @@ def describe(data: Mapping[str, Any]) -> list[str]:
                    + ("; no new privileges" if c["no_new_privileges"] else "; may gain privileges (setuid)"))
         out.append(f"  caps        {_caps(c['capabilities'], common)}")
         if c["layers"]:
-            out.append(f"  root        {len(c['layers'])} dm-verity layers, bottom first"
+            n = len(c["layers"])
+            out.append(f"  root        {n} dm-verity layer{'s, bottom first' if n > 1 else ''}"
                        + (" (read-only)" if c["readonly_root"] else " (writable overlay, changes are lost)"))
             out += [f"              {h}" for h in c["layers"]]
         else:
@@ -148,7 +191,7 @@ def describe(data: Mapping[str, Any]) -> list[str]:
         out.append(f"  mounts      {len(c['mounts'])}:")
         for m in c["mounts"]:
             opts = ",".join(m["options"])
-            out.append(f"              {m['destination']}  {m['type']}  from {m['source']}  ({opts})")
+            out.append(f"              {m['destination']}  {m['type']}  from {words(str(m['source']))}  ({opts})")
         if c["exec"]:
             out.append("  host may exec in it:")
             out += [f"              {_argv(a)}" for a in c["exec"]]
@@ -170,6 +213,12 @@ def describe(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _labelled(source: str, policy_text: str) -> tuple[str, dict[str, Any]]:
+    data = extract(policy_text, source)
+    warning = rules_warning(policy_text, data)
+    return (f"{source} ({warning})" if warning else source), data
+
+
 def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
     """(label, policy_data) for every policy in ``raw``: Rego text, an initdata TOML/block, or Kubernetes YAML."""
     from agent import initdata
@@ -183,13 +232,13 @@ def from_document(raw: bytes, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{source}: initdata without policy.rego")
-        return [(source, extract(doc.policy, source))]
+        return [_labelled(source, doc.policy)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GenerateError(f"{source}: neither a policy, an initdata document nor YAML (not UTF-8)") from None
     if _MARKER.search(text) and "package " in text:
-        return [(source, extract(text, source))]
+        return [_labelled(source, text)]
     return _from_yaml(text, source)
 
 
@@ -204,16 +253,13 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
     from agent.errors import AgentError
     from generator import kube
 
-    f = kube.YamlFile(Path(source), text, [])
     try:
-        docs = list(kube._yaml().load_all(text))
-    except Exception as exc:  # ruamel's errors are many classes; any of them means "not YAML"
-        raise GenerateError(f"{source}: not a policy, an initdata document or valid YAML: "
-                            f"{' '.join(str(exc).split())[:200]}") from None
-    f.documents = [d for d in docs if d is not None]
+        f = kube.parse(text, Path(source))
+    except GenerateError as exc:
+        raise GenerateError(f"{source}: neither a policy, an initdata document nor valid YAML: {exc}") from None
     out = []
     for pod in kube.pods([f]):
-        anno = (pod.metadata.get("annotations") or {}).get(kube.INITDATA_ANNOTATION)
+        anno = _obj(_obj({"m": pod.metadata}, "m"), "annotations").get(kube.INITDATA_ANNOTATION)
         if not isinstance(anno, str):
             raise GenerateError(f"{pod.where}: no {kube.INITDATA_ANNOTATION} annotation (run cocoon generate)")
         try:
@@ -225,7 +271,7 @@ def _from_yaml(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
             raise GenerateError(str(exc)) from None
         if doc.policy is None:
             raise GenerateError(f"{pod.where}: its initdata has no policy.rego")
-        out.append((pod.where, extract(doc.policy, pod.where)))
+        out.append(_labelled(pod.where, doc.policy))
     if not out:
         raise GenerateError(f"{source}: no pods in this YAML")
     return out

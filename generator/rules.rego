@@ -367,6 +367,28 @@ process_faults(p_proc, i_proc) := cwd | nnp | user | env if {
 	}
 }
 
+# A variable the policy pins to a value is in the container's environment: leaving one out changes what the
+# process sees as much as changing it would (an exec may carry fewer: a probe's environment is the runtime's).
+container_faults contains [idx, msg] if {
+	some idx in candidates
+	some entry in policy_data.containers[idx].OCI.Process.Env
+	pinned_env(entry)
+	not entry in env_list(field(input.OCI.Process, "Env"))
+	msg := sprintf("environment variable %s is missing", [entry])
+}
+
+# A policy Env entry that is one exact variable (not a regex, not the sandbox's name).
+pinned_env(entry) if {
+	not startswith(entry, "^")
+	not endswith(entry, "=$(sandbox-name)")
+}
+
+pinned_env_names(p_env) := {split(e, "=")[0] | some e in p_env; pinned_env(e)}
+
+env_list(x) := x if is_array(x)
+
+env_list(x) := [] if not is_array(x)
+
 # An unset User runs as uid 0, gid 0 (the agent's reading of the protobuf default).
 user_of(i_proc) := {"UID": 0, "GID": 0, "AdditionalGids": [], "Username": ""} if is_null(field(i_proc, "User"))
 
@@ -430,8 +452,11 @@ env_var_allowed(p_env, var) if {
 	regex.match(expand(p), str(var))
 }
 
+# ... but never another value for a variable the policy pins (a service-link pattern would otherwise let the
+# host replace a pinned DB_SERVICE_HOST=..., say).
 env_var_allowed(p_env, var) if {
 	not var in p_env
+	not split(str(var), "=")[0] in pinned_env_names(p_env)
 	some pattern in env_patterns
 	regex.match(pattern, str(var))
 }

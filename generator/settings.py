@@ -49,6 +49,51 @@ def _regex(value: Any, where: str) -> None:
         _fail(where, f"is not a regular expression: {exc}")
 
 
+def _top_level_branch(pattern: str) -> bool:
+    """Does ``pattern`` have a ``|`` outside every group and class (so ``^a|b$`` is ``(^a)|(b$)``)?"""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 2 if pattern[i + 1:i + 2] == "]" else 3 if pattern[i + 1:i + 3] == "^]" else 1
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _block(value: Any, where: str) -> None:
+    """A regex the rules splice into others ($(name)): no top-level alternation, which would unanchor them."""
+    _regex(value, where)
+    if _top_level_branch(value):
+        _fail(where, "has a top-level '|': wrap the alternatives in a group, (a|b)")
+
+
+def _prefix(value: Any, where: str) -> None:
+    """An allow-list regex matched as a prefix: anchored at its start."""
+    _block(value, where)
+    if not value.startswith(("^", "$(sfprefix)")):
+        _fail(where, "must start with '^' (an allow-list pattern is anchored)")
+
+
+def _anchored(value: Any, where: str) -> None:
+    """An allow-list regex matched whole: ^...$, so it admits exactly what it says."""
+    _prefix(value, where)
+    if not value.endswith("$") or value.endswith("\\$"):
+        _fail(where, "must end with '$' (an allow-list pattern is anchored)")
+
+
 def _env_entry(value: Any, where: str) -> None:
     _str(value, where)
     if "=" not in value or value.startswith("="):
@@ -122,10 +167,10 @@ _SCHEMA = _object({
     "runtime_class_name": _str,
     "exec_annotation": _str,
     "oci_version": _str,
-    "common": _object({"cpath": _str, "sfprefix": _regex, "ip_p": _regex, "ipv4_a": _regex, "svc_name": _regex,
-                       "dns_label": _regex, "default_caps": _STRS, "privileged_caps": _STRS,
-                       "free_annotations": _list(_regex)}),
-    "layers": _object({"driver": _str, "source": _regex, "fstype": _str, "options": _STRS, "mount_point": _regex}),
+    "common": _object({"cpath": _str, "sfprefix": _prefix, "ip_p": _block, "ipv4_a": _block, "svc_name": _block,
+                       "dns_label": _block, "default_caps": _STRS, "privileged_caps": _STRS,
+                       "free_annotations": _list(_prefix)}),
+    "layers": _object({"driver": _str, "source": _anchored, "fstype": _str, "options": _STRS, "mount_point": _prefix}),
     "pause_container": _object({"image": _str, "args": _STRS, "env": _list(_env_entry), "uid": _int, "gid": _int,
                                 "sysctls": _map(_str)}),
     "default_env": _list(_env_entry),
@@ -136,9 +181,9 @@ _SCHEMA = _object({
     "volumes": _object({"emptyDir": _VOLUME, "emptyDir_memory": _VOLUME}),
     "sandbox": _object({"storages": _list(_STORAGE)}),
     "request_defaults": _object({
-        "CreateContainerRequest": _object({"allow_env_regex": _list(_regex)}),
-        "CopyFileRequest": _list(_regex),
-        "ExecProcessRequest": _object({"allowed_commands": _list(_STRS), "regex": _list(_regex)}),
+        "CreateContainerRequest": _object({"allow_env_regex": _list(_anchored)}),
+        "CopyFileRequest": _list(_prefix),
+        "ExecProcessRequest": _object({"allowed_commands": _list(_STRS), "regex": _list(_anchored)}),
         "UpdateInterfaceRequest": _any_json, "UpdateRoutesRequest": _any_json, "AddARPNeighborsRequest": _any_json,
         "ListInterfacesRequest": _bool, "ListRoutesRequest": _bool, "CloseStdinRequest": _bool,
         "ReadStreamRequest": _bool, "WriteStreamRequest": _bool, "SetPolicyRequest": _bool,

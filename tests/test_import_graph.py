@@ -37,7 +37,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "image": frozenset({"agent", "igvm", "launcher"}),
     "cocoon": frozenset({"agent", "igvm", "verifier", "launcher", "image", "generator"}),
     "generator": frozenset({"agent", "igvm", "verifier"}),
-    "coordinator": frozenset({"agent", "igvm", "verifier"}),
+    "coordinator": frozenset({"agent", "igvm", "verifier", "generator"}),  # generator.manifest: the format
     "shim": frozenset({"agent", "igvm", "verifier", "launcher", "generator"}),
     "bench": frozenset({"agent", "igvm", "verifier", "launcher", "image", "cocoon", "generator"}),
 }
