@@ -14,8 +14,10 @@ CACHE ?= $(HOME)/.cache/cocoon
 # swtpm swtpm-tools: measured-boot test of the RTMR prediction (tests/test_tpm_measured_boot.py)
 # docker-registry skopeo: cocoon generate's tests pull from a real registry on 127.0.0.1 (images pushed with skopeo)
 # zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
+# containerd containernetworking-plugins: the shim tests (issue 23) run a real containerd 1.6 and CNI's plugins
 APT_PACKAGES := ovmf runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
-	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd docker-registry skopeo
+	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd docker-registry skopeo \
+	containerd containernetworking-plugins
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -1,0 +1,292 @@
+"""cocoon's containerd shim without a VM: the runtime v2 handshake (start prints an address containerd can
+speak ttRPC to, one shim per pod, delete prints a DeleteResponse), events as containerd's ``publish`` reads
+them, the OCI spec as the agent receives it, bad input refused with its reason, and a real containerd
+refusing ``ctr run`` of a pod whose initdata annotation is corrupt with the shim's reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import any_pb2, empty_pb2
+from support import containerd, ociimage
+
+from agent.rpc import Code, RpcError
+from agent.ttrpc import TtrpcClient
+from shim import spec as specmod
+from shim import task
+from shim.protocols import events_pb2, generate, task_pb2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shim(args: list[str], run: Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "COCOON_SHIM_RUN": str(run), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "shim.main", *args], cwd=cwd, env=env, capture_output=True,
+                          timeout=60, check=False)
+
+
+def test_protos_are_current() -> None:
+    assert generate.main(["--check"]) == 0
+
+
+def test_start_connect_shutdown_delete(tmp_path: Path) -> None:
+    run = Path(tempfile.mkdtemp(prefix="shim-", dir="/tmp"))
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"process": {"args": ["true"]}}))
+    flags = ["-namespace", "ns", "-address", str(tmp_path / "none.sock"), "-publish-binary", "", "-id", "c1"]
+    try:
+        started = shim([*flags, "start"], run, bundle)
+        assert started.returncode == 0, started.stderr
+        address = started.stdout.decode()
+        assert address.startswith("unix://") and (bundle / "address").read_text() == address
+        again = shim([*flags, "start"], run, bundle)  # the same pod: the running shim's address
+        assert again.stdout.decode() == address
+        with TtrpcClient(address) as client:
+            conn = client.call(task.SERVICE, "Connect", task_pb2.ConnectRequest(id="c1"), task_pb2.ConnectResponse)
+            assert conn.shim_pid == int((bundle / "shim.pid").read_text())
+            with pytest.raises(RpcError) as err:
+                client.call(task.SERVICE, "State", task_pb2.StateRequest(id="nope"), task_pb2.StateResponse)
+            assert err.value.code == Code.NOT_FOUND
+            client.call(task.SERVICE, "Shutdown", task_pb2.ShutdownRequest(id="c1", now=True),
+                        empty_pb2.Empty)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{conn.shim_pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(address.removeprefix("unix://")).exists()
+        deleted = shim([*flags, "-bundle", str(bundle), "delete"], run, bundle)
+        assert deleted.returncode == 0, deleted.stderr
+        resp = task_pb2.DeleteResponse.FromString(deleted.stdout)
+        assert resp.exit_status == 137 and resp.exited_at.seconds > 0
+    finally:
+        subprocess.run(["rm", "-rf", str(run)], check=False)
+
+
+def test_events_reach_the_publish_binary(tmp_path: Path) -> None:
+    record = tmp_path / "calls"
+    fake = tmp_path / "containerd"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {record}.args\ncat > {record}.$$\n")
+    fake.chmod(0o755)
+    pub = task.Publisher(str(fake), "/run/c.sock", "ns1")
+    pub.publish("/tasks/exit", events_pb2.TaskExit(container_id="c1", id="c1", pid=7, exit_status=3))
+    pub.close()
+    assert (tmp_path / "calls.args").read_text().split() == ["--address", "/run/c.sock", "publish", "--topic",
+                                                             "/tasks/exit", "--namespace", "ns1"]
+    payload = next(p for p in tmp_path.iterdir() if p.name.startswith("calls.") and p.suffix != ".args")
+    event = any_pb2.Any.FromString(payload.read_bytes())
+    assert event.type_url == "containerd.events.TaskExit"  # containerd's typeurl: the message's full name
+    assert events_pb2.TaskExit.FromString(event.value).exit_status == 3
+
+
+def test_initdata_annotation_must_decode() -> None:
+    with pytest.raises(RpcError, match="not base64"):
+        task.decode_initdata("%%%")
+    with pytest.raises(RpcError, match="not gzip"):
+        task.decode_initdata("aGVsbG8=")
+
+
+def test_spec_as_the_agent_receives_it() -> None:
+    spec = {"ociVersion": "1.0.2-dev", "hostname": "h",
+            "process": {"args": ["sh"], "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 1000, "gid": 5},
+                        "noNewPrivileges": True, "capabilities": {"bounding": ["CAP_KILL"]}},
+            "root": {"path": "/host/snapshot/rootfs", "readonly": True},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind"]}],
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/1/ns/net"},
+                                     {"type": "mount"}, {"type": "cgroup"}],
+                      "maskedPaths": ["/proc/kcore"], "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"},
+                      "resources": {"devices": [{"allow": False, "access": "rwm"}]}}}
+    req = specmod.create_request(spec, "c1", [])
+    assert req.OCI.Root.Path == f"{specmod.SHARED}/c1/rootfs" and req.OCI.Root.Readonly  # never the host's
+    assert [m.destination for m in req.OCI.Mounts] == ["/proc"]  # host bind mounts do not reach the guest
+    assert [n.Type for n in req.OCI.Linux.Namespaces] == ["pid", "mount"]
+    assert (req.OCI.Process.User.UID, req.OCI.Process.User.GID) == (1000, 5)
+    assert req.OCI.Process.NoNewPrivileges and list(req.OCI.Process.Capabilities.Bounding) == ["CAP_KILL"]
+    assert not req.OCI.Linux.HasField("Seccomp") and list(req.OCI.Linux.MaskedPaths) == ["/proc/kcore"]
+    with pytest.raises(specmod.SpecError, match="no process"):
+        specmod.create_request({"root": {}}, "c1", [])
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_ctr_run_with_a_corrupt_annotation_fails_with_the_reason(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "containerd-shim-cocoon-v2"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
+    script.chmod(0o755)
+    image = ociimage.build_image(tmp_path / "img", [{"etc": ociimage.Dir()}], tag="1.0")
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    env = {"COCOON_SHIM_RUN": str(base / "run"), "PYTHONPATH": str(ROOT)}
+    with containerd.running(base, path=[str(bindir)], env=env) as c:
+        name = c.import_image(image, "localhost/bad:1.0")
+        run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
+                    f"{task.INITDATA_ANNOTATION}=not-base64!", name, "bad", "true", check=False)
+        assert run.returncode != 0
+        assert f"annotation {task.INITDATA_ANNOTATION} is not base64" in run.stderr.decode(), run.stderr
+        c.ctr("containers", "delete", "bad")
+
+
+class FakePod:
+    """The agent side of a pod, in memory: a started process prints its args' first word and the stdin it
+    got, then exits with the status in its args (or 128+signal when killed)."""
+
+    pid = 4242
+
+    def __init__(self) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.ns = SimpleNamespace
+        self.lock = threading.Lock()
+        self.out: dict[str, list[bytes]] = {}
+        self.done: dict[str, threading.Event] = {}
+        self.status: dict[str, int] = {}
+        self.args: dict[str, list[str]] = {}
+        self.stdin: dict[str, bytes] = {}
+        self.calls: list[str] = []
+        self.stopped = False
+        self.stop_event = threading.Event()
+
+    def boot(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
+        self.calls.append("boot")
+
+    def create_container(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
+        self.args[cid] = spec["process"]["args"]
+
+    def alive(self) -> bool:
+        return not self.stopped
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.stop_event.set()
+
+    def _run(self, key: str, args: list[str]) -> None:
+        import threading
+
+        self.out[key] = [f"{args[0]}\n".encode()]
+        self.done[key] = threading.Event()
+        if args[-1].isdigit():
+            self.status[key] = int(args[-1])
+            self.done[key].set()
+
+    def call(self, rpc: str, req: Any, timeout: float | None) -> Any:
+        if rpc == "GetOOMEvent":  # a long poll that ends with the VM
+            self.stop_event.wait()
+            raise RpcError(Code.UNAVAILABLE, "connection lost")
+        self.calls.append(rpc)
+        if rpc == "StartContainer":
+            self._run(req["container_id"], self.args[req["container_id"]])
+        elif rpc == "ExecProcess":
+            self._run(req.exec_id, list(req.process.Args))
+        elif rpc in ("ReadStdout", "ReadStderr"):
+            key = req["exec_id"]
+            if rpc == "ReadStdout" and self.out[key]:
+                return self.ns(data=self.out[key].pop(0))
+            self.done[key].wait()
+            if rpc == "ReadStdout" and key in self.stdin:
+                data = self.stdin.pop(key)
+                return self.ns(data=data)
+            raise RpcError(Code.UNKNOWN, "EOF")
+        elif rpc == "WriteStream":
+            import base64
+
+            self.stdin[req["exec_id"]] = self.stdin.get(req["exec_id"], b"") + base64.b64decode(req["data"])
+        elif rpc == "WaitProcess":
+            self.done[req["exec_id"]].wait()
+            return self.ns(status=self.status[req["exec_id"]])
+        elif rpc == "SignalProcess":
+            key = req["exec_id"] or req["container_id"]
+            self.status[key] = 128 + req["signal"]
+            self.done[key].set()
+        return self.ns()
+
+
+def settle(got: list[bytes]) -> None:
+    """The FIFO reader thread has seen EOF (the shim closed its end) and stored what it read."""
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_task_service_lifecycle_with_fifos(tmp_path: Path) -> None:
+    """Create/Start/Wait/Kill/Delete/Exec in containerd's order: output reaches the FIFOs before Wait answers,
+    stdin goes to the process, exit codes and events are as containerd expects them."""
+    import threading
+
+    from agent.rpc import Context
+
+    events: list[tuple[str, Any]] = []
+
+    class Pub:
+        queue = __import__("queue").Queue()
+
+        def publish(self, topic: str, event: Any) -> None:
+            events.append((topic, event))
+
+    pod = FakePod()
+    svc = task.TaskService("ns", "/x.sock", Pub(), lambda cid, doc, bundle: pod, threading.Event())  # type: ignore[arg-type]
+    ctx = Context("test")
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"process": {"args": ["hello", "3"]}}))
+
+    def fifo(name: str) -> tuple[str, list[bytes]]:
+        path = str(tmp_path / name)
+        os.mkfifo(path)
+        got: list[bytes] = []
+
+        def read() -> None:
+            with open(path, "rb") as f:
+                got.append(f.read())
+
+        threading.Thread(target=read, daemon=True).start()
+        return path, got
+
+    out, got = fifo("out")
+    err, _ = fifo("err")
+    created = svc.create(task_pb2.CreateTaskRequest(id="c1", bundle=str(bundle), stdout=out, stderr=err), ctx)
+    assert created.pid == FakePod.pid and pod.calls == ["boot"]
+    assert svc.state(task_pb2.StateRequest(id="c1"), ctx).status == task_pb2.CREATED
+    svc.start(task_pb2.StartRequest(id="c1"), ctx)
+    waited = svc.wait(task_pb2.WaitRequest(id="c1"), ctx)
+    assert waited.exit_status == 3
+    settle(got)
+    assert got == [b"hello\n"]  # all output was written (and the FIFO closed) by the time Wait answered
+    with pytest.raises(RpcError, match="not in state created"):
+        svc.start(task_pb2.StartRequest(id="c1"), ctx)
+
+    # an exec with stdin, then killed
+    inp = str(tmp_path / "in")
+    os.mkfifo(inp)
+    eout, egot = fifo("eout")
+    spec = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/Process",
+                       value=json.dumps({"args": ["cat"], "cwd": "/"}).encode())
+    svc.exec(task_pb2.ExecProcessRequest(id="c1", exec_id="e1", stdin=inp, stdout=eout, spec=spec), ctx)
+    svc.start(task_pb2.StartRequest(id="c1", exec_id="e1"), ctx)
+    with open(inp, "wb") as f:
+        f.write(b"typed\n")
+    deadline = time.monotonic() + 5
+    while "CloseStdin" not in pod.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    svc.kill(task_pb2.KillRequest(id="c1", exec_id="e1", signal=9), ctx)
+    assert svc.wait(task_pb2.WaitRequest(id="c1", exec_id="e1"), ctx).exit_status == 137
+    settle(egot)
+    assert egot == [b"cat\ntyped\n"]
+    assert svc.delete(task_pb2.DeleteRequest(id="c1", exec_id="e1"), ctx).exit_status == 137
+    deleted = svc.delete(task_pb2.DeleteRequest(id="c1"), ctx)
+    assert deleted.exit_status == 3 and pod.stopped
+    topics = [t for t, _ in events]
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/exec-added", "/tasks/exec-started",
+                      "/tasks/exit", "/tasks/delete"], topics
+    assert events[2][1].exit_status == 3 and events[5][1].id == "e1"
+    with pytest.raises(RpcError) as exc:
+        svc.state(task_pb2.StateRequest(id="c1"), ctx)
+    assert exc.value.code == Code.NOT_FOUND
