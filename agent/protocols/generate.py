@@ -27,33 +27,36 @@ ROOT = HERE.parent.parent
 PROTOS = ("types.proto", "oci.proto", "csi.proto", "health.proto", "agent.proto", "ttrpc.proto", "cocoon.proto")
 
 
-def generate(out: Path) -> list[Path]:
+def generate(out: Path, package: str = "agent/protocols", protos: tuple[str, ...] = PROTOS) -> list[Path]:
+    """protoc each of ``protos`` (in ``package``, relative to the repository) into ``out``; the files made."""
     import grpc_tools
     from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     produced: list[Path] = []
-    for proto in PROTOS:
-        rel = f"agent/protocols/{proto}"
+    for proto in protos:
+        rel = f"{package}/{proto}"
         args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}"]
         if protoc.main([*args, rel]) != 0:
             raise SystemExit(f"protoc failed on {rel}")
         stem = proto.removesuffix(".proto")
-        produced.append(Path("agent/protocols") / f"{stem}_pb2.py")
-        produced.append(Path("agent/protocols") / f"{stem}_pb2.pyi")
+        produced.append(Path(package) / f"{stem}_pb2.py")
+        produced.append(Path(package) / f"{stem}_pb2.pyi")
     return produced
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, package: str = "agent/protocols", protos: tuple[str, ...] = PROTOS) -> int:
+    """The command for ``package``'s protos (shim/protocols/generate.py runs it for the shim's)."""
+    command = "python -m " + package.replace("/", ".") + ".generate"
+    parser = argparse.ArgumentParser(prog=command, description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report whether the committed files are current")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        produced = generate(Path(tmp))
+        produced = generate(Path(tmp), package, protos)
         stale = [p for p in produced if not (ROOT / p).exists() or not filecmp.cmp(Path(tmp) / p, ROOT / p, False)]
         if args.check:
             for p in stale:
-                print(f"stale: {p} (run: python -m agent.protocols.generate)", file=sys.stderr)
+                print(f"stale: {p} (run: {command})", file=sys.stderr)
             return 1 if stale else 0
         for p in produced:
             os.replace(Path(tmp) / p, ROOT / p)
