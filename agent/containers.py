@@ -667,8 +667,16 @@ class Backend:
             os.close(out_w)
         try:
             pidfd = os.pidfd_open(pid)  # signals this process even if its pid is reused once it is gone
+        except ProcessLookupError:
+            # Already exited and reaped: a container that ends at once ends its `events` follower at once
+            # too (seen under load). No OOM can follow; claim the status so the reaper forgets the pid.
+            self.reaper.wait(pid, timeout=5)
+            os.close(out_r)
+            return
         except OSError:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.reaper.wait(pid, timeout=5)
             os.close(out_r)
             return
 

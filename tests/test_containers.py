@@ -590,3 +590,33 @@ def test_a_containers_layers_stack_bottom_first_with_whiteouts(agent, layer, tmp
     finally:
         for loop in loops:
             detach(loop)
+
+
+def test_a_container_that_exits_at_once_still_starts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Its `runtime events` follower ends at once too and may be reaped before pidfd_open: StartContainer must
+    not fail on the vanished pid (seen under load in CI: ProcessLookupError from StartContainer)."""
+    import queue
+    from types import SimpleNamespace
+
+    from agent import containers as containers_mod
+
+    class GoneReaper:
+        def __init__(self) -> None:
+            self.waited: list[int] = []
+
+        def spawn(self, argv: list[str], stdin: Any, stdout: Any, stderr: Any) -> int:
+            return 2**22 + 12345  # above pid_max's default: no such process
+
+        def wait(self, pid: int, timeout: float | None = None) -> int:
+            self.waited.append(pid)
+            return 0
+
+    def gone(pid: int) -> int:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr("agent.containers.os.pidfd_open", gone)
+    reaper = GoneReaper()
+    backend = SimpleNamespace(reaper=reaper, _rt=lambda *args: ["true", *args], oom_events=queue.Queue())
+    c = SimpleNamespace(cid="quick", oom=None)
+    containers_mod.Backend._watch_oom(backend, c)  # type: ignore[arg-type]
+    assert c.oom is None and reaper.waited == [2**22 + 12345]
