@@ -59,7 +59,8 @@ def test_a_pod_name_or_namespace_kubernetes_would_refuse_is_refused(field: str, 
 
 
 def test_a_dotted_pod_name_is_fine() -> None:
-    policy_data(sample_pod(name="web.pod-1", metadata={"name": "web.pod-1"}), IMAGES, SETTINGS)
+    data = policy_data(sample_pod(name="web.pod-1", metadata={"name": "web.pod-1"}), IMAGES, SETTINGS)
+    assert data["sandbox"]["name"] == "web.pod-1"  # kept as the literal name, not made a pattern
 
 
 def test_a_relative_host_path_is_refused_not_read_as_a_pattern() -> None:
@@ -336,8 +337,14 @@ def test_policy_show_describes_any_policy_data_or_says_why_not(data: dict[str, A
         items = policy_show.from_document(text.encode(), "p.rego")
     except GenerateError:
         return
-    policy_show.render(items)
-    json_mod.dumps([policy_show.summary(d) for _, d in items])
+    lines = policy_show.render(items)
+    assert lines[0].startswith("== p.rego (WARNING: not exactly cocoon's rules")  # hand-made rules: said so
+    assert all(isinstance(line, str) for line in lines)
+    summaries = [policy_show.summary(d) for _, d in items]
+    containers = data.get("containers")
+    expected = sum(isinstance(c, dict) for c in containers) if isinstance(containers, list) else 0
+    assert len(summaries[0]["containers"]) == expected  # every container entry described, none invented
+    json_mod.dumps(summaries)
 
 
 def test_policy_show_of_yaml_with_annotations_not_a_mapping_is_a_generate_error() -> None:
