@@ -15,7 +15,7 @@ import gzip
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,7 +220,3 @@ def summary(result: Result) -> dict[str, Any]:
             "layers": [{"digest": lay.digest, "root_hash": lay.root_hash, "file": lay.file} for lay in result.layers],
             "converted": result.converted, "written": result.written}
 
-
-def reference_for(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The cocoon reference-values document a verifier takes for a manifest's ``ReferenceValues``."""
-    return manifest.to_cocoon_refs(values)
