@@ -51,3 +51,22 @@ def resolve(path: str, sys_root: str = "/sys", dev_root: str = "/dev") -> str:
         if value is not None and wanted in (value, "_".join(value.split())):
             return os.path.join(dev_root, entry)
     return path
+
+
+def await_node(path: str, timeout: float, sys_root: str = "/sys", dev_root: str = "/dev") -> str:
+    """``resolve(path)`` once its node exists, waiting up to ``timeout`` seconds for it.
+
+    A disk the runtime hotplugs (a container's layer, added after boot as Kata's runtime adds block
+    devices) appears in the guest a moment after the host's device_add returned: the guest kernel probes
+    it on the ACPI hotplug event, and no udev here tells anyone. Kata's agent waits for the device's
+    uevent with a timeout (``hotplug_timeout``); this polls sysfs, which names the same thing. A name
+    that never appears returns unresolved, and opening it fails with the path in the error.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = resolve(path, sys_root, dev_root)
+        if os.path.exists(found) or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)

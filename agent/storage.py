@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent import verity
-from agent.devices import resolve
+from agent.devices import await_node, resolve
 from agent.errors import AgentError
 from agent.reaper import Reaper
 
@@ -41,6 +42,9 @@ MS_BIND = 4096
 MNT_DETACH = 2
 ROOTHASH = "cocoon.verity.roothash="
 HASHOFFSET = "cocoon.verity.hashoffset="
+# how long a layer disk the runtime hotplugged may take to appear (Kata: hotplug_timeout, 3 s on KVM;
+# a TCG guest probes slower)
+HOTPLUG_TIMEOUT = 20.0
 IDLE_LAYERS = 8  # verified layers kept mounted with no container using them
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -325,6 +329,10 @@ def _verity_layer(storage: Storage, s: agent_pb2.Storage, name: str, undo: Mount
     spec = layer_spec(list(s.driver_options), s.source, s.mount_point)
     if spec is None:
         raise StorageError(f"block storage {s.source} has no pinned verity root hash")
+    if not os.path.exists(spec.device):  # hotplugged a moment ago: the guest may still be probing it
+        spec = dataclasses.replace(spec, device=await_node(s.source, HOTPLUG_TIMEOUT))
+        if not os.path.exists(spec.device):
+            raise StorageError(f"block storage {s.source} did not appear within {HOTPLUG_TIMEOUT:.0f} s")
     storage.open_layer(spec, name, undo)
     return confined(s.mount_point, storage.prefixes)
 

@@ -24,6 +24,7 @@ serials ``layer0``, ``layer1``, ...
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,27 @@ def snp_measurement(reference_values: dict[str, object], vcpus: int, vcpu_type: 
     raise LaunchError(f"reference values have no SNP measurement for {vcpus} x {vcpu_type}")
 
 
+@dataclass(frozen=True)
+class Nic:
+    """A virtio-net NIC on a host tap device QEMU opens by name (in QEMU's own network namespace).
+
+    Kata's tc-filter model: the runtime creates the tap next to the pod's veth and mirrors traffic
+    between them, and the guest NIC carries the veth's MAC, by which the agent's UpdateInterface finds
+    it. No script runs: QEMU creates the tap itself, so the tap goes when QEMU goes, however it ends.
+    """
+
+    tap: str
+    mac: str
+
+    def args(self, index: int) -> list[str]:
+        if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", self.mac):
+            raise LaunchError(f"NIC MAC {self.mac!r}: six lowercase hex octets separated by ':'")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", self.tap):
+            raise LaunchError(f"tap name {self.tap!r}: 1-15 characters of [A-Za-z0-9_.-]")
+        return ["-netdev", f"tap,id=net{index},ifname={self.tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=net{index},mac={self.mac}"]
+
+
 @dataclass
 class Machine:
     """One launch: which platform, which extra disks, where the agent and console go."""
@@ -131,6 +153,9 @@ class Machine:
     root_image: Path | None = None  # override (the tests flip a byte in a copy)
     pvh_kernel: Path | None = None  # sim only: the kernel's ELF (launcher/pvh.py), booted without firmware detours
     extra_cmdline: str = ""
+    qmp_socket: Path | None = None  # QMP (launcher/qmp.py): disks hotplugged after boot
+    nics: list[Nic] = field(default_factory=list)
+    netns: str | None = None  # QEMU runs in this network namespace (a pod's, where its taps live)
 
     def cmdline(self) -> str:
         parts = [self.image.cmdline]
@@ -164,9 +189,15 @@ class Machine:
             argv += disk(self.initdata, "initdata")
         for i, layer in enumerate(self.layers):
             argv += disk(layer, f"layer{i}")
+        for i, nic in enumerate(self.nics):
+            argv += nic.args(i)
+        if self.qmp_socket is not None:
+            argv += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         sock = str(self.agent_socket) if self.agent_socket else "/run/cocoon-agent.sock"
         argv += ["-device", "virtio-serial-pci", "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
                  "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}"]
+        if self.netns is not None:  # nsenter execs QEMU: same pid, the pod's namespace (unix sockets unaffected)
+            argv = ["nsenter", f"--net={self.netns}", "--", *argv]
         return argv
 
     def _platform_args(self) -> list[str]:

@@ -28,6 +28,9 @@ KEEP_PROCESS = ("Terminal", "ConsoleSize", "User", "Args", "Env", "Cwd", "Capabi
 GUEST_MOUNT_TYPES = {"proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2"}
 
 
+PAUSE_ARGS = ["/pause"]  # the sandbox image's entrypoint (agent/containers.py runs its own pause for it)
+
+
 class SpecError(ValueError):
     """A spec the shim will not send (no process, args that are not strings...)."""
 
@@ -107,3 +110,13 @@ def exec_request(cid: str, exec_id: str, proc: Mapping[str, Any]) -> agent_pb2.E
         return json_format.ParseDict(body, agent_pb2.ExecProcessRequest())
     except json_format.ParseError as exc:
         raise SpecError(f"the exec's process does not fit the agent's: {exc}") from None
+
+
+def is_pause(spec: Mapping[str, Any]) -> bool:
+    """A CRI pod's sandbox container: marked ``sandbox`` by containerd and running ``/pause``. Its root is
+    the pause tree of the guest's measured image (as for CoCo's guest-pulled pods), so the sandbox image's
+    layers never reach the VM; the generated policy's first container is exactly this one, with no storage."""
+    annotations = spec.get("annotations")
+    proc = spec.get("process")
+    return (isinstance(annotations, Mapping) and annotations.get("io.kubernetes.cri.container-type") == "sandbox"
+            and isinstance(proc, Mapping) and proc.get("args") == PAUSE_ARGS)

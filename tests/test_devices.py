@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.devices import resolve
+from agent.devices import await_node, resolve
 
 
 def fake_sys(tmp: Path) -> tuple[str, str]:
@@ -63,3 +63,29 @@ KNOWN = {
 def test_only_an_exact_name_resolves(prefix: str, name: str) -> None:
     path = prefix + name
     assert resolve(path, _SYS, _DEV) == KNOWN.get(path, path)
+
+
+def test_a_hotplugged_disk_is_awaited_until_its_node_exists(tmp_path: Path) -> None:
+    """The runtime's device_add returns before the guest probed the disk: the agent waits (bounded) for
+    its sysfs entry and node, and a disk that never comes returns unresolved once the time is up."""
+    import threading
+    import time
+
+    sysfs, dev = fake_sys(tmp_path)
+
+    def plug() -> None:
+        time.sleep(0.3)
+        (Path(sysfs) / "block" / "vde").mkdir()
+        (Path(sysfs) / "block" / "vde" / "serial").write_text("layer7")
+        time.sleep(0.2)
+        (Path(dev) / "vde").write_bytes(b"")
+
+    t = threading.Thread(target=plug)
+    t.start()
+    start = time.monotonic()
+    assert await_node("/dev/disk/by-id/virtio-layer7", 10, sysfs, dev) == f"{dev}/vde"
+    assert 0.4 < time.monotonic() - start < 9
+    t.join()
+    start = time.monotonic()
+    assert await_node("/dev/disk/by-id/virtio-layer8", 0.3, sysfs, dev) == "/dev/disk/by-id/virtio-layer8"
+    assert time.monotonic() - start >= 0.3
