@@ -233,11 +233,15 @@ def test_vm_killed_under_a_task_and_shim_killed_are_cleaned_up(image: Image, tmp
 def test_a_container_joins_its_pods_sandbox(image: Image, tmp_path: Path) -> None:
     """Kata's grouping, driven through ctr with the annotations containerd's CRI plugin sets: a sandbox
     container boots the pod's VM; a container naming it in ``io.kubernetes.cri.sandbox-id`` gets the same shim
-    (start prints the running shim's address) and runs in the same VM. Deleting it leaves the pod running;
-    deleting the sandbox stops the VM and the shim."""
+    (start prints the running shim's address) and runs in the same VM, from an image with a layer the VM
+    did not boot with (hotplugged over QMP, as Kata's runtime adds block devices). Deleting it leaves the
+    pod running; deleting the sandbox stops the VM and the shim."""
     import time
 
     app = ociimage.build_image(tmp_path / "app", [busybox_layer()], tag="1.0", config={"Env": ["PATH=/bin"]})
+    more = ociimage.build_image(tmp_path / "more", [busybox_layer(), {"etc": ociimage.Dir(),
+                                                                      "etc/second": b"from a hotplugged layer\n"}],
+                                tag="1.0", config={"Env": ["PATH=/bin"]})
     base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
     run_dir = base / "run"
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
@@ -255,6 +259,12 @@ def test_a_container_joins_its_pods_sandbox(image: Image, tmp_path: Path) -> Non
         assert (run.returncode, run.stdout) == (4, b"in-the-pod\n"), (run, c.log_tail(6000))
         assert len(qemu_pids(str(run_dir))) == 1 and len(shim_pids(str(run_dir))) == 1
         c.ctr("containers", "delete", "app1")
+        other = c.import_image(more, "localhost/more:1.0")
+        run = c.ctr("run", *common, "--annotation", "io.kubernetes.cri.container-type=container", other, "app2",
+                    "cat", "/etc/second", timeout=300, check=False)
+        assert (run.returncode, run.stdout) == (0, b"from a hotplugged layer\n"), (run, c.log_tail(6000))
+        assert len(qemu_pids(str(run_dir))) == 1
+        c.ctr("containers", "delete", "app2")
         assert len(qemu_pids(str(run_dir))) == 1  # the pod lives on
         c.ctr("task", "kill", "-s", "SIGKILL", "pod1")
         deadline = time.monotonic() + 60
@@ -266,3 +276,51 @@ def test_a_container_joins_its_pods_sandbox(image: Image, tmp_path: Path) -> Non
         while (qemu_pids(str(run_dir)) or shim_pids(str(run_dir))) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert qemu_pids(str(run_dir)) == [] and shim_pids(str(run_dir)) == []
+
+
+def host_leftovers(base: Path, run_dir: Path) -> dict[str, object]:
+    """What a pod could leave on the host: QEMU and shim processes, mounts below the test's directory,
+    loop devices, tap devices, the shim's work directories."""
+    import subprocess
+
+    loops = subprocess.run(["losetup", "-n", "-O", "NAME"], capture_output=True, text=True).stdout.split()
+    taps = [name for name in os.listdir("/sys/class/net") if name.startswith("tap")]
+    work = sorted(p.name for p in run_dir.iterdir() if p.is_dir()) if run_dir.exists() else []
+    return {"qemu": qemu_pids(str(run_dir)), "shims": shim_pids(str(run_dir)),
+            "mounts": containerd.mounts_below(base), "loops": loops, "taps": taps, "work": work}
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_twenty_pods_one_after_another_leave_nothing_behind(image: Image, tmp_path: Path,
+                                                           timings: list) -> None:  # type: ignore[type-arg]
+    """20 `ctr run --rm` pods in a row, each its own VM and shim: afterwards the host is as it was before
+    the first (no QEMU, shim, mount, loop device, tap or work directory) and containerd holds no more file
+    descriptors than after the first pod (a leak of one per pod would show as 19)."""
+    import time
+
+    app = ociimage.build_image(tmp_path / "app", [busybox_layer()], tag="1.0", config={"Env": ["PATH=/bin"]})
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    run_dir = base / "run"
+    env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
+    initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
+    before = host_leftovers(base, run_dir)
+    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+        name = c.import_image(app, "localhost/app:1.0")
+        assert c.proc is not None
+        fds: list[int] = []
+        t0 = time.monotonic()
+        for i in range(20):
+            run = c.ctr("run", "--rm", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir),
+                        "--annotation", f"io.katacontainers.config.hypervisor.cc_init_data={initdata}", name,
+                        f"p{i}", "echo", f"pod-{i}", timeout=600, check=False)
+            assert (run.returncode, run.stdout) == (0, f"pod-{i}\n".encode()), (i, run, c.log_tail(6000))
+            deadline = time.monotonic() + 30
+            while (qemu_pids(str(run_dir)) or shim_pids(str(run_dir))) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            fds.append(len(os.listdir(f"/proc/{c.proc.pid}/fd")))
+        timings.append(("shim: 20 pods one after another", time.monotonic() - t0))
+        assert c.ctr("containers", "ls", "-q").stdout.strip() == b""
+        after = host_leftovers(base, run_dir)
+        assert after == before, (before, after)
+        assert fds[-1] <= fds[0] + 2, fds
