@@ -82,6 +82,7 @@ bench: venv
 	$(PY) -m bench.verify
 	$(PY) -m bench.generate
 	$(PY) -m bench.image_stream
+	$(PY) -m bench.shim
 
 # The main job of the measurement core: reference values for Debian's OVMF.
 reference-values: venv
