@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.protocols import generate as agent_generate
 
-PROTOS = ("task.proto", "events.proto", "store.proto")
+PROTOS = ("task.proto", "events.proto", "store.proto", "cri.proto")
 
 
 def main(argv: list[str] | None = None) -> int:
