@@ -152,7 +152,9 @@ class PodVm:
             self.by_root[lay.root_hash] = len(self.disks)
             self.disks.append(path)
 
-    def create_container(self, cid: str, spec: Mapping[str, Any]) -> None:
+    def create_container(self, cid: str, spec: Mapping[str, Any], bundle: str = "") -> None:
+        """Layers attached, the node files its bind mounts name copied in (CopyFile, each checked by the
+        policy), then CreateContainer."""
         if specmod.is_pause(spec):
             layers: list[Any] = []
         else:
@@ -160,11 +162,14 @@ class PodVm:
             self._attach(cid, got, hotplug=True)
             layers = list(got.layers)
         try:
-            request = specmod.create_request(spec, cid, layers)
+            request, shares = specmod.create_requests(spec, cid, layers, bundle=bundle)
+            copies = [specmod.copy_file_request(share) for share in shares]
         except specmod.SpecError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"container {cid}: {exc}") from None
         for storage, lay in zip(request.storages, layers, strict=True):
             storage.source = f"/dev/disk/by-id/virtio-layer{self.by_root[lay.root_hash]}"
+        for copy in copies:
+            self.call("CopyFile", copy, 60)
         self.call("CreateContainer", request, 180)
 
     def call(self, rpc: str, request: Any, timeout: float | None) -> Any:

@@ -7,10 +7,24 @@ namespaces' paths emptied (they name host namespaces); devices, seccomp, resourc
 without a shared file system, so they are dropped, never followed. The spec's JSON names (``uid``,
 ``noNewPrivileges``) map to the agent's proto names (``UID``, ``NoNewPrivileges``) by the proto's own
 descriptors, case-insensitively; a key the proto does not have is dropped.
+
+Mounts, as Kata's runtime treats them for a guest without a shared file system (kata_agent.go handleShm,
+container.go mountSharedDirMounts, copyFile): every ``/dev/shm`` becomes a bind of the sandbox's shm storage
+(containerd gives a sandbox both a tmpfs and a bind there; one is kept); a bind mount of a host regular file
+(the node's /etc/hosts, hostname, resolv.conf, the termination log) is copied into the guest's shared
+directory as ``<id>-<16 random hex>-<basename>`` (``FileShare``; the caller sends CopyFile) and the mount's
+source rewritten to it; any other bind mount (a host directory, a device) is dropped. Annotations: the
+runtime's own ``io.katacontainers.config.*`` (the VM's initdata and other hypervisor settings, consumed by
+the shim) are not the container's and are dropped; Kata's ``io.katacontainers.pkg.oci.container_type`` and
+``bundle_path`` are added. The OCI version is the bundle's (containerd 1.6 writes ``1.0.2-dev``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import posixpath
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +39,14 @@ DROP_NAMESPACES = {"network", "cgroup"}
 KEEP_LINUX = ("Sysctl", "Namespaces", "MaskedPaths", "ReadonlyPaths", "CgroupsPath")
 KEEP_PROCESS = ("Terminal", "ConsoleSize", "User", "Args", "Env", "Cwd", "Capabilities", "Rlimits",
                 "NoNewPrivileges", "OOMScoreAdj")
+EXEC_PROCESS = ("Terminal", "ConsoleSize", "User", "Args", "Env", "Cwd", "NoNewPrivileges")
 GUEST_MOUNT_TYPES = {"proc", "tmpfs", "devpts", "mqueue", "sysfs", "cgroup", "cgroup2"}
+SANDBOX_SHM = "/run/kata-containers/sandbox/shm"  # Kata's kataGuestSandboxDir()/shm (pod.py's SHM storage)
+RUNTIME_ANNOTATIONS = "io.katacontainers.config."  # the runtime's settings (Kata's: hypervisor, runtime...)
+KATA_CONTAINER_TYPE = "io.katacontainers.pkg.oci.container_type"
+KATA_BUNDLE_PATH = "io.katacontainers.pkg.oci.bundle_path"
+CRI_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+MAX_SHARED_FILE = 1 << 20  # a node file larger than this is not a hosts file: refused, not streamed
 
 
 PAUSE_ARGS = ["/pause"]  # the sandbox image's entrypoint (agent/containers.py runs its own pause for it)
@@ -65,8 +86,41 @@ def process(proc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in KEEP_PROCESS if k in body}
 
 
-def guest_spec(spec: Mapping[str, Any], cid: str) -> dict[str, Any]:
-    """The spec as the agent receives it (proto names)."""
+@dataclasses.dataclass(frozen=True)
+class FileShare:
+    """A host file a bind mount names, and where its copy goes in the guest (the mount's new source)."""
+
+    host: str
+    guest: str
+
+
+def shared_name(cid: str, destination: str) -> str:
+    """Kata's name for a file it copies into the shared directory: ``<id>-<16 random hex>-<basename>``."""
+    return f"{SHARED}/{cid}-{secrets.token_hex(8)}-{posixpath.basename(destination.rstrip('/'))}"
+
+
+def guest_mounts(mounts: Sequence[Mapping[str, Any]], cid: str) -> tuple[list[dict[str, Any]], list[FileShare]]:
+    """The spec's mounts as the guest gets them, and the host files to copy for them (module docstring)."""
+    out: list[dict[str, Any]] = []
+    shares: list[FileShare] = []
+    for m in mounts:
+        dest, kind, source = str(m.get("destination", "")), m.get("type"), str(m.get("source", ""))
+        if dest == "/dev/shm":
+            shm = {"destination": dest, "type": "bind", "source": SANDBOX_SHM, "options": ["rbind"]}
+            if shm not in out:
+                out.append(shm)
+        elif kind == "bind":
+            if os.path.isfile(source):
+                share = FileShare(source, shared_name(cid, dest))
+                shares.append(share)
+                out.append({**m, "source": share.guest})
+        elif kind in GUEST_MOUNT_TYPES:
+            out.append(dict(m))
+    return out, shares
+
+
+def guest_spec(spec: Mapping[str, Any], cid: str, bundle: str = "") -> tuple[dict[str, Any], list[FileShare]]:
+    """The spec as the agent receives it (proto names), and the host files its mounts need in the guest."""
     if not isinstance(spec.get("process"), Mapping):
         raise SpecError("the bundle's config.json has no process")
     body = _to_proto_names(spec, oci_pb2.Spec.DESCRIPTOR)
@@ -74,13 +128,34 @@ def guest_spec(spec: Mapping[str, Any], cid: str) -> dict[str, Any]:
     linux = {k: linux[k] for k in KEEP_LINUX if k in linux}
     linux["Namespaces"] = [{"Type": ns.get("Type", ""), "Path": ""} for ns in linux.get("Namespaces", [])
                            if ns.get("Type") not in DROP_NAMESPACES]
-    mounts = [m for m in body.get("Mounts", []) if m.get("type") in GUEST_MOUNT_TYPES]
-    out = {"Version": body.get("Version", "1.0.2"), "Process": process(spec["process"]),
+    mounts, shares = guest_mounts(body.get("Mounts", []), cid)
+    annotations = {k: v for k, v in body.get("Annotations", {}).items() if not k.startswith(RUNTIME_ANNOTATIONS)}
+    annotations[KATA_CONTAINER_TYPE] = "pod_sandbox" if annotations.get(CRI_CONTAINER_TYPE, "sandbox") == "sandbox" \
+        else "pod_container"
+    if bundle:
+        annotations[KATA_BUNDLE_PATH] = bundle
+    version = spec.get("ociVersion")
+    out = {"Version": version if isinstance(version, str) and version else "1.0.2", "Process": process(spec["process"]),
            "Root": {"Path": f"{SHARED}/{cid}/rootfs", "Readonly": bool(body.get("Root", {}).get("Readonly"))},
-           "Mounts": mounts, "Annotations": body.get("Annotations", {}), "Linux": linux}
+           "Mounts": mounts, "Annotations": annotations, "Linux": linux}
     if body.get("Hostname"):
         out["Hostname"] = body["Hostname"]
-    return out
+    return out, shares
+
+
+def copy_file_request(share: FileShare) -> agent_pb2.CopyFileRequest:
+    """CopyFile of one shared host file, in one piece (node files are small; a large one is refused)."""
+    try:
+        st = os.stat(share.host)
+        if st.st_size > MAX_SHARED_FILE:
+            raise SpecError(f"bind mount source {share.host}: {st.st_size} bytes; more than a node file "
+                            f"({MAX_SHARED_FILE} bytes) is not copied into the guest")
+        with open(share.host, "rb") as f:
+            data = f.read(MAX_SHARED_FILE + 1)
+    except OSError as exc:
+        raise SpecError(f"bind mount source {share.host}: {exc.strerror or exc}") from None
+    return agent_pb2.CopyFileRequest(path=share.guest, file_size=len(data), file_mode=0o100000 | (st.st_mode & 0o7777),
+                                     dir_mode=0o755, uid=0, gid=0, offset=0, data=data)
 
 
 def layer_storages(layers: Sequence[Any], cid: str, first_disk: int = 0) -> list[dict[str, Any]]:
@@ -92,20 +167,28 @@ def layer_storages(layers: Sequence[Any], cid: str, first_disk: int = 0) -> list
              "mount_point": f"{SHARED}/{cid}/layers/{i}"} for i, lay in enumerate(layers)]
 
 
-def create_request(spec: Mapping[str, Any], cid: str, layers: Sequence[Any],
-                   first_disk: int = 0) -> agent_pb2.CreateContainerRequest:
-    body = {"container_id": cid, "exec_id": cid, "OCI": guest_spec(spec, cid),
-            "storages": layer_storages(layers, cid, first_disk)}
+def create_request(spec: Mapping[str, Any], cid: str, layers: Sequence[Any], first_disk: int = 0,
+                   bundle: str = "") -> agent_pb2.CreateContainerRequest:
+    return create_requests(spec, cid, layers, first_disk, bundle)[0]
+
+
+def create_requests(spec: Mapping[str, Any], cid: str, layers: Sequence[Any], first_disk: int = 0,
+                    bundle: str = "") -> tuple[agent_pb2.CreateContainerRequest, list[FileShare]]:
+    """CreateContainer, and the host files to CopyFile into the guest before it (as Kata's runtime does)."""
+    oci, shares = guest_spec(spec, cid, bundle)
+    body = {"container_id": cid, "exec_id": cid, "OCI": oci, "storages": layer_storages(layers, cid, first_disk)}
     try:
-        return json_format.ParseDict(body, agent_pb2.CreateContainerRequest())
+        return json_format.ParseDict(body, agent_pb2.CreateContainerRequest()), shares
     except json_format.ParseError as exc:
         raise SpecError(f"the bundle's spec does not fit the agent's: {exc}") from None
 
 
 def exec_request(cid: str, exec_id: str, proc: Mapping[str, Any]) -> agent_pb2.ExecProcessRequest:
     """ExecProcess from the process spec containerd sends with Exec (its JSON, typeurl'd as
-    ``types.containerd.io/opencontainers/runtime-spec/1/Process``)."""
-    body = {"container_id": cid, "exec_id": exec_id, "process": process(proc)}
+    ``types.containerd.io/opencontainers/runtime-spec/1/Process``). As Kata's runtime: no capabilities,
+    rlimits or OOM score (the agent gives the exec the container's)."""
+    body = {"container_id": cid, "exec_id": exec_id,
+            "process": {k: v for k, v in process(proc).items() if k in EXEC_PROCESS}}
     try:
         return json_format.ParseDict(body, agent_pb2.ExecProcessRequest())
     except json_format.ParseError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -106,13 +107,69 @@ def test_spec_as_the_agent_receives_it() -> None:
                       "resources": {"devices": [{"allow": False, "access": "rwm"}]}}}
     req = specmod.create_request(spec, "c1", [])
     assert req.OCI.Root.Path == f"{specmod.SHARED}/c1/rootfs" and req.OCI.Root.Readonly  # never the host's
-    assert [m.destination for m in req.OCI.Mounts] == ["/proc"]  # host bind mounts do not reach the guest
+    assert req.OCI.Version == "1.0.2-dev"  # the bundle's, which the policy's oci_version pins
+    assert [m.destination for m in req.OCI.Mounts] == ["/proc", "/etc/hosts"]
+    assert re.fullmatch(rf"{specmod.SHARED}/c1-[0-9a-f]{{16}}-hosts", req.OCI.Mounts[1].source)  # a copy
     assert [n.Type for n in req.OCI.Linux.Namespaces] == ["pid", "mount"]
     assert (req.OCI.Process.User.UID, req.OCI.Process.User.GID) == (1000, 5)
     assert req.OCI.Process.NoNewPrivileges and list(req.OCI.Process.Capabilities.Bounding) == ["CAP_KILL"]
     assert not req.OCI.Linux.HasField("Seccomp") and list(req.OCI.Linux.MaskedPaths) == ["/proc/kcore"]
     with pytest.raises(specmod.SpecError, match="no process"):
         specmod.create_request({"root": {}}, "c1", [])
+
+
+def test_mounts_and_annotations_as_katas_runtime_sends_them(tmp_path: Path) -> None:
+    """containerd's sandbox spec has /dev/shm twice (tmpfs and a bind of the host's shm): the guest gets one
+    bind of the sandbox's shm storage. A host file behind a bind mount is copied (CopyFile with its bytes and
+    mode) under Kata's shared name; a host directory or device never reaches the guest. The runtime's own
+    io.katacontainers.config.* annotations are dropped, Kata's container type and bundle path added."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.96.0.10\n")
+    resolv.chmod(0o644)
+    spec = {"ociVersion": "1.0.2-dev", "process": {"args": ["/pause"]},
+            "annotations": {"io.kubernetes.cri.container-type": "sandbox",
+                            "io.katacontainers.config.hypervisor.cc_init_data": "H4sI...",
+                            "io.kubernetes.cri.sandbox-name": "p"},
+            "mounts": [{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["size=65536k"]},
+                       {"destination": "/dev/shm", "type": "bind", "source": str(tmp_path), "options": ["rbind"]},
+                       {"destination": "/etc/resolv.conf", "type": "bind", "source": str(resolv),
+                        "options": ["rbind", "ro"]},
+                       {"destination": "/data", "type": "bind", "source": str(tmp_path), "options": ["rbind"]},
+                       {"destination": "/dev/null", "type": "bind", "source": "/dev/null", "options": ["rbind"]}]}
+    req, shares = specmod.create_requests(spec, "s1", [], bundle="/run/b/s1")
+    mounts = [(m.destination, m.type, m.source, list(m.options)) for m in req.OCI.Mounts]
+    assert mounts[0] == ("/dev/shm", "bind", specmod.SANDBOX_SHM, ["rbind"])
+    assert [m[0] for m in mounts] == ["/dev/shm", "/etc/resolv.conf"]
+    assert mounts[1][2] == shares[0].guest and mounts[1][3] == ["rbind", "ro"]
+    assert [s.host for s in shares] == [str(resolv)]
+    copy = specmod.copy_file_request(shares[0])
+    assert (copy.path, copy.data, copy.file_size, copy.file_mode) == (shares[0].guest, resolv.read_bytes(),
+                                                                      len(resolv.read_bytes()), 0o100644)
+    assert dict(req.OCI.Annotations) == {"io.kubernetes.cri.container-type": "sandbox",
+                                         "io.kubernetes.cri.sandbox-name": "p",
+                                         specmod.KATA_CONTAINER_TYPE: "pod_sandbox",
+                                         specmod.KATA_BUNDLE_PATH: "/run/b/s1"}
+    spec["annotations"]["io.kubernetes.cri.container-type"] = "container"
+    again, again_shares = specmod.create_requests(spec, "c2", [])
+    assert again.OCI.Annotations[specmod.KATA_CONTAINER_TYPE] == "pod_container"
+    assert again_shares[0].guest != shares[0].guest  # Kata's names carry random bytes: never reused
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (specmod.MAX_SHARED_FILE + 1))
+    with pytest.raises(specmod.SpecError, match="is not copied into the guest"):
+        specmod.copy_file_request(specmod.FileShare(str(big), f"{specmod.SHARED}/c-x-big"))
+    resolv.unlink()
+    with pytest.raises(specmod.SpecError, match=r"resolv\.conf"):
+        specmod.copy_file_request(shares[0])
+
+
+def test_exec_request_carries_no_capabilities() -> None:
+    """Kata's runtime sends an exec no capabilities or rlimits: the agent gives it the container's (and the
+    generated policy refuses an exec that names its own)."""
+    req = specmod.exec_request("c1", "e1", {"args": ["cat", "/etc/greeting"], "env": ["PATH=/bin"], "cwd": "/",
+                                            "user": {"uid": 0, "gid": 0}, "capabilities": {"bounding": ["CAP_KILL"]},
+                                            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1, "soft": 1}]})
+    assert list(req.process.Args) == ["cat", "/etc/greeting"] and list(req.process.Env) == ["PATH=/bin"]
+    assert not req.process.HasField("Capabilities") and not req.process.Rlimits
 
 
 @pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
@@ -158,7 +215,7 @@ class FakePod:
     def boot(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
         self.calls.append("boot")
 
-    def create_container(self, cid: str, spec: dict) -> None:  # type: ignore[type-arg]
+    def create_container(self, cid: str, spec: dict, bundle: str = "") -> None:  # type: ignore[type-arg]
         self.args[cid] = spec["process"]["args"]
 
     def alive(self) -> bool:

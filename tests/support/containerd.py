@@ -32,6 +32,8 @@ CRI (kubelet's API, tests/support/cri.py) is served on the same grpc socket (``c
 - ``restrict_oom_score_adj``: CRI gives a pod sandbox oom_score_adj -998, and lowering a score needs
   CAP_SYS_RESOURCE, which this machine's root lacks (runc's nsexec fails with "failed to update
   /proc/self/oom_score_adj: Permission denied"); restricted, no score goes below containerd's own.
+- ``enable_unprivileged_ports``/``_icmp``: the pod sandbox's sysctls ``net.ipv4.ip_unprivileged_port_start=0``
+  and ``net.ipv4.ping_group_range``, containerd 1.7's defaults and what generated policies expect.
 - runc's state (``Root``) below ``base/runc``, not /run/containerd/runc/<namespace>.
 - runc under CRI needs nothing else on this machine (cgroup v1 hybrid, cgroupfs driver: ``SystemdCgroup``
   stays false; no AppArmor in the kernel, so none is applied).
@@ -118,6 +120,8 @@ oom_score = 0
   stream_server_port = "0"
   enable_selinux = false
   restrict_oom_score_adj = true
+  enable_unprivileged_ports = true
+  enable_unprivileged_icmp = true
   sandbox_image = "{sandbox_image}"
   netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]

@@ -366,6 +366,7 @@ def busybox_layer(applets: Iterable[str] = ("sh", "echo", "cat", "sleep", "false
     return layer
 
 
+PAUSE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # registry.k8s.io/pause's config
 PAUSE_SCRIPT = b"""#!/bin/sh
 # the pod sandbox's process: hold the pod's namespaces until told to stop (containerd sends SIGTERM,
 # then SIGKILL); sh as PID 1 ignores signals it has no trap for, hence the trap
@@ -375,10 +376,13 @@ while :; do sleep 3600 & wait $!; done
 
 
 def pause_image(dest: Path, tag: str = "cocoon") -> ociimage.BuiltImage:
-    """The pod sandbox image for runc tests: ``/pause`` blocks until SIGTERM (busybox sh; no registry)."""
+    """The pod sandbox image: ``/pause`` blocks until SIGTERM (busybox sh; no registry); user and env as
+    registry.k8s.io/pause's config has them (65535:65535, the default PATH), which is what a generated
+    policy expects of the sandbox container (generator/settings.json ``pause_container``)."""
     layer = busybox_layer(("sh", "sleep"))
     layer["pause"] = ociimage.File(PAUSE_SCRIPT, 0o755)
-    return ociimage.build_image(dest, [layer], tag=tag, config={"Entrypoint": ["/pause"]})
+    return ociimage.build_image(dest, [layer], tag=tag, config={"Entrypoint": ["/pause"], "User": "65535:65535",
+                                                                "Env": [PAUSE_PATH]})
 
 
 def busybox_image(dest: Path, tag: str = "cocoon", extra: Mapping[str, Any] | None = None,
