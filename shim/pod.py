@@ -88,9 +88,9 @@ class PodVm:
         """Boot with the sandbox container's layers attached (a CRI pod's pause container has none), wired to
         the pod's network namespace when CNI gave it one; wait for the agent's status; configure the guest's
         network; create the sandbox."""
-        image = image_dir()
-        if not specmod.is_pause(spec):
+        if not specmod.is_pause(spec):  # the image's layers first: a bad image is refused before any boot
             self._attach(cid, self._layers(cid), hotplug=False)
+        image = image_dir()
         netns = network.netns_of(spec)
         try:
             self.net = network.discover(netns) if netns else None

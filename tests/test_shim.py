@@ -5,6 +5,9 @@ refusing ``ctr run`` of a pod whose initdata annotation is corrupt with the shim
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -126,7 +129,7 @@ def test_mounts_and_annotations_as_katas_runtime_sends_them(tmp_path: Path) -> N
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 10.96.0.10\n")
     resolv.chmod(0o644)
-    spec = {"ociVersion": "1.0.2-dev", "process": {"args": ["/pause"]},
+    spec: dict[str, Any] = {"ociVersion": "1.0.2-dev", "process": {"args": ["/pause"]},
             "annotations": {"io.kubernetes.cri.container-type": "sandbox",
                             "io.katacontainers.config.hypervisor.cc_init_data": "H4sI...",
                             "io.kubernetes.cri.sandbox-name": "p"},
@@ -189,6 +192,47 @@ def test_ctr_run_with_a_corrupt_annotation_fails_with_the_reason(tmp_path: Path)
         assert run.returncode != 0
         assert f"annotation {task.INITDATA_ANNOTATION} is not base64" in run.stderr.decode(), run.stderr
         c.ctr("containers", "delete", "bad")
+
+
+def _relabel_layers(image: ociimage.BuiltImage, media_type: str) -> None:
+    """Rewrite the layout's manifest so its layers claim ``media_type`` (the blobs stay as they are)."""
+    index = json.loads((image.layout / "index.json").read_text())
+    top = index["manifests"][0]
+    blobs = image.layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / top["digest"].split(":", 1)[1]).read_bytes())
+    for layer in manifest["layers"]:
+        layer["mediaType"] = media_type
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    top.update(digest=f"sha256:{digest}", size=len(data))
+    (image.layout / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
+def test_ctr_run_of_an_image_with_an_unsupported_layer_type_fails_with_the_reason(tmp_path: Path) -> None:
+    """containerd unpacks a non-distributable gzip layer; the shim's converter reads only the OCI and Docker
+    tar types, so the pod is refused before any VM boots, with the layer and its type in ctr's error."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "containerd-shim-cocoon-v2"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
+    script.chmod(0o755)
+    image = ociimage.build_image(tmp_path / "img", [{"etc": ociimage.Dir(), "etc/x": b"x\n"}], tag="1.0")
+    odd = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    _relabel_layers(image, odd)
+    base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
+    env = {"COCOON_SHIM_RUN": str(base / "run"), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(ROOT)}
+    initdata = base64.b64encode(gzip.compress(b"version = \"0.1.0\"\n")).decode()
+    with containerd.running(base, path=[str(bindir)], env=env) as c:
+        name = c.import_image(image, "localhost/odd:1.0")
+        run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
+                    f"{task.INITDATA_ANNOTATION}={initdata}", name, "odd", "true", check=False)
+        assert run.returncode != 0
+        assert f"has media type {odd!r}, which the converter does not read" in run.stderr.decode(), run.stderr
+        c.ctr("containers", "delete", "odd")
+    assert not (base / "run").exists() or not any((base / "run").iterdir())
 
 
 class FakePod:
