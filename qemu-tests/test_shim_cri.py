@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import containerd, cri, ociimage
-from test_shim_ctr import busybox_layer, host_leftovers, qemu_pids, shim_bin
+from test_shim_ctr import busybox_layer, host_leftovers, qemu_pids
 
 from generator import kube, settings
 from generator.model import PodTemplate
@@ -91,7 +91,7 @@ def test_cri_runs_a_generated_pod_in_a_vm_and_the_policy_answers(image: Image, t
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     before = host_leftovers(base, run_dir)
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env, network=True) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env, network=True) as c:
         assert c.netns is not None
         c.import_image(cri.pause_image(tmp_path / "pause"), containerd.PAUSE_IMAGE,
                        namespace=containerd.CRI_NAMESPACE)

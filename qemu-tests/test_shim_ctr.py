@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ def busybox_layer() -> dict[str, Any]:
     for applet in ("sh", "echo", "cat", "sleep", "false", "id", "test", "["):
         base[f"bin/{applet}"] = ociimage.Symlink("busybox")
     return base
-
-
-def shim_bin(where: Path) -> Path:
-    """containerd-shim-cocoon-v2 as the console script would be, running this checkout's shim."""
-    where.mkdir(parents=True, exist_ok=True)
-    script = where / "containerd-shim-cocoon-v2"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
-    script.chmod(0o755)
-    return where
 
 
 def qemu_pids(marker: str) -> list[int]:
@@ -84,7 +74,7 @@ def test_ctr_run_prints_output_and_returns_exit_code(image: Image, tmp_path: Pat
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         t0 = time.monotonic()
         run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
@@ -120,7 +110,7 @@ def test_ctr_exec_ps_kill_delete_leave_nothing(image: Image, tmp_path: Path, tim
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         t0 = time.monotonic()
         c.ctr("run", "-d", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), "--annotation",
@@ -163,7 +153,7 @@ def test_pod_without_initdata_is_refused_with_the_agents_reason(image: Image, tm
     run_dir = base / "run"
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         run = c.ctr("run", "--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir), name, "c3", "true",
                     timeout=600, check=False)
@@ -190,7 +180,7 @@ def test_vm_killed_under_a_task_and_shim_killed_are_cleaned_up(image: Image, tmp
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         c.ctr("images", "ls")
 
@@ -247,7 +237,7 @@ def test_a_container_joins_its_pods_sandbox(image: Image, tmp_path: Path) -> Non
     env = {"COCOON_SHIM_IMAGE": str(image.out), "COCOON_SHIM_CACHE": str(tmp_path / "cache"),
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         common = ["--runtime", containerd.RUNTIME, "--fifo-dir", str(c.fifo_dir),
                   "--annotation", "io.kubernetes.cri.sandbox-id=pod1"]
@@ -305,7 +295,7 @@ def test_twenty_pods_one_after_another_leave_nothing_behind(image: Image, tmp_pa
            "COCOON_SHIM_RUN": str(run_dir), "PYTHONPATH": str(ROOT)}
     initdata = base64.b64encode(gzip.compress(render_document({"policy.rego": ALLOW_ALL}))).decode()
     before = host_leftovers(base, run_dir)
-    with containerd.running(base, path=[str(shim_bin(tmp_path / "bin"))], env=env) as c:
+    with containerd.running(base, path=[str(containerd.shim_bin(tmp_path / "bin"))], env=env) as c:
         name = c.import_image(app, "localhost/app:1.0")
         assert c.proc is not None
         fds: list[int] = []

@@ -177,11 +177,7 @@ def test_exec_request_carries_no_capabilities() -> None:
 
 @pytest.mark.skipif(containerd.available() is not None, reason=str(containerd.available()))
 def test_ctr_run_with_a_corrupt_annotation_fails_with_the_reason(tmp_path: Path) -> None:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    script = bindir / "containerd-shim-cocoon-v2"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
-    script.chmod(0o755)
+    bindir = containerd.shim_bin(tmp_path / "bin")
     image = ociimage.build_image(tmp_path / "img", [{"etc": ociimage.Dir()}], tag="1.0")
     base = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))
     env = {"COCOON_SHIM_RUN": str(base / "run"), "PYTHONPATH": str(ROOT)}
@@ -213,11 +209,7 @@ def _relabel_layers(image: ociimage.BuiltImage, media_type: str) -> None:
 def test_ctr_run_of_an_image_with_an_unsupported_layer_type_fails_with_the_reason(tmp_path: Path) -> None:
     """containerd unpacks a non-distributable gzip layer; the shim's converter reads only the OCI and Docker
     tar types, so the pod is refused before any VM boots, with the layer and its type in ctr's error."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    script = bindir / "containerd-shim-cocoon-v2"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
-    script.chmod(0o755)
+    bindir = containerd.shim_bin(tmp_path / "bin")
     image = ociimage.build_image(tmp_path / "img", [{"etc": ociimage.Dir(), "etc/x": b"x\n"}], tag="1.0")
     odd = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
     _relabel_layers(image, odd)

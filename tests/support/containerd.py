@@ -48,6 +48,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -322,6 +323,16 @@ class Containerd:
             for cached in CNI_CACHE.glob(f"{self.cni_network}-*"):
                 cached.unlink(missing_ok=True)
             self.netns = None
+
+
+def shim_bin(where: Path) -> Path:
+    """A directory with ``containerd-shim-cocoon-v2`` as the console script would be, running this checkout's
+    shim with this interpreter; put it first on containerd's ``path``."""
+    where.mkdir(parents=True, exist_ok=True)
+    script = where / "containerd-shim-cocoon-v2"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m shim.main \"$@\"\n")
+    script.chmod(0o755)
+    return where
 
 
 def _run(argv: Sequence[str], timeout: float = 30) -> None:
