@@ -27,13 +27,21 @@ from shim.protocols import cri_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 POD = "cri-e2e"
-MAIN = "while :; do cat /etc/greeting; sleep 3600; done"
+MAIN = "cat /etc/greeting /etc/cfg/motd; echo scratch-ok > /scratch/f; cat /scratch/f; while :; do sleep 3600; done"
 POD_YAML = f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  motd: "from a configmap\\n"
+---
 apiVersion: v1
 kind: Pod
 metadata:
   name: {POD}
 spec:
+  automountServiceAccountToken: false
   containers:
   - name: main
     image: localhost/app:1.0
@@ -42,6 +50,14 @@ spec:
     readinessProbe:
       exec:
         command: ["cat", "/etc/greeting"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg, readOnly: true}}
+    - {{name: scratch, mountPath: /scratch}}
+  volumes:
+  - name: cfg
+    configMap: {{name: settings}}
+  - name: scratch
+    emptyDir: {{}}
 """
 
 
@@ -114,8 +130,15 @@ def test_cri_runs_a_generated_pod_in_a_vm_and_the_policy_answers(image: Image, t
             status = api.pod_sandbox_status(pod_id).status
             assert status.state == pb.SANDBOX_READY and status.network.ip.startswith("10.88.0."), status
 
+            # the node's side of the pod's volumes and files, as kubelet lays them out and mounts them
+            pod_dir = tmp_path / "kubelet" / "pods" / pod.metadata.uid
+            mounts = [cri.host_mount("/etc/cfg", cri.config_map_volume(pod_dir, "cfg", {"motd": "from a configmap\n"}),
+                                     readonly=True),
+                      cri.host_mount("/scratch", cri.empty_dir_volume(pod_dir, "scratch")),
+                      cri.host_mount("/etc/hosts", cri.etc_hosts(pod_dir, POD, status.network.ip)),
+                      cri.host_mount("/dev/termination-log", cri.termination_log(pod_dir, "main"))]
             config = cri.container_config("main", pinned, pod=pod, command=list(spec["command"]),
-                                          args=list(spec["args"]))
+                                          args=list(spec["args"]), mounts=mounts)
             try:
                 cid = api.create_container(pod_id, config, pod, timeout=600)
                 api.start_container(cid)
@@ -133,7 +156,7 @@ def test_cri_runs_a_generated_pod_in_a_vm_and_the_policy_answers(image: Image, t
             assert len(qemu_pids(str(run_dir))) == 1  # one VM for the pod, pause and main
             # a container the policy does not describe (an env var more): StartContainer fails with why
             changed = cri.container_config("main", pinned, pod=pod, command=list(spec["command"]),
-                                           args=list(spec["args"]), env={"EXTRA": "1"}, attempt=1)
+                                           args=list(spec["args"]), env={"EXTRA": "1"}, attempt=1, mounts=mounts)
             other = api.create_container(pod_id, changed, pod)
             with pytest.raises(cri.CriError) as refused:
                 api.start_container(other)
@@ -144,7 +167,8 @@ def test_cri_runs_a_generated_pod_in_a_vm_and_the_policy_answers(image: Image, t
             got = ping(c.netns, status.network.ip)
             assert got.returncode == 0, (got.stdout, got.stderr)
             log = tmp_path / "logs" / "main" / "0.log"
-            assert "hello over CRI" in log.read_text(), log.read_text()
+            lines = [line.split(" ", 3)[-1] for line in log.read_text().splitlines()]  # CRI's "<ts> stdout F <line>"
+            assert lines[:3] == ["hello over CRI", "from a configmap", "scratch-ok"], log.read_text()
 
             api.stop_pod_sandbox(pod_id)
             assert api.container_status(cid).state == pb.CONTAINER_EXITED

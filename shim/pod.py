@@ -163,10 +163,10 @@ class PodVm:
             layers = list(got.layers)
         try:
             request, shares = specmod.create_requests(spec, cid, layers, bundle=bundle)
-            copies = [specmod.copy_file_request(share) for share in shares]
+            copies = [copy for share in shares for copy in specmod.copy_requests(share)]
         except specmod.SpecError as exc:
             raise RpcError(Code.INVALID_ARGUMENT, f"container {cid}: {exc}") from None
-        for storage, lay in zip(request.storages, layers, strict=True):
+        for storage, lay in zip(request.storages[:len(layers)], layers, strict=True):  # then the volumes
             storage.source = f"/dev/disk/by-id/virtio-layer{self.by_root[lay.root_hash]}"
         for copy in copies:
             self.call("CopyFile", copy, 60)

@@ -13,7 +13,10 @@ container.go mountSharedDirMounts, copyFile): every ``/dev/shm`` becomes a bind 
 (containerd gives a sandbox both a tmpfs and a bind there; one is kept); a bind mount of a host regular file
 (the node's /etc/hosts, hostname, resolv.conf, the termination log) is copied into the guest's shared
 directory as ``<id>-<16 random hex>-<basename>`` (``FileShare``; the caller sends CopyFile) and the mount's
-source rewritten to it; any other bind mount (a host directory, a device) is dropped. Annotations: the
+source rewritten to it, and so is a host directory (kubelet's ConfigMap, Secret, projected volumes: their
+files and relative symlinks, bounded); a kubelet emptyDir becomes Kata's ``local`` storage (``ephemeral``
+tmpfs when the node's is tmpfs, medium Memory) below the sandbox directory; any other bind mount (a device,
+/proc, /sys) is dropped. Annotations: the
 runtime's own ``io.katacontainers.config.*`` (the VM's initdata and other hypervisor settings, consumed by
 the shim) are not the container's and are dropped; Kata's ``io.katacontainers.pkg.oci.container_type`` and
 ``bundle_path`` are added. The OCI version is the bundle's (containerd 1.6 writes ``1.0.2-dev``).
@@ -25,6 +28,7 @@ import dataclasses
 import os
 import posixpath
 import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +51,11 @@ KATA_CONTAINER_TYPE = "io.katacontainers.pkg.oci.container_type"
 KATA_BUNDLE_PATH = "io.katacontainers.pkg.oci.bundle_path"
 CRI_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 MAX_SHARED_FILE = 1 << 20  # a node file larger than this is not a hosts file: refused, not streamed
+MAX_SHARED_TOTAL = 16 << 20  # a copied volume (Kubernetes caps a ConfigMap at 1 MiB)
+MAX_SHARED_ENTRIES = 1024
+SANDBOX_DIR = "/run/kata-containers/sandbox"
+EMPTY_DIR = "kubernetes.io~empty-dir"  # kubelet's volume plugin directory for emptyDir
+SYSTEM_SOURCES = ("/proc", "/sys", "/dev")  # Kata's isSystemMount / isHostDevice: never copied
 
 
 PAUSE_ARGS = ["/pause"]  # the sandbox image's entrypoint (agent/containers.py runs its own pause for it)
@@ -88,7 +97,8 @@ def process(proc: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class FileShare:
-    """A host file a bind mount names, and where its copy goes in the guest (the mount's new source)."""
+    """A host file or directory a bind mount names, and where its copy goes in the guest (the mount's new
+    source)."""
 
     host: str
     guest: str
@@ -99,10 +109,46 @@ def shared_name(cid: str, destination: str) -> str:
     return f"{SHARED}/{cid}-{secrets.token_hex(8)}-{posixpath.basename(destination.rstrip('/'))}"
 
 
-def guest_mounts(mounts: Sequence[Mapping[str, Any]], cid: str) -> tuple[list[dict[str, Any]], list[FileShare]]:
-    """The spec's mounts as the guest gets them, and the host files to copy for them (module docstring)."""
+def _mount_fstype(path: str) -> str | None:
+    """The file system type mounted exactly at ``path`` (/proc/self/mountinfo, the last one wins), if any."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if sep and len(fields) >= 5:
+            point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            if point == (path.rstrip("/") or "/"):
+                found = tail.split()[0] if tail.split() else None
+    return found
+
+
+def empty_dir_storage(source: str) -> dict[str, Any] | None:
+    """Kata's storage for a kubelet emptyDir (``.../volumes/kubernetes.io~empty-dir/<name>``): ``ephemeral``
+    tmpfs when the node backs it with tmpfs (medium Memory), else a ``local`` directory of the sandbox; None
+    for any other path."""
+    parts = source.rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] != EMPTY_DIR:
+        return None
+    name = parts[-1]
+    if _mount_fstype(source) == "tmpfs":
+        return {"driver": "ephemeral", "source": "tmpfs", "fstype": "tmpfs", "options": [],
+                "mount_point": f"{SANDBOX_DIR}/ephemeral/{name}"}
+    return {"driver": "local", "source": "local", "fstype": "local", "options": ["mode=0777"],
+            "mount_point": f"{SANDBOX_DIR}/local/{name}"}
+
+
+def guest_mounts(mounts: Sequence[Mapping[str, Any]],
+                 cid: str) -> tuple[list[dict[str, Any]], list[FileShare], list[dict[str, Any]]]:
+    """The spec's mounts as the guest gets them, the host files and directories to copy for them, and the
+    storages they need (emptyDir volumes); module docstring."""
     out: list[dict[str, Any]] = []
     shares: list[FileShare] = []
+    storages: list[dict[str, Any]] = []
     for m in mounts:
         dest, kind, source = str(m.get("destination", "")), m.get("type"), str(m.get("source", ""))
         if dest == "/dev/shm":
@@ -110,17 +156,24 @@ def guest_mounts(mounts: Sequence[Mapping[str, Any]], cid: str) -> tuple[list[di
             if shm not in out:
                 out.append(shm)
         elif kind == "bind":
-            if os.path.isfile(source):
+            storage = empty_dir_storage(source)
+            if storage is not None:
+                if storage not in storages:
+                    storages.append(storage)
+                out.append({**m, "source": storage["mount_point"]})
+            elif os.path.isfile(source) or (os.path.isdir(source) and not source.startswith(SYSTEM_SOURCES)):
                 share = FileShare(source, shared_name(cid, dest))
                 shares.append(share)
                 out.append({**m, "source": share.guest})
         elif kind in GUEST_MOUNT_TYPES:
             out.append(dict(m))
-    return out, shares
+    return out, shares, storages
 
 
-def guest_spec(spec: Mapping[str, Any], cid: str, bundle: str = "") -> tuple[dict[str, Any], list[FileShare]]:
-    """The spec as the agent receives it (proto names), and the host files its mounts need in the guest."""
+def guest_spec(spec: Mapping[str, Any], cid: str,
+               bundle: str = "") -> tuple[dict[str, Any], list[FileShare], list[dict[str, Any]]]:
+    """The spec as the agent receives it (proto names), the host files its mounts need in the guest, and the
+    storages for its volumes."""
     if not isinstance(spec.get("process"), Mapping):
         raise SpecError("the bundle's config.json has no process")
     body = _to_proto_names(spec, oci_pb2.Spec.DESCRIPTOR)
@@ -128,7 +181,7 @@ def guest_spec(spec: Mapping[str, Any], cid: str, bundle: str = "") -> tuple[dic
     linux = {k: linux[k] for k in KEEP_LINUX if k in linux}
     linux["Namespaces"] = [{"Type": ns.get("Type", ""), "Path": ""} for ns in linux.get("Namespaces", [])
                            if ns.get("Type") not in DROP_NAMESPACES]
-    mounts, shares = guest_mounts(body.get("Mounts", []), cid)
+    mounts, shares, storages = guest_mounts(body.get("Mounts", []), cid)
     annotations = {k: v for k, v in body.get("Annotations", {}).items() if not k.startswith(RUNTIME_ANNOTATIONS)}
     annotations[KATA_CONTAINER_TYPE] = "pod_sandbox" if annotations.get(CRI_CONTAINER_TYPE, "sandbox") == "sandbox" \
         else "pod_container"
@@ -140,22 +193,68 @@ def guest_spec(spec: Mapping[str, Any], cid: str, bundle: str = "") -> tuple[dic
            "Mounts": mounts, "Annotations": annotations, "Linux": linux}
     if body.get("Hostname"):
         out["Hostname"] = body["Hostname"]
-    return out, shares
+    return out, shares, storages
+
+
+def _copy_one(host: str, guest: str, st: os.stat_result) -> agent_pb2.CopyFileRequest:
+    mode = st.st_mode
+    req = agent_pb2.CopyFileRequest(path=guest, dir_mode=0o755, uid=0, gid=0, offset=0)
+    if stat.S_ISDIR(mode):
+        req.file_mode = stat.S_IFDIR | (mode & 0o7777)
+    elif stat.S_ISLNK(mode):
+        target = os.readlink(host)
+        if target.startswith("/"):
+            raise SpecError(f"bind mount source {host}: symlink to an absolute path ({target}) is not copied")
+        req.file_mode, req.data = stat.S_IFLNK | 0o777, target.encode()
+        req.file_size = len(req.data)
+    elif not stat.S_ISREG(mode):
+        raise SpecError(f"bind mount source {host}: not a regular file, directory or symlink")
+    elif st.st_size > MAX_SHARED_FILE:
+        raise SpecError(f"bind mount source {host}: {st.st_size} bytes; more than a node file "
+                        f"({MAX_SHARED_FILE} bytes) is not copied into the guest")
+    else:
+        with open(host, "rb") as f:
+            req.data = f.read(MAX_SHARED_FILE + 1)
+        req.file_mode, req.file_size = stat.S_IFREG | (mode & 0o7777), len(req.data)
+    return req
+
+
+def copy_requests(share: FileShare) -> list[agent_pb2.CopyFileRequest]:
+    """CopyFile for a shared host file, or for a directory and everything below it (parents first; symlinks
+    as symlinks, as kubelet's ConfigMap and Secret volumes are built of them), each file in one piece. Bounded:
+    a tree of more than MAX_SHARED_ENTRIES entries or MAX_SHARED_TOTAL bytes is refused, not copied."""
+    out: list[agent_pb2.CopyFileRequest] = []
+    total = 0
+    try:
+        top = os.lstat(share.host)
+        out.append(_copy_one(share.host, share.guest, top))
+        if stat.S_ISDIR(top.st_mode):
+            for root, dirs, files in os.walk(share.host, onerror=_raise):
+                dirs.sort()
+                rel = os.path.relpath(root, share.host)
+                for name in [*dirs, *sorted(files)]:
+                    host = os.path.join(root, name)
+                    guest = posixpath.normpath(posixpath.join(share.guest, rel, name))
+                    out.append(_copy_one(host, guest, os.lstat(host)))
+                    total += len(out[-1].data)
+                    if len(out) > MAX_SHARED_ENTRIES or total > MAX_SHARED_TOTAL:
+                        raise SpecError(f"bind mount source {share.host}: more than {MAX_SHARED_ENTRIES} entries or "
+                                        f"{MAX_SHARED_TOTAL} bytes; a volume that large is not copied into the guest")
+    except OSError as exc:
+        raise SpecError(f"bind mount source {share.host}: {exc.strerror or exc}") from None
+    return out
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def copy_file_request(share: FileShare) -> agent_pb2.CopyFileRequest:
-    """CopyFile of one shared host file, in one piece (node files are small; a large one is refused)."""
-    try:
-        st = os.stat(share.host)
-        if st.st_size > MAX_SHARED_FILE:
-            raise SpecError(f"bind mount source {share.host}: {st.st_size} bytes; more than a node file "
-                            f"({MAX_SHARED_FILE} bytes) is not copied into the guest")
-        with open(share.host, "rb") as f:
-            data = f.read(MAX_SHARED_FILE + 1)
-    except OSError as exc:
-        raise SpecError(f"bind mount source {share.host}: {exc.strerror or exc}") from None
-    return agent_pb2.CopyFileRequest(path=share.guest, file_size=len(data), file_mode=0o100000 | (st.st_mode & 0o7777),
-                                     dir_mode=0o755, uid=0, gid=0, offset=0, data=data)
+    """CopyFile of one shared host file (``copy_requests`` for a directory)."""
+    requests = copy_requests(share)
+    if len(requests) != 1:
+        raise SpecError(f"bind mount source {share.host} is a directory")
+    return requests[0]
 
 
 def layer_storages(layers: Sequence[Any], cid: str, first_disk: int = 0) -> list[dict[str, Any]]:
@@ -174,9 +273,11 @@ def create_request(spec: Mapping[str, Any], cid: str, layers: Sequence[Any], fir
 
 def create_requests(spec: Mapping[str, Any], cid: str, layers: Sequence[Any], first_disk: int = 0,
                     bundle: str = "") -> tuple[agent_pb2.CreateContainerRequest, list[FileShare]]:
-    """CreateContainer, and the host files to CopyFile into the guest before it (as Kata's runtime does)."""
-    oci, shares = guest_spec(spec, cid, bundle)
-    body = {"container_id": cid, "exec_id": cid, "OCI": oci, "storages": layer_storages(layers, cid, first_disk)}
+    """CreateContainer (the layers' storages first, then the volumes'), and the host files to CopyFile into
+    the guest before it (as Kata's runtime does)."""
+    oci, shares, volumes = guest_spec(spec, cid, bundle)
+    body = {"container_id": cid, "exec_id": cid, "OCI": oci,
+            "storages": [*layer_storages(layers, cid, first_disk), *volumes]}
     try:
         return json_format.ParseDict(body, agent_pb2.CreateContainerRequest()), shares
     except json_format.ParseError as exc:

@@ -124,7 +124,7 @@ def test_spec_as_the_agent_receives_it() -> None:
 def test_mounts_and_annotations_as_katas_runtime_sends_them(tmp_path: Path) -> None:
     """containerd's sandbox spec has /dev/shm twice (tmpfs and a bind of the host's shm): the guest gets one
     bind of the sandbox's shm storage. A host file behind a bind mount is copied (CopyFile with its bytes and
-    mode) under Kata's shared name; a host directory or device never reaches the guest. The runtime's own
+    mode) under Kata's shared name, so is a directory; a host device never reaches the guest. The runtime's own
     io.katacontainers.config.* annotations are dropped, Kata's container type and bundle path added."""
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 10.96.0.10\n")
@@ -142,9 +142,9 @@ def test_mounts_and_annotations_as_katas_runtime_sends_them(tmp_path: Path) -> N
     req, shares = specmod.create_requests(spec, "s1", [], bundle="/run/b/s1")
     mounts = [(m.destination, m.type, m.source, list(m.options)) for m in req.OCI.Mounts]
     assert mounts[0] == ("/dev/shm", "bind", specmod.SANDBOX_SHM, ["rbind"])
-    assert [m[0] for m in mounts] == ["/dev/shm", "/etc/resolv.conf"]
+    assert [m[0] for m in mounts] == ["/dev/shm", "/etc/resolv.conf", "/data"]  # /dev/null: never
     assert mounts[1][2] == shares[0].guest and mounts[1][3] == ["rbind", "ro"]
-    assert [s.host for s in shares] == [str(resolv)]
+    assert [s.host for s in shares] == [str(resolv), str(tmp_path)]
     copy = specmod.copy_file_request(shares[0])
     assert (copy.path, copy.data, copy.file_size, copy.file_mode) == (shares[0].guest, resolv.read_bytes(),
                                                                       len(resolv.read_bytes()), 0o100644)
@@ -163,6 +163,49 @@ def test_mounts_and_annotations_as_katas_runtime_sends_them(tmp_path: Path) -> N
     resolv.unlink()
     with pytest.raises(specmod.SpecError, match=r"resolv\.conf"):
         specmod.copy_file_request(shares[0])
+
+
+def test_volumes_as_katas_runtime_sends_them(tmp_path: Path) -> None:
+    """A ConfigMap volume as kubelet's atomic writer lays it out (files in a timestamped directory, relative
+    symlinks to them) is copied in whole, symlinks as symlinks, parents first; an emptyDir becomes Kata's
+    local storage in the sandbox directory; an absolute symlink or an oversize tree is refused."""
+    pod = tmp_path / "pods" / "uid-1" / "volumes"
+    cfg = pod / "kubernetes.io~configmap" / "cfg"
+    stamp = cfg / "..2026_12_04_00_00_00.000000001"
+    stamp.mkdir(parents=True)
+    (stamp / "motd").write_text("from a configmap\n")
+    (cfg / "..data").symlink_to(stamp.name)
+    (cfg / "motd").symlink_to("..data/motd")
+    scratch = pod / "kubernetes.io~empty-dir" / "scratch"
+    scratch.mkdir(parents=True)
+    spec = {"ociVersion": "1.0.2-dev", "process": {"args": ["sh"]},
+            "annotations": {"io.kubernetes.cri.container-type": "container"},
+            "mounts": [{"destination": "/etc/cfg", "type": "bind", "source": str(cfg),
+                        "options": ["rbind", "rprivate", "ro"]},
+                       {"destination": "/scratch", "type": "bind", "source": str(scratch),
+                        "options": ["rbind", "rprivate", "rw"]}]}
+    req, shares = specmod.create_requests(spec, "c1", [])
+    by_dest = {m.destination: m for m in req.OCI.Mounts}
+    assert by_dest["/scratch"].source == f"{specmod.SANDBOX_DIR}/local/scratch"
+    assert [(st.driver, st.source, st.fstype, list(st.options), st.mount_point) for st in req.storages] == [
+        ("local", "local", "local", ["mode=0777"], f"{specmod.SANDBOX_DIR}/local/scratch")]
+    assert [sh.host for sh in shares] == [str(cfg)] and by_dest["/etc/cfg"].source == shares[0].guest
+    copies = specmod.copy_requests(shares[0])
+    got = [(c.path.removeprefix(shares[0].guest), oct(c.file_mode), c.data) for c in copies]
+    assert got == [("", oct(0o040000 | (cfg.stat().st_mode & 0o7777)), b""),
+                   (f"/{stamp.name}", oct(0o040000 | (stamp.stat().st_mode & 0o7777)), b""),
+                   ("/..data", oct(0o120777), stamp.name.encode()),
+                   ("/motd", oct(0o120777), b"..data/motd"),
+                   (f"/{stamp.name}/motd", oct(0o100000 | ((stamp / "motd").stat().st_mode & 0o7777)),
+                    b"from a configmap\n")], got
+    (cfg / "escape").symlink_to("/etc/shadow")
+    with pytest.raises(specmod.SpecError, match="symlink to an absolute path"):
+        specmod.copy_requests(shares[0])
+    (cfg / "escape").unlink()
+    for i in range(specmod.MAX_SHARED_ENTRIES):
+        (stamp / f"f{i}").write_bytes(b"")
+    with pytest.raises(specmod.SpecError, match="a volume that large is not copied"):
+        specmod.copy_requests(shares[0])
 
 
 def test_exec_request_carries_no_capabilities() -> None:

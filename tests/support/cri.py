@@ -308,6 +308,7 @@ def container_config(
     memory_limit: int = 0,
     tty: bool = False,
     stdin: bool = False,
+    mounts: Sequence[pb.Mount] = (),
 ) -> pb.ContainerConfig:
     """A CreateContainer config as kubelet builds it (kuberuntime generateContainerConfig): ``command`` is
     the pod spec's command (the image's entrypoint when empty), ``args`` its args; ``log_path`` relative
@@ -329,6 +330,7 @@ def container_config(
         log_path=log_path if log_path is not None else f"{name}/{attempt}.log",
         tty=tty,
         stdin=stdin,
+        mounts=list(mounts),
     )
     linux = config.linux
     linux.resources.CopyFrom(pb.LinuxContainerResources(cpu_period=100000, cpu_shares=cpu_shares,
@@ -350,6 +352,53 @@ def container_config(
     if run_as_group is not None:
         ctx.run_as_group.value = run_as_group
     return config
+
+
+# --- kubelet's files and volumes on the node -------------------------------------------------------------
+# Where kubelet keeps a pod's files (pkg/kubelet: <root>/pods/<uid>/etc-hosts, containers/<name>/<id> for the
+# termination log, volumes/<plugin>/<name>), and the atomic writer's layout of a ConfigMap volume
+# (pkg/volume/util/atomic_writer.go: the files in a timestamped "..<ts>" directory, "..data" -> it, and one
+# relative symlink per key), which is what the runtime sees behind the bind mount.
+
+
+def host_mount(container_path: str, host_path: Path | str, readonly: bool = False) -> pb.Mount:
+    return pb.Mount(container_path=container_path, host_path=str(host_path), readonly=readonly)
+
+
+def etc_hosts(pod_dir: Path, hostname: str, ip: str) -> Path:
+    """kubelet's managed /etc/hosts for a pod (ensureHostsFile)."""
+    pod_dir.mkdir(parents=True, exist_ok=True)
+    path = pod_dir / "etc-hosts"
+    path.write_text(f"# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                    f"ip6-loopback\n{ip}\t{hostname}\n")
+    return path
+
+
+def termination_log(pod_dir: Path, container: str) -> Path:
+    path = pod_dir / "containers" / container / uuid.uuid4().hex[:8]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def config_map_volume(pod_dir: Path, name: str, data: Mapping[str, str]) -> Path:
+    """A ConfigMap volume as kubelet's atomic writer leaves it."""
+    volume = pod_dir / "volumes" / "kubernetes.io~configmap" / name
+    stamp = volume / "..2026_12_04_00_00_00.000000001"
+    stamp.mkdir(parents=True)
+    for key, value in data.items():
+        (stamp / key).write_text(value)
+        (stamp / key).chmod(0o644)
+        (volume / key).symlink_to(f"..data/{key}")
+    (volume / "..data").symlink_to(stamp.name)
+    return volume
+
+
+def empty_dir_volume(pod_dir: Path, name: str) -> Path:
+    volume = pod_dir / "volumes" / "kubernetes.io~empty-dir" / name
+    volume.mkdir(parents=True)
+    volume.chmod(0o777)
+    return volume
 
 
 # --- images for runc tests -----------------------------------------------------------------------------
