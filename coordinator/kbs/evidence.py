@@ -1,0 +1,99 @@
+"""The primary evidence of an attestation, checked by cocoon's verifier: reference values, the signature
+chain, REPORT_DATA bound to the session (protocol.report_data) and, when the client sent its initdata, the
+platform field that must hold its digest (SNP HOST_DATA, TDX MRCONFIGID).
+
+Formats (trustee deps/verifier, guest-components attesters): ``snp`` is ``{"attestation_report",
+"cert_chain"}`` (snp_json.py); ``tdx`` is ``{"quote": base64 of the TD quote, "cc_eventlog": base64 |
+null}``. Sim evidence (an SNP report chained to cocoon's sim root) passes only when the broker was started
+with ``--trust-sim``; the token then says so (``simulated``) and the default resource policy refuses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from typing import Any
+
+from agent.errors import AgentError
+from agent.initdata import parse_document
+from agent.tee import certtable
+from coordinator.kbs import snp_json
+from coordinator.kbs.errors import KbsError
+from coordinator.kbs.protocol import Attestation, report_data
+from verifier.api import verify
+from verifier.claims import Result
+
+MAX_QUOTE = 64 << 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Appraisal:
+    """What the verifier found, as the token's annotated evidence carries it."""
+
+    tee: str
+    result: Result
+    report_data: bytes
+    host_data: bytes  # SNP HOST_DATA or TDX MRCONFIGID: the initdata digest the launch bound
+    measurement: bytes
+    initdata: dict[str, str] | None  # the document's data, when the client sent it and it matched
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def _snp(evidence: Any) -> tuple[bytes, bytes]:
+    if not isinstance(evidence, dict) or set(evidence) - {"attestation_report", "cert_chain"} or \
+            "attestation_report" not in evidence:
+        raise KbsError("RcarAttestFailed", "snp evidence must be {attestation_report, cert_chain}")
+    report = snp_json.from_json(evidence["attestation_report"])
+    certs = snp_json.cert_table(evidence.get("cert_chain"))
+    return report, certtable.build(certs) if certs else b""
+
+
+def _tdx(evidence: Any) -> bytes:
+    if not isinstance(evidence, dict) or set(evidence) - {"quote", "cc_eventlog"} or "quote" not in evidence:
+        raise KbsError("RcarAttestFailed", "tdx evidence must be {quote, cc_eventlog}")
+    quote = evidence["quote"]
+    if not isinstance(quote, str) or len(quote) > 2 * MAX_QUOTE:
+        raise KbsError("RcarAttestFailed", "tdx quote is not a base64 string of at most 64 KiB")
+    try:
+        return base64.b64decode(quote, validate=True)
+    except (binascii.Error, ValueError):
+        raise KbsError("RcarAttestFailed", "tdx quote is not base64") from None
+
+
+def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: str | None = None) -> Appraisal:
+    """Verify ``att``'s primary evidence for ``tee``; a failed claim is not an error here (the token says
+    ``contraindicated`` and no resource is released), malformed evidence is."""
+    bound = report_data(att.nonce, att.tee_pubkey, att.additional_evidence)
+    document = None
+    digest = None
+    if att.initdata is not None:
+        try:
+            document = parse_document(att.initdata.encode(), "init-data")
+        except AgentError as exc:
+            raise KbsError("RcarAttestFailed", f"init-data: {exc}") from None
+        digest = document.digest
+    try:
+        if tee == "snp":
+            report, aux = _snp(att.primary_evidence)
+            result = verify("snp", report, aux, reference_values, initdata_digest=digest, nonce=bound[:48],
+                            trust_sim=trust_sim)
+            from agent.tee import snp_report
+
+            rep = snp_report.parse(report)
+            host, measurement = rep.host_data, rep.measurement
+        elif tee == "tdx":
+            quote = _tdx(att.primary_evidence)
+            result = verify("tdx-quote", quote, b"", reference_values, initdata_digest=digest, nonce=bound[:48])
+            from agent.tee.tdx_report import parse_quote, trim_padding
+
+            body = parse_quote(trim_padding(quote)).body
+            host, measurement = body.mrconfigid, body.mrtd
+        else:
+            raise KbsError("RcarAttestFailed", f"TEE {tee!r} is not verified by this broker")
+    except AgentError as exc:
+        raise KbsError("RcarAttestFailed", f"{tee} evidence: {exc}") from None
+    return Appraisal(tee, result, bound, host, measurement, document.data if document is not None else None)

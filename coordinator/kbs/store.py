@@ -1,0 +1,95 @@
+"""The broker's persistent state: resources by ``<repo>/<type>/<tag>``, the resource policy, the token
+signing key. Every write is a whole file written to a temporary name, synced, renamed over the old one and
+the directory synced, so a broker killed at any instant restarts with each resource either as it was or as
+it was set, never half written; a name is three plain path segments, never a way out of the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+
+from coordinator.kbs.errors import KbsError
+
+SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_RESOURCE = 1 << 20
+
+
+def resource_path(segments: list[str] | tuple[str, ...]) -> tuple[str, str, str]:
+    """``[repo, type, tag]`` checked: three segments of letters, digits, ``.``, ``_``, ``-`` (no ``..``)."""
+    if len(segments) != 3 or not all(isinstance(s, str) and SEGMENT.fullmatch(s) and ".." not in s
+                                     for s in segments):
+        raise KbsError("InvalidRequestPath", f"resource path {'/'.join(map(str, segments))!r} is not "
+                                             "<repo>/<type>/<tag> of plain names", status=404)
+    return segments[0], segments[1], segments[2]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lock = threading.Lock()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in root.rglob(".*.tmp"):  # a write a crash interrupted: never renamed, so never real
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _resource(self, segments: list[str] | tuple[str, ...]) -> Path:
+        repo, kind, tag = resource_path(segments)
+        return self.root / "resources" / repo / kind / tag
+
+    def put(self, segments: list[str] | tuple[str, ...], data: bytes) -> None:
+        if len(data) > MAX_RESOURCE:
+            raise KbsError("PluginInternalError", f"a resource is at most {MAX_RESOURCE} bytes")
+        path = self._resource(segments)
+        with self.lock:
+            write_atomically(path, data)
+
+    def get(self, segments: list[str] | tuple[str, ...]) -> bytes:
+        path = self._resource(segments)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise KbsError("PluginInternalError", f"no resource {'/'.join(segments)}") from None
+
+    def names(self) -> list[str]:
+        base = self.root / "resources"
+        return sorted(str(p.relative_to(base)) for p in base.glob("*/*/*") if p.is_file()) if base.exists() else []
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.root / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, name: str, text: str) -> None:
+        with self.lock:
+            write_atomically(self.root / name, text.encode())
