@@ -25,6 +25,7 @@ SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "cocoon.verify": ("verify",),
     "launcher.cli": ("launch", "demo"),
     "cocoon.generate_cli": ("generate", "manifest"),
+    "coordinator.kbs.cli": ("kbs",),
 }
 
 

@@ -35,7 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "verifier": frozenset({"agent"}),
     "launcher": frozenset({"agent", "igvm", "verifier"}),
     "image": frozenset({"agent", "igvm", "launcher"}),
-    "cocoon": frozenset({"agent", "igvm", "verifier", "launcher", "image", "generator"}),
+    "cocoon": frozenset({"agent", "igvm", "verifier", "launcher", "image", "generator", "coordinator"}),
     "generator": frozenset({"agent", "igvm", "verifier"}),
     "coordinator": frozenset({"agent", "igvm", "verifier", "generator"}),  # generator.manifest: the format
     "shim": frozenset({"agent", "igvm", "verifier", "launcher", "generator"}),

@@ -465,3 +465,59 @@ def test_the_binding_is_trustees() -> None:
         "e71ce8e70d814ba6639c3612ebee0ff1f76f650f8dbb5e47157e0f3f525cd22c4597480a186427c813ca941da78870c3")
     key = {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "a", "y": "b"}
     assert protocol.report_data("bm9uY2U=", key) == binding("bm9uY2U=", key)
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+
+def test_cocoon_kbs_serve_put_policy(tmp_path: Path, sim_chain: Any) -> None:
+    """The operator's commands against a broker started as `cocoon kbs serve` (port chosen by the kernel):
+    admin-keygen, put, policy; then a guest's flow gets the value; bad input is one line and exit 2."""
+    import subprocess
+    import sys
+
+    def cocoon(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cocoon", "kbs", *args], capture_output=True, text=True,
+                              timeout=60, input=stdin.decode() if stdin is not None else None)
+
+    assert cocoon("admin-keygen", "-o", str(tmp_path / "admin.pem")).returncode == 0
+    assert (tmp_path / "admin.pem").stat().st_mode & 0o777 == 0o600
+    refs = tmp_path / "refs.json"
+    refs.write_text(json.dumps(REFS))
+    (tmp_path / "k").mkdir()
+    k = Kbs(tmp_path / "k", sim_chain)
+    k.stop()  # only its sim TEE and trust file are used; the broker under test is the command's
+    serve = subprocess.Popen([sys.executable, "-m", "cocoon", "kbs", "serve", "--state", str(tmp_path / "state"),
+                              "--reference-values", str(refs), "--trust-sim", str(k.trust), "--admin-key",
+                              str(tmp_path / "admin.pub.pem"), "--listen", "127.0.0.1:0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert "serving http://127.0.0.1:" in line and "sim evidence trusted" in line, line
+        url = line.split()[3].removesuffix("/kbs/v0")
+        k.port = int(url.rsplit(":", 1)[1])
+        admin_args = ("--url", url, "--admin-key", str(tmp_path / "admin.pem"))
+        put = cocoon("put", *admin_args, "default/key/db-password", "-", "--json", stdin=SECRET)
+        assert put.returncode == 0 and json.loads(put.stdout) == {"resource": "default/key/db-password",
+                                                                  "bytes": len(SECRET)}, put.stderr
+        (tmp_path / "p.rego").write_text(SIM_POLICY)
+        assert cocoon("policy", *admin_args, str(tmp_path / "p.rego")).returncode == 0
+        assert cocoon("policy", *admin_args).stdout == SIM_POLICY
+        c = Client(k)
+        c.auth()
+        assert c.attest().status == 200
+        assert c.decrypt(c.resource()) == SECRET
+        (tmp_path / "bad.rego").write_text("package other\n")
+        bad = cocoon("policy", *admin_args, str(tmp_path / "bad.rego"))
+        assert bad.returncode == 2 and "package is 'data.other'" in bad.stderr and "ParsePolicyError" in bad.stderr
+        wrong = cocoon("put", *admin_args, "default/../x", "-", stdin=b"x")
+        assert wrong.returncode == 2 and "is not <repo>/<type>/<tag>" in wrong.stderr
+        stranger = cocoon("put", "--url", url, "--admin-key", str(tmp_path / "admin.pub.pem"), "a/b/c", "-", stdin=b"")
+        assert stranger.returncode == 2 and "not an Ed25519 private key" in stranger.stderr
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    assert serve.returncode == 0
+    missing = cocoon("serve", "--state", str(tmp_path / "s2"), "--reference-values", str(tmp_path / "none.json"))
+    assert missing.returncode == 2 and "none.json" in missing.stderr and "Traceback" not in missing.stderr

@@ -1,0 +1,197 @@
+"""``cocoon kbs``: run the key broker, and administer one.
+
+    cocoon kbs admin-keygen -o admin.pem                     # Ed25519 key pair (admin.pem, admin.pub.pem)
+    cocoon kbs serve --state DIR --reference-values out/reference-values.json --admin-key admin.pub.pem
+    cocoon kbs put --url http://127.0.0.1:8080 --admin-key admin.pem default/key/db-password secret.txt
+    cocoon kbs policy --url http://127.0.0.1:8080 --admin-key admin.pem [policy.rego]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from coordinator.kbs.errors import KbsError, parse_error_body
+
+
+def _fail(exc: KbsError) -> int:
+    print(f"cocoon kbs: error: {exc.detail} ({exc.variant})", file=sys.stderr)
+    return 2
+
+
+def _read_key(path: str, private: bool) -> Any:
+    from jwcrypto import jwk
+
+    try:
+        key = jwk.JWK.from_pem(Path(path).read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise KbsError("AdminAuthInitialization", f"{path}: not a PEM key: {exc}") from None
+    if key.get("kty") != "OKP" or key.get("crv") != "Ed25519" or key.has_private != private:
+        raise KbsError("AdminAuthInitialization", f"{path}: not an Ed25519 {'private' if private else 'public'} key")
+    return key
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from jwcrypto import jwk
+
+    key = jwk.JWK.generate(kty="OKP", crv="Ed25519")
+    out = Path(args.output)
+    pub = out.with_name(out.stem + ".pub.pem")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_to_pem(private_key=True, password=None))
+    pub.write_bytes(key.export_to_pem())
+    print(f"wrote {out} (keep it) and {pub} (give it to `cocoon kbs serve --admin-key`)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from coordinator.kbs.broker import Broker, Config
+    from coordinator.kbs.server import KbsHttpServer
+    from verifier import strictjson
+    from verifier.refs import validate
+
+    logging.basicConfig(level=logging.INFO, format="cocoon-kbs %(asctime)s %(levelname)s %(message)s")
+    try:
+        refs = strictjson.loads(Path(args.reference_values).read_bytes())
+        validate(refs)
+    except (OSError, ValueError) as exc:
+        raise KbsError("RvpsError", f"{args.reference_values}: {exc}") from None
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise KbsError("HTTPFailed", f"--listen {args.listen!r} is not HOST:PORT")
+    tls = None
+    if args.tls_cert or args.tls_key:
+        import ssl
+
+        if not (args.tls_cert and args.tls_key):
+            raise KbsError("HTTPSFailed", "--tls-cert and --tls-key go together")
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise KbsError("HTTPSFailed", f"TLS certificate or key: {exc}") from None
+    admin = _read_key(args.admin_key, private=False) if args.admin_key else None
+    config = Config(Path(args.state), refs, trust_sim=args.trust_sim, session_timeout_s=args.session_timeout,
+                    token_lifetime_s=args.token_lifetime)
+    broker = Broker(config)
+    try:
+        server = KbsHttpServer((host, int(port)), broker, admin, tls)
+    except OSError as exc:
+        raise KbsError("HTTPFailed", f"cannot listen on {args.listen}: {exc.strerror}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(f"cocoon kbs: serving {server.url}/kbs/v0 (state {args.state}"
+          f"{', sim evidence trusted' if args.trust_sim else ''}{', no admin key' if admin is None else ''})",
+          flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    broker.close()
+    return 0
+
+
+def _admin_call(args: argparse.Namespace, method: str, path: str, body: bytes | None) -> bytes:
+    from coordinator.kbs.server import admin_token
+
+    key = _read_key(args.admin_key, private=True)
+    request = urllib.request.Request(args.url.rstrip("/") + path, data=body, method=method,
+                                     headers={"Authorization": f"Bearer {admin_token(key)}",
+                                              "Content-Type": "application/json"})
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the broker itself, never a proxy
+        with opener.open(request, timeout=args.timeout) as reply:
+            return bytes(reply.read())
+    except urllib.error.HTTPError as exc:
+        variant, detail = parse_error_body(exc.read())
+        raise KbsError(variant, detail) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise KbsError("HTTPFailed", f"{args.url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    from coordinator.kbs.store import resource_path
+
+    resource_path(args.resource.split("/"))
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise KbsError("HTTPFailed", f"{args.file}: {exc.strerror}") from None
+    _admin_call(args, "POST", f"/kbs/v0/resource/{args.resource}", data)
+    if args.json:
+        print(json.dumps({"resource": args.resource, "bytes": len(data)}))
+    else:
+        print(f"set {args.resource} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    if args.file is None:
+        sys.stdout.write(_admin_call(args, "GET", "/kbs/v0/resource-policy", None).decode())
+        return 0
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KbsError("ParsePolicyError", f"{args.file}: {exc}") from None
+    body = json.dumps({"policy": base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()}).encode()
+    _admin_call(args, "POST", "/kbs/v0/resource-policy", body)
+    print(f"resource policy set from {args.file}")
+    return 0
+
+
+def _guarded(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args))
+        except KbsError as exc:
+            return _fail(exc)
+    return run
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("kbs", help="the key broker (Trustee's KBS protocol): serve it, administer it",
+                       description="A key broker speaking Trustee's KBS protocol (RCAR 0.4.0): pods attest with "
+                                   "their TEE's evidence and get resources wrapped to a key of their TEE.")
+    ksub = p.add_subparsers(dest="kbs_command", metavar="ACTION")
+    ksub.required = True
+    k = ksub.add_parser("admin-keygen", help="make the Ed25519 admin key pair")
+    k.add_argument("-o", "--output", required=True, help="private key PEM (the public one goes beside it)")
+    k.set_defaults(handler=_guarded(cmd_keygen))
+    s = ksub.add_parser("serve", help="run the broker until SIGTERM")
+    s.add_argument("--state", required=True, help="directory for resources, the policy and the token key")
+    s.add_argument("--reference-values", required=True, metavar="FILE",
+                   help="cocoon reference values for the guest image (out/reference-values.json)")
+    s.add_argument("--trust-sim", metavar="PEM", help="also trust evidence chained to this sim root (tests only)")
+    s.add_argument("--admin-key", metavar="PEM", help="the admin's Ed25519 public key (without: no admin API)")
+    s.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    s.add_argument("--tls-cert", metavar="PEM")
+    s.add_argument("--tls-key", metavar="PEM")
+    s.add_argument("--session-timeout", type=int, default=300, metavar="S", help="seconds a session lives (300)")
+    s.add_argument("--token-lifetime", type=int, default=300, metavar="S", help="seconds a token is valid (300)")
+    s.set_defaults(handler=_guarded(cmd_serve))
+    for name, fn, helptext in (("put", cmd_put, "set a resource"), ("policy", cmd_policy,
+                                                                    "set (FILE) or print the resource policy")):
+        a = ksub.add_parser(name, help=helptext)
+        a.add_argument("--url", required=True, help="the broker, e.g. http://127.0.0.1:8080")
+        a.add_argument("--admin-key", required=True, metavar="PEM", help="the admin's Ed25519 private key")
+        a.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+        if name == "put":
+            a.add_argument("resource", help="<repo>/<type>/<tag>, e.g. default/key/db-password")
+            a.add_argument("file", help="the value's file, - for stdin")
+            a.add_argument("--json", action="store_true")
+        else:
+            a.add_argument("file", nargs="?", help="a Rego file with package policy")
+        a.set_defaults(handler=_guarded(fn))
