@@ -39,7 +39,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "generator": frozenset({"agent", "igvm", "verifier"}),
     "coordinator": frozenset({"agent", "igvm", "verifier", "generator"}),  # generator.manifest: the format
     "shim": frozenset({"agent", "igvm", "verifier", "launcher", "generator"}),
-    "bench": frozenset({"agent", "igvm", "verifier", "launcher", "image", "cocoon", "generator", "shim"}),
+    "bench": frozenset({"agent", "igvm", "verifier", "launcher", "image", "cocoon", "generator", "shim",
+                        "coordinator"}),
 }
 
 # Known exceptions to the layering, file -> folders it may import against ALLOWED (none since issue 24 moved
