@@ -87,6 +87,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--sandbox-dir", "value", "/run/kata-containers/sandbox", None, None, "sandbox-wide mounts (shm)"),
     Option("--pause-rootfs", "value", "/usr/share/cocoon/pause", None, "DIR",
            "the sandbox container's rootfs, holding /pause (default: the image's /usr/share/cocoon/pause)"),
+    Option("--datahub-listen", "value", "127.0.0.1:8006", None, "HOST:PORT",
+           "the pod's attestation-agent and data hub REST endpoint, when initdata names a KBS "
+           "(default 127.0.0.1:8006; off: none)"),
     Option("--kernel-cmdline", "value", "/proc/cmdline", None, "PATH",
            "where to read cocoon.* settings (default: /proc/cmdline)"),
     Option("--log-level", "value", "info", ("debug", "info", "warning", "error"), None, "log level"),
@@ -310,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cocoon-agent: startup: {startup_timings(binding, t0)}", file=sys.stderr, flush=True)
     if backend is not None:
         backend.start()  # after READY: nothing container-related is needed to answer until a request comes
+    datahub = start_datahub(binding, settings.datahub_listen)
     if settings.exit_after_ready:
         server.stop()
         return 0
@@ -322,7 +326,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_serving(server, backend)
     if grpc_server is not None:
         grpc_server.stop()
+    if datahub is not None:
+        datahub.shutdown()
     return 0
+
+
+def start_datahub(binding: Binding, listen: str) -> Any:
+    """The pod's attestation-agent and data hub endpoint (agent/datahub.py), when the agent is READY and the
+    measured initdata names a KBS; None otherwise. A KBS setting that does not parse is logged and serves
+    nothing: the pod's requests for secrets then fail, they are never sent anywhere else."""
+    if not binding.ready or binding.initdata is None or listen == "off" or binding.tee is None:
+        return None
+    from agent.errors import AgentError
+    from agent.kbs_client import config_from_initdata
+
+    try:
+        config = config_from_initdata(binding.initdata.data)
+        if config is None:
+            return None
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise AgentError(f"--datahub-listen {listen!r} is not HOST:PORT")
+        from agent.datahub import DataHub
+
+        hub = DataHub(config, binding.tee, (host, int(port))).start()
+    except (AgentError, OSError) as exc:
+        log.error("no data hub: %s", exc)
+        return None
+    log.info("data hub on %s:%s for the KBS at %s", host, port, config.url)
+    return hub
 
 
 #: seconds the calls in flight get to finish on SIGTERM before the containers they may wait on are removed

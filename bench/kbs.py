@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.initdata import render_document
-from agent.tee import certtable, open_provider
-from coordinator.kbs import snp_json
+from agent.tee import certtable, open_provider, snp_json
 from coordinator.kbs.broker import Broker, Config
 from coordinator.kbs.client import RcarClient
 from coordinator.kbs.server import KbsHttpServer

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent"
 ENTRY_POINTS = ("agent.__main__", "agent.warmup")
 #: the guest's third-party imports: the wheels of image/requirements.txt, by import name
-GUEST_WHEELS = {"cryptography", "regorus", "google", "grpc", "typing_extensions", "pyroute2", "cffi"}
+GUEST_WHEELS = {"cryptography", "regorus", "google", "grpc", "typing_extensions", "pyroute2", "cffi", "jwcrypto",
+                "rfc8785"}
 MODULE_STRING = re.compile(r"^agent(\.[A-Za-z_]\w*)+$")
 
 

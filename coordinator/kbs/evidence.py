@@ -3,7 +3,7 @@ chain, REPORT_DATA bound to the session (protocol.report_data) and, when the cli
 platform field that must hold its digest (SNP HOST_DATA, TDX MRCONFIGID).
 
 Formats (trustee deps/verifier, guest-components attesters): ``snp`` is ``{"attestation_report",
-"cert_chain"}`` (snp_json.py); ``tdx`` is ``{"quote": base64 of the TD quote, "cc_eventlog": base64 |
+"cert_chain"}`` (agent/tee/snp_json.py); ``tdx`` is ``{"quote": base64 of the TD quote, "cc_eventlog": base64 |
 null}``. Sim evidence (an SNP report chained to cocoon's sim root) passes only when the broker was started
 with ``--trust-sim``; the token then says so (``simulated``) and the default resource policy refuses it.
 """
@@ -17,8 +17,7 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.initdata import parse_document
-from agent.tee import certtable
-from coordinator.kbs import snp_json
+from agent.tee import certtable, snp_json
 from coordinator.kbs.errors import KbsError
 from coordinator.kbs.protocol import Attestation, report_data
 from verifier.api import verify

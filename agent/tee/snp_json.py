@@ -7,7 +7,10 @@ TCB versions objects ``{fmc, bootloader, tee, snp, microcode}`` (fmc null before
 versions ``{major, minor, build}``, the signature ``{r, s}`` as 72-byte little-endian arrays. The layout
 itself is agent/tee/snp_report.py's LAYOUT, so the bytes rebuilt here are the bytes the PSP signed, and the
 verifier checks the signature over exactly them; a JSON report that does not rebuild to a well-formed
-report (a key missing or unknown, a value out of range) is refused.
+report (a key missing or unknown, a value out of range) is refused (ReportError).
+
+Here in agent/ because the guest writes this shape (its attestation agent's evidence) and the key broker
+(coordinator/kbs) reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Any
 from agent.errors import ReportError
 from agent.tee import snp_report
 from agent.tee.snp_report import LAYOUT, TcbVersion
-from coordinator.kbs.errors import KbsError
 
 TCB_FIELDS = ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb")
 VERSION_GROUPS = {"current": ("current_major", "current_minor", "current_build"),
@@ -59,31 +61,31 @@ def to_json(report: bytes) -> dict[str, Any]:
 
 def _int(value: Any, bits: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise KbsError("RcarAttestFailed", f"snp attestation_report.{where} is not a {bits}-bit unsigned integer")
+        raise ReportError(f"snp attestation_report.{where} is not a {bits}-bit unsigned integer")
     return value
 
 
 def _bytes(value: Any, size: int, where: str) -> bytes:
     if not isinstance(value, list) or len(value) != size:
-        raise KbsError("RcarAttestFailed", f"snp attestation_report.{where} is not an array of {size} bytes")
+        raise ReportError(f"snp attestation_report.{where} is not an array of {size} bytes")
     return bytes(_int(b, 8, where) for b in value)
 
 
 def _object(doc: Any, keys: tuple[str, ...], where: str, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(doc, dict) or set(doc) != set(keys):
-        raise KbsError("RcarAttestFailed", f"snp attestation_report.{where} must have exactly {', '.join(keys)}")
+        raise ReportError(f"snp attestation_report.{where} must have exactly {', '.join(keys)}")
     return {k: (None if k in nullable and doc[k] is None else _int(doc[k], 8, f"{where}.{k}")) for k in keys}
 
 
 def from_json(doc: Any) -> bytes:
     """The raw report from Trustee's shape; every key checked, the result parsed as a report once more."""
     if not isinstance(doc, dict):
-        raise KbsError("RcarAttestFailed", "snp attestation_report is not an object")
+        raise ReportError("snp attestation_report is not an object")
     names = {RENAMED.get(n, n): n for n, *_ in LAYOUT if not any(n in g for g in VERSION_GROUPS.values())}
     allowed = set(names) | set(VERSION_GROUPS) | {"signature"}
     required = allowed - {RENAMED.get(n, n) for n in OPTIONAL}
     if required - doc.keys() or doc.keys() - allowed:
-        raise KbsError("RcarAttestFailed", f"snp attestation_report keys: missing {sorted(required - doc.keys())}, "
+        raise ReportError(f"snp attestation_report keys: missing {sorted(required - doc.keys())}, "
                                            f"unknown {sorted(doc.keys() - allowed)[:8]}")
     values: dict[str, Any] = {}
     for name, _, size, kind in LAYOUT:
@@ -97,21 +99,21 @@ def from_json(doc: Any) -> bytes:
     for name in TCB_FIELDS:
         tcb = _object(doc[name], ("fmc", "bootloader", "tee", "snp", "microcode"), name, frozenset({"fmc"}))
         if (tcb["fmc"] is not None) != (product == "turin"):
-            raise KbsError("RcarAttestFailed", f"snp attestation_report.{name}.fmc is set only for Turin reports")
+            raise ReportError(f"snp attestation_report.{name}.fmc is set only for Turin reports")
         values[name] = TcbVersion(tcb["bootloader"], tcb["tee"], tcb["snp"], tcb["microcode"], tcb["fmc"]).to_u64()
     for group, fields in VERSION_GROUPS.items():
         v = _object(doc[group], ("major", "minor", "build"), group)
         values.update(zip(fields, (v["major"], v["minor"], v["build"]), strict=True))
     sig = doc["signature"]
     if not isinstance(sig, dict) or set(sig) != {"r", "s"}:
-        raise KbsError("RcarAttestFailed", "snp attestation_report.signature must have exactly r and s")
+        raise ReportError("snp attestation_report.signature must have exactly r and s")
     r = int.from_bytes(_bytes(sig["r"], _COMPONENT, "signature.r"), "little")
     s = int.from_bytes(_bytes(sig["s"], _COMPONENT, "signature.s"), "little")
     try:
         report = snp_report.assemble(snp_report.build_body(**values), r, s)
         snp_report.parse(report)
     except ReportError as exc:
-        raise KbsError("RcarAttestFailed", f"snp attestation_report: {exc}") from None
+        raise ReportError(f"snp attestation_report: {exc}") from None
     return report
 
 
@@ -120,20 +122,20 @@ def cert_table(chain: Any) -> dict[str, bytes]:
     if chain is None:
         return {}
     if not isinstance(chain, list) or len(chain) > 8:
-        raise KbsError("RcarAttestFailed", "snp cert_chain is not a list of at most 8 certificates")
+        raise ReportError("snp cert_chain is not a list of at most 8 certificates")
     out: dict[str, bytes] = {}
     for i, entry in enumerate(chain):
         if not isinstance(entry, dict) or set(entry) != {"cert_type", "data"}:
-            raise KbsError("RcarAttestFailed", f"snp cert_chain[{i}] must have exactly cert_type and data")
+            raise ReportError(f"snp cert_chain[{i}] must have exactly cert_type and data")
         role = CERT_TYPES.get(entry["cert_type"]) if isinstance(entry["cert_type"], str) else None
         if role is None:
-            raise KbsError("RcarAttestFailed", f"snp cert_chain[{i}].cert_type {entry['cert_type']!r} is not "
+            raise ReportError(f"snp cert_chain[{i}].cert_type {entry['cert_type']!r} is not "
                                                f"one of {', '.join(CERT_TYPES)}")
         data = entry["data"]
         if not isinstance(data, list) or not 0 < len(data) <= 16384:
-            raise KbsError("RcarAttestFailed", f"snp cert_chain[{i}].data is not a DER certificate's bytes")
+            raise ReportError(f"snp cert_chain[{i}].data is not a DER certificate's bytes")
         if role in out:
-            raise KbsError("RcarAttestFailed", f"snp cert_chain has two {entry['cert_type']} certificates")
+            raise ReportError(f"snp cert_chain has two {entry['cert_type']} certificates")
         out[role] = _bytes(data, len(data), f"cert_chain[{i}].data")
     return out
 

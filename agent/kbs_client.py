@@ -1,0 +1,205 @@
+"""The guest's side of Trustee's KBS protocol (RCAR 0.4.0): what guest-components' attestation agent and
+confidential data hub do to turn this VM's TEE evidence into a resource.
+
+auth -> challenge -> attest with evidence whose REPORT_DATA is SHA-384 of the RFC 8785 canonical JSON of
+``{"additional-evidence": "", "nonce", "tee-pubkey"}`` (zero-padded to 64 bytes) -> token -> resource, a
+JWE decrypted with the TEE key. The key (EC P-256, ECDH-ES+A256KW, guest-components' default) is made
+here, lives in this process's memory only, and is never written anywhere. The broker's URL and its CA
+certificate come from the measured initdata (``cdh.toml`` ``[kbc]``, or ``aa.toml``
+``[token_configs.kbs]``), never from the host. Evidence: sim and SNP reports in Trustee's ``snp`` shape
+(agent/tee/snp_json.py), TDX quotes as ``{"quote", "cc_eventlog"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.client
+import json
+import ssl
+import threading
+import tomllib
+import urllib.parse
+from typing import Any
+
+from agent.errors import AgentError
+
+VERSION = "0.4.0"
+REPORT_DATA_SIZE = 64
+MAX_REPLY = 4 << 20
+ERROR_TYPE = "https://github.com/confidential-containers/kbs/errors/"
+
+
+class KbsClientError(AgentError):
+    """The broker refused (its error variant and detail) or could not be reached."""
+
+    def __init__(self, message: str, variant: str = "", status: int = 502) -> None:
+        super().__init__(message)
+        self.variant = variant
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class KbsConfig:
+    url: str
+    cert_pem: str | None = None
+
+
+def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
+    """The broker to use, from initdata's ``cdh.toml`` (``[kbc] url``, ``kbs_cert``) or ``aa.toml``
+    (``[token_configs.kbs] url``, ``cert``); None when neither names one. A document that does not parse is
+    an error: a pod that meant to reach a broker must not silently reach none."""
+    for key, table, url_key, cert_key in (("cdh.toml", "kbc", "url", "kbs_cert"),
+                                          ("aa.toml", "token_configs", "url", "cert")):
+        text = data.get(key)
+        if text is None:
+            continue
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AgentError(f"initdata {key}: not TOML: {exc}") from None
+        section = doc.get(table, {})
+        if table == "token_configs":
+            section = section.get("kbs", {}) if isinstance(section, dict) else {}
+        if not isinstance(section, dict) or not section.get(url_key):
+            continue
+        url, cert = section[url_key], section.get(cert_key)
+        parts = urllib.parse.urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AgentError(f"initdata {key}: KBS url {url!r} is not http(s)://host[:port]")
+        if cert is not None and not isinstance(cert, str):
+            raise AgentError(f"initdata {key}: {cert_key} is not a PEM string")
+        return KbsConfig(str(url).rstrip("/"), cert or None)
+    return None
+
+
+def canonical_json(value: Any) -> bytes:
+    import rfc8785
+
+    return bytes(rfc8785.dumps(value))
+
+
+def evidence_json(evidence: Any) -> dict[str, Any]:
+    """Trustee's primary evidence for this guest's report."""
+    if evidence.kind == "snp":
+        from agent.tee import certtable, snp_json
+
+        certs = certtable.parse(evidence.aux) if evidence.aux else {}
+        return {"attestation_report": snp_json.to_json(evidence.report),
+                "cert_chain": snp_json.chain_json(certs) or None}
+    if evidence.kind == "tdx-quote":
+        return {"quote": base64.b64encode(evidence.report).decode(), "cc_eventlog": None}
+    raise KbsClientError(f"evidence of kind {evidence.kind} cannot be sent to a KBS")
+
+
+class KbsClient:
+    """One TEE key, one token at a time (renewed when the broker says it is missing or stale)."""
+
+    def __init__(self, config: KbsConfig, tee: Any, timeout: float = 30.0) -> None:
+        from jwcrypto import jwk
+
+        self.config, self.tee, self.timeout = config, tee, timeout
+        self.parts = urllib.parse.urlsplit(config.url)
+        self.key = jwk.JWK.generate(kty="EC", crv="P-256")
+        self.public = {**json.loads(self.key.export_public()), "alg": "ECDH-ES+A256KW"}
+        self.token: str | None = None
+        self.lock = threading.Lock()
+
+    def _request(self, method: str, path: str, body: Any = None, cookie: str = "",
+                 bearer: str = "") -> tuple[bytes, dict[str, str]]:
+        if self.parts.scheme == "https":
+            ctx = ssl.create_default_context(cadata=self.config.cert_pem) if self.config.cert_pem else \
+                ssl.create_default_context()
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.parts.hostname or "", self.parts.port, timeout=self.timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(self.parts.hostname or "", self.parts.port, timeout=self.timeout)
+        headers = {"Content-Type": "application/json"}
+        if cookie:
+            headers["Cookie"] = cookie
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        try:
+            conn.request(method, self.parts.path.rstrip("/") + path,
+                         body=json.dumps(body).encode() if body is not None else None, headers=headers)
+            reply = conn.getresponse()
+            raw = reply.read(MAX_REPLY + 1)
+            status = reply.status
+            got = {k.lower(): v for k, v in reply.getheaders()}
+        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            raise KbsClientError(f"KBS {self.config.url}: {exc}", status=503) from None
+        finally:
+            conn.close()
+        if status != 200:
+            variant, detail = "", raw[:300].decode(errors="replace")
+            try:
+                doc = json.loads(raw)
+                if isinstance(doc, dict) and str(doc.get("type", "")).startswith(ERROR_TYPE):
+                    variant, detail = str(doc["type"])[len(ERROR_TYPE):], str(doc.get("detail", ""))
+            except ValueError:
+                pass
+            raise KbsClientError(f"KBS {path}: {variant or status}: {detail}", variant,
+                                 status=403 if variant == "PolicyDeny" else 502)
+        return raw, got
+
+    def attest(self) -> str:
+        raw, headers = self._request("POST", "/kbs/v0/auth", {"version": VERSION, "tee": self._tee(),
+                                                                "extra-params": ""})
+        cookie = headers.get("set-cookie", "").split(";")[0]
+        try:
+            nonce = json.loads(raw)["nonce"]
+        except (ValueError, KeyError, TypeError):
+            raise KbsClientError("KBS /auth: the challenge has no nonce") from None
+        if not isinstance(nonce, str):
+            raise KbsClientError("KBS /auth: the challenge's nonce is not a string")
+        runtime = {"additional-evidence": "", "nonce": nonce, "tee-pubkey": self.public}
+        import hashlib
+
+        report_data = hashlib.sha384(canonical_json(runtime)).digest().ljust(REPORT_DATA_SIZE, b"\0")
+        evidence = self.tee.report(report_data)
+        if self.tee.report_data_of(evidence) != report_data:
+            raise KbsClientError("the TEE returned a report for other REPORT_DATA")
+        raw, _ = self._request("POST", "/kbs/v0/attest", {
+            "runtime-data": {"nonce": nonce, "tee-pubkey": self.public},
+            "tee-evidence": {"primary_evidence": evidence_json(evidence), "additional_evidence": ""}},
+            cookie=cookie)
+        try:
+            token = str(json.loads(raw)["token"])
+        except (ValueError, KeyError, TypeError):
+            raise KbsClientError("KBS /attest: the answer has no token") from None
+        self.token = token
+        return token
+
+    def _tee(self) -> str:
+        return "tdx" if self.tee.name == "tdx" else "snp"
+
+    def get_token(self) -> str:
+        with self.lock:
+            return self.token or self.attest()
+
+    def get_resource(self, path: str) -> bytes:
+        """``path`` is ``repo/type/tag`` (a ``kbs:///repo/type/tag`` URI's path)."""
+        from jwcrypto import jwe
+
+        segments = path.strip("/").split("/")
+        if len(segments) != 3 or not all(segments) or any(s in (".", "..") for s in segments):
+            raise KbsClientError(f"resource {path!r} is not repo/type/tag", status=400)
+        for attempt in (0, 1):
+            token = self.get_token()
+            try:
+                raw, _ = self._request("GET", f"/kbs/v0/resource/{'/'.join(segments)}", bearer=token)
+                break
+            except KbsClientError as exc:
+                if attempt or exc.variant not in ("TokenVerifierError", "TokenNotFound"):
+                    raise
+                with self.lock:
+                    self.token = None  # expired: attest again, once
+        message = jwe.JWE()
+        try:
+            message.deserialize(raw.decode(), key=self.key)
+        except Exception as exc:
+            raise KbsClientError(f"the resource does not decrypt with this TEE's key: {exc}") from None
+        return bytes(message.payload)
+
+    def keypair_pem(self) -> str:
+        return bytes(self.key.export_to_pem(private_key=True, password=None)).decode()

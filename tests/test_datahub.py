@@ -1,0 +1,121 @@
+"""The guest's attestation agent and data hub (agent/datahub.py, agent/kbs_client.py) against the key broker
+(coordinator/kbs), both on 127.0.0.1 here: a container's GET of /cdh/resource/... runs the whole KBS flow
+with the sim TEE's evidence and returns the plaintext; a denial comes back as 403 with the broker's reason."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import AgentError
+from agent.initdata import render_document
+from agent.kbs_client import KbsConfig, config_from_initdata
+from agent.tee import open_provider
+from coordinator.kbs.broker import Broker, Config
+from coordinator.kbs.server import KbsHttpServer
+from launcher.simca import make_config
+
+MEASUREMENT = b"\x42" * 48
+REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": MEASUREMENT.hex()}]}}
+SECRET = b"db-password-value"
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path)
+    reply = conn.getresponse()
+    out = reply.status, reply.read()
+    conn.close()
+    return out
+
+
+@pytest.fixture
+def hub(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
+    from agent.datahub import DataHub
+
+    document = render_document({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "http://127.0.0.1:1"\n'})
+    digest = hashlib.sha256(document).digest()
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, MEASUREMENT, digest).to_json())
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(sim_chain.trust_pem)
+    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(trust)))
+    broker.put_resource(["default", "key", "db-password"], SECRET)
+    broker.set_policy('package policy\ndefault allow := false\n'
+                      'allow if { input.submods.cpu0["ear.status"] == "affirming"; '
+                      'data["resource-path"][2] == "db-password" }\n')
+    server = KbsHttpServer(("127.0.0.1", 0), broker).start()
+    datahub = DataHub(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
+    yield datahub, broker
+    datahub.shutdown()
+    datahub.server_close()
+    server.shutdown()
+    server.server_close()
+    broker.close()
+
+
+def test_a_container_gets_a_resource_through_the_data_hub(hub: Any) -> None:
+    datahub, broker = hub
+    port = datahub.server_address[1]
+    assert get(port, "/cdh/resource/default/key/db-password") == (200, SECRET)
+    assert get(port, "/cdh/resource/default/key/db-password") == (200, SECRET)  # the token is reused
+    broker.put_resource(["default", "key", "other"], b"not for this pod")
+    status, body = get(port, "/cdh/resource/default/key/other")
+    assert status == 403 and b"PolicyDeny" in body, body
+    status, body = get(port, "/cdh/resource/default/../x")
+    assert status == 400 and b"is not repo/type/tag" in body
+    status, body = get(port, "/aa/token?token_type=kbs")
+    doc = json.loads(body)
+    assert status == 200 and doc["token"].count(".") == 2 and "PRIVATE KEY" in doc["tee_keypair"]
+    status, body = get(port, "/aa/evidence?runtime_data=hello")
+    report = json.loads(body)["attestation_report"]
+    assert status == 200 and bytes(report["report_data"]) == b"hello".ljust(64, b"\0")
+    assert get(port, "/aa/evidence?runtime_data=" + "x" * 65)[0] == 400
+    assert json.loads(get(port, "/info")[1])["kbs"].startswith("http://127.0.0.1:")
+    assert get(port, "/nothing")[0] == 404
+
+
+def test_a_broker_that_is_down_is_a_clear_error(tmp_path: Path, sim_chain: Any) -> None:
+    from agent.datahub import DataHub
+
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, MEASUREMENT, bytes(32)).to_json())
+    datahub = DataHub(KbsConfig("http://127.0.0.1:9"), open_provider("sim", sim_config=str(sim)),
+                      ("127.0.0.1", 0)).start()
+    try:
+        status, body = get(datahub.server_address[1], "/cdh/resource/default/key/db-password")
+        assert status == 503 and b"KBS http://127.0.0.1:9" in body, body
+    finally:
+        datahub.shutdown()
+        datahub.server_close()
+
+
+def test_the_broker_is_named_only_by_the_initdata() -> None:
+    assert config_from_initdata({}) is None
+    assert config_from_initdata({"policy.rego": "package agent_policy"}) is None
+    cdh = config_from_initdata({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "https://kbs.example:8080/"\n'
+                                            'kbs_cert = "-----BEGIN CERTIFICATE-----"\n'})
+    assert cdh == KbsConfig("https://kbs.example:8080", "-----BEGIN CERTIFICATE-----")
+    aa = config_from_initdata({"aa.toml": '[token_configs.kbs]\nurl = "http://10.0.0.1:8080"\n'})
+    assert aa == KbsConfig("http://10.0.0.1:8080")
+    for bad in ('[kbc]\nurl = "ftp://x"\n', "[kbc\n", '[kbc]\nurl = "http://x"\nkbs_cert = 3\n'):
+        with pytest.raises(AgentError):
+            config_from_initdata({"cdh.toml": bad})
+
+
+def test_the_guests_canonical_json_is_rfc8785() -> None:
+    """The guest binds with the same library the broker checks with; spot-check it on a JWK with a
+    non-ASCII and a control character (where naive JSON would differ)."""
+    import rfc8785
+
+    from agent.kbs_client import canonical_json
+
+    doc: dict[str, Any] = {"nonce": "n\u00e9\u0001", "tee-pubkey": {"y": "b", "x": "a", "kty": "EC"},
+                           "additional-evidence": ""}
+    assert canonical_json(doc) == rfc8785.dumps(doc)
+    assert canonical_json(doc).startswith(b'{"additional-evidence":"","nonce":"n\xc3\xa9\\u0001"')
