@@ -357,6 +357,11 @@ class Backend:
             pid_ns = self._pid_namespace(req)
             network = network_sysctls(req.OCI)
             config = to_config(req.OCI, rootfs, f"/cocoon/{cid}", readonly=readonly, pid_ns=pid_ns)
+            env = config.get("process", {}).get("env") or []
+            if any(e.partition("=")[2].startswith("sealed.") for e in env):
+                from agent import sealed
+
+                config["process"]["env"] = sealed.unseal_env(env)  # after the policy saw the sealed values
             apply_network(network)  # the pod's network namespace is the agent's (ocispec drops "network")
             with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
                 json.dump(config, f)

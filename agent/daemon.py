@@ -350,6 +350,9 @@ def start_datahub(binding: Binding, listen: str) -> Any:
         from agent.datahub import DataHub
 
         hub = DataHub(config, binding.tee, (host, int(port))).start()
+        from agent import sealed
+
+        sealed.use(hub.client)  # sealed env values are unsealed with the same TEE key and token
     except (AgentError, OSError) as exc:
         log.error("no data hub: %s", exc)
         return None

@@ -1,12 +1,14 @@
 """Secrets only for attested pods, end to end: the booted guest's container asks its data hub
 (127.0.0.1:8006 in the VM) for ``kbs:///default/key/db-password``; the agent runs the KBS protocol with the
 sim TEE's evidence against `cocoon kbs serve`, which verifies it against the image's reference values and
-releases the value wrapped to the guest's TEE key. The container prints the value's digest.
+releases the value wrapped to the guest's TEE key. The container prints the value's digest; a second
+container gets it as a sealed env value, unsealed by the agent before it starts.
 
 The VM and the broker meet on a tap inside a network namespace the test creates (10.99.0.0/24, nothing
 else); the broker's URL comes from the pod's measured initdata (``cdh.toml``). A second boot of the same
 image and container with other initdata (the same broker named, one entry more) gets a refusal: the
-evidence verifies, but the broker's resource policy pins the deployment's initdata.
+evidence verifies, but the broker's resource policy pins the deployment's initdata, and the sealed
+container is not created, with the broker's reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 
 from agent.initdata import render_document
 from agent.protocols import agent_pb2
+from agent.rpc import RpcError
+from agent.sealed import seal
 from coordinator.kbs.broker import Broker, Config
 from launcher import layers
 from launcher.qemu import Image, Nic
@@ -106,8 +110,10 @@ def test_a_container_gets_a_kbs_secret_and_tampered_initdata_gets_none(image: Im
             serve = None
         timings.append(("kbs: two boots, attest, release / refuse", time.monotonic() - t0))
         digest = hashlib.sha256(SECRET).hexdigest()
-        assert out["deployed"].decode().split() == [digest, "/tmp/secret"], out
-        assert out["tampered"].decode().strip() == "refused", out
+        assert out["deployed"].decode().split() == [digest, "/tmp/secret", digest, "-"], out
+        fetched, _, sealed = out["tampered"].decode().partition("sealed: ")
+        assert fetched.strip() == "refused", out
+        assert "env DB: unsealing default/key/db-password failed" in sealed and "PolicyDeny" in sealed, sealed
         assert "PolicyDeny" not in logs["deployed"], logs["deployed"]
         assert "refused: PolicyDeny: the resource policy denies default/key/db-password" in logs["tampered"], logs
     finally:
@@ -150,4 +156,18 @@ def fetch_in_guest(session: Session, layer: Any, netns: str,
         vm.call("StartContainer", {"container_id": "fetch"}, timeout=60)
         out = session.read_stream(vm, "ReadStdout", "fetch", "fetch", timeout=120)
         assert vm.call("WaitProcess", {"container_id": "fetch", "exec_id": "fetch"}, timeout=60).status == 0
+        # the same secret as a sealed env value: unsealed before the container starts, or no container
+        sealed_req = layers.container_request("sealed", ["sh", "-c", 'echo -n "$DB" | sha256sum'],
+                                              "/dev/disk/by-id/virtio-layer0", layer[1], layer[2],
+                                              "/run/kata-containers/shared/containers",
+                                              mounts=[layers.PROC_MOUNT, layers.DEV_MOUNT],
+                                              namespaces=["ipc", "uts", "mount", "pid"])
+        sealed_req["OCI"]["Process"]["Env"].append("DB=" + seal("default/key/db-password"))
+        try:
+            vm.call("CreateContainer", sealed_req, timeout=180)
+        except RpcError as exc:
+            return out + b"sealed: " + exc.message.encode()
+        vm.call("StartContainer", {"container_id": "sealed"}, timeout=60)
+        out += session.read_stream(vm, "ReadStdout", "sealed", "sealed", timeout=120)
+        assert vm.call("WaitProcess", {"container_id": "sealed", "exec_id": "sealed"}, timeout=60).status == 0
         return out

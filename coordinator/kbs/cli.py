@@ -4,6 +4,7 @@
     cocoon kbs serve --state DIR --reference-values out/reference-values.json --admin-key admin.pub.pem
     cocoon kbs put --url http://127.0.0.1:8080 --admin-key admin.pem default/key/db-password secret.txt
     cocoon kbs policy --url http://127.0.0.1:8080 --admin-key admin.pem [policy.rego]
+    cocoon kbs seal kbs:///default/key/db-password           # an env value the guest unseals (sealed.…)
 """
 
 from __future__ import annotations
@@ -152,6 +153,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seal(args: argparse.Namespace) -> int:
+    from agent.sealed import resource_of, seal
+    from coordinator.kbs.store import resource_path
+
+    resource = args.resource.removeprefix("kbs:///")
+    resource_path(resource.split("/"))
+    value = seal(resource)
+    resource_of(value)  # what the guest will read: checked here, not at the pod's start
+    print(value)
+    return 0
+
+
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -182,6 +195,9 @@ def register(sub: Any) -> None:
     s.add_argument("--session-timeout", type=int, default=300, metavar="S", help="seconds a session lives (300)")
     s.add_argument("--token-lifetime", type=int, default=300, metavar="S", help="seconds a token is valid (300)")
     s.set_defaults(handler=_guarded(cmd_serve))
+    z = ksub.add_parser("seal", help="print a sealed env value naming a KBS resource (the guest unseals it)")
+    z.add_argument("resource", help="kbs:///<repo>/<type>/<tag> or <repo>/<type>/<tag>")
+    z.set_defaults(handler=_guarded(cmd_seal))
     for name, fn, helptext in (("put", cmd_put, "set a resource"), ("policy", cmd_policy,
                                                                     "set (FILE) or print the resource policy")):
         a = ksub.add_parser(name, help=helptext)
