@@ -4,6 +4,7 @@
                   --initdata out/initdata.img [--trust-sim sim-chain/trust.pem] [--json]
     cocoon verify --evidence evidence.json --nonce HEX --reference-values ... --initdata ...
     cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX] [--type snp|tdx]
+    cocoon verify --ear token.jwt --broker-key kbs-state/token-key.pub.pem [--json]
 
 With ``--address`` a fresh random nonce is sent and checked; with
 ``--evidence`` (the JSON ``cocoon ctl GetEvidence`` prints) pass the nonce
@@ -16,8 +17,11 @@ judges certificate validity and collateral freshness at that moment (ISO
 8601, UTC unless it says otherwise) instead of now; ``--crl FILE`` (repeatable,
 DER or PEM: AMD KDS's, Intel PCS's) rejects revoked certificates. The
 reference values are checked against their schema (docs/reference-values.md);
-every JSON input refuses duplicate keys. Exit status: 0 verified, 1 rejected,
-2 bad input (one line on stderr naming what is wrong).
+every JSON input refuses duplicate keys. ``--ear`` checks an attestation token a
+key broker (``cocoon kbs``) issued instead: its ES256 signature under the
+broker's public key (never the one in the token's header), its expiry, and
+that the broker affirmed the evidence; the claims are printed. Exit status: 0
+verified, 1 rejected, 2 bad input (one line on stderr naming what is wrong).
 """
 
 from __future__ import annotations
@@ -96,8 +100,49 @@ def _evidence(path: str) -> tuple[str, bytes, bytes, str]:
         raise AgentError(f"evidence {path}: report/aux is not base64: {exc}") from None
 
 
+def run_ear(args: argparse.Namespace) -> int:
+    """An EAR token from a key broker, under the broker's pinned public key."""
+    from jwcrypto import jwk
+
+    from coordinator.kbs.errors import KbsError
+    from coordinator.kbs.token import verify as verify_token
+
+    if not args.broker_key:
+        raise AgentError("--ear needs --broker-key (the broker's token-key.pub.pem): a token's own header "
+                         "key proves nothing")
+    try:
+        key = jwk.JWK.from_pem(_read_bytes(args.broker_key, "broker key"))
+    except (ValueError, TypeError) as exc:
+        raise AgentError(f"--broker-key {args.broker_key}: not a PEM public key: {exc}") from None
+    text = _read_bytes(args.ear, "token").decode(errors="replace").strip()
+    try:
+        claims = verify_token(text, key)
+    except KbsError as exc:
+        print(f"cocoon verify: token rejected: {exc.detail}", file=sys.stderr)
+        return 1
+    cpu0 = (claims.get("submods") or {}).get("cpu0") or {}
+    status = cpu0.get("ear.status")
+    evidence = cpu0.get("ear.veraison.annotated-evidence") or {}
+    if args.json:
+        print(json.dumps(claims, indent=1, sort_keys=True))
+    else:
+        tee = next((k for k, v in evidence.items() if isinstance(v, dict) and "measurement" in v), "?")
+        rows = [("issuer", claims.get("iss")), ("status", status), ("tee", tee),
+                ("measurement", (evidence.get(tee) or {}).get("measurement")),
+                ("init_data", evidence.get("init_data")),
+                ("simulated", (evidence.get(tee) or {}).get("simulated")),
+                ("expires", claims.get("exp"))]
+        print("\n".join(f"{k:12} {v}" for k, v in rows))
+    return 0 if status == "affirming" else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from agent import initdata
+
+    if args.ear:
+        return run_ear(args)
+    if not args.reference_values:
+        raise AgentError("--reference-values is required to verify evidence")
     from verifier.api import evidence_kind, verify
     from verifier.refs import load
     from verifier.x509check import load_crls, parse_time
@@ -156,8 +201,10 @@ def register(sub: Any) -> None:
     src.add_argument("--evidence", metavar="FILE", help="GetEvidence JSON (as `cocoon ctl GetEvidence` prints)")
     src.add_argument("--address", metavar="ADDR", help="ask a running agent (fresh nonce)")
     src.add_argument("--report", metavar="FILE", help="a raw SNP report or TDX quote (told apart by its header)")
+    src.add_argument("--ear", metavar="FILE", help="an EAR attestation token a key broker issued (cocoon kbs)")
+    p.add_argument("--broker-key", metavar="PEM", help="--ear: the broker's token public key (token-key.pub.pem)")
     p.add_argument("--type", choices=sorted(KINDS), help="--report: the evidence type, instead of its header")
-    p.add_argument("--reference-values", required=True, metavar="FILE",
+    p.add_argument("--reference-values", metavar="FILE",
                    help="reference-values JSON (schema: docs/reference-values.md)")
     p.add_argument("--initdata", metavar="FILE", help="initdata image/TOML whose digest HOSTDATA/MRCONFIGID must be")
     p.add_argument("--nonce", metavar="HEX", help="the nonce the evidence must be bound to (1 to 64 bytes)")

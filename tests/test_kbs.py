@@ -526,3 +526,25 @@ def test_cocoon_kbs_serve_put_policy(tmp_path: Path, sim_chain: Any) -> None:
     assert cocoon("seal", "kbs:///../x").returncode == 2
     missing = cocoon("serve", "--state", str(tmp_path / "s2"), "--reference-values", str(tmp_path / "none.json"))
     assert missing.returncode == 2 and "none.json" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_cocoon_verify_checks_a_brokers_ear_token(kbs: Kbs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cocoon.cli import main
+
+    c = Client(kbs)
+    c.auth()
+    c.attest()
+    token = tmp_path / "token.jwt"
+    token.write_text(c.token + "\n")
+    key = kbs.config.state / "token-key.pub.pem"
+    assert main(["verify", "--ear", str(token), "--broker-key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "affirming" in out and DIGEST.hex() in out and MEASUREMENT.hex() in out
+    assert main(["verify", "--ear", str(token), "--broker-key", str(key), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["submods"]["cpu0"]["ear.status"] == "affirming"
+    other = tmp_path / "other.pem"
+    other.write_bytes(jwk.JWK.generate(kty="EC", crv="P-256").export_to_pem())
+    assert main(["verify", "--ear", str(token), "--broker-key", str(other)]) == 1
+    assert "not this broker's" in capsys.readouterr().err
+    assert main(["verify", "--ear", str(token)]) == 2
+    assert "needs --broker-key" in capsys.readouterr().err

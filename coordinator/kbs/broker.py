@@ -30,6 +30,7 @@ SESSION_TIMEOUT_S = 300
 TOKEN_LIFETIME_S = 300
 MAX_SESSIONS = 4096
 KEY_FILE = "token-key.json"
+PUBLIC_KEY_FILE = "token-key.pub.pem"  # what `cocoon verify --ear --broker-key` pins
 POLICY_FILE = "resource-policy.rego"
 
 
@@ -68,6 +69,7 @@ class Broker:
         if text is None:
             key = jwk.JWK.generate(kty="EC", crv="P-256")
             self.store.write_text(KEY_FILE, key.export_private())
+            self.store.write_text(PUBLIC_KEY_FILE, bytes(key.export_to_pem()).decode())  # for relying parties
             return key
         try:
             return jwk.JWK.from_json(text)
