@@ -90,6 +90,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--datahub-listen", "value", "127.0.0.1:8006", None, "HOST:PORT",
            "the pod's attestation-agent and data hub REST endpoint, when initdata names a KBS "
            "(default 127.0.0.1:8006; off: none)"),
+    Option("--aa-socket", "value", "/run/confidential-containers/attestation-agent/attestation-agent.sock", None,
+           "PATH", "the attestation agent's ttRPC socket, with the data hub (off: none)"),
+    Option("--cdh-socket", "value", "/run/confidential-containers/cdh.sock", None, "PATH",
+           "the confidential data hub's ttRPC socket, with the data hub (off: none)"),
     Option("--kernel-cmdline", "value", "/proc/cmdline", None, "PATH",
            "where to read cocoon.* settings (default: /proc/cmdline)"),
     Option("--log-level", "value", "info", ("debug", "info", "warning", "error"), None, "log level"),
@@ -313,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"cocoon-agent: startup: {startup_timings(binding, t0)}", file=sys.stderr, flush=True)
     if backend is not None:
         backend.start()  # after READY: nothing container-related is needed to answer until a request comes
-    datahub = start_datahub(binding, settings.datahub_listen)
+    datahub = start_datahub(binding, settings.datahub_listen, settings.aa_socket, settings.cdh_socket)
     if settings.exit_after_ready:
         server.stop()
         return 0
@@ -326,24 +330,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_serving(server, backend)
     if grpc_server is not None:
         grpc_server.stop()
-    if datahub is not None:
-        datahub.shutdown()
+    for service in datahub:
+        service.stop()
     return 0
 
 
-def start_datahub(binding: Binding, listen: str) -> Any:
-    """The pod's attestation-agent and data hub endpoint (agent/datahub.py), when the agent is READY and the
-    measured initdata names a KBS; None otherwise. A KBS setting that does not parse is logged and serves
-    nothing: the pod's requests for secrets then fail, they are never sent anywhere else."""
+def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_socket: str = "off") -> list[Any]:
+    """The pod's attestation-agent and data hub endpoints (agent/datahub.py REST, agent/guest_components.py
+    ttRPC sockets), when the agent is READY and the measured initdata names a KBS; none otherwise. A KBS
+    setting that does not parse is logged and serves nothing: the pod's requests for secrets then fail,
+    they are never sent anywhere else."""
     if not binding.ready or binding.initdata is None or listen == "off" or binding.tee is None:
-        return None
+        return []
     from agent.errors import AgentError
     from agent.kbs_client import config_from_initdata
 
     try:
         config = config_from_initdata(binding.initdata.data)
         if config is None:
-            return None
+            return []
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise AgentError(f"--datahub-listen {listen!r} is not HOST:PORT")
@@ -353,11 +358,17 @@ def start_datahub(binding: Binding, listen: str) -> Any:
         from agent import sealed
 
         sealed.use(hub.client)  # sealed env values are unsealed with the same TEE key and token
+        services: list[Any] = [hub]
+        from agent import guest_components
+
+        sockets = [p if p != "off" else None for p in (aa_socket, cdh_socket)]
+        services += guest_components.serve(hub.client, binding.initdata.digest, sockets[0], sockets[1])
     except (AgentError, OSError) as exc:
         log.error("no data hub: %s", exc)
-        return None
-    log.info("data hub on %s:%s for the KBS at %s", host, port, config.url)
-    return hub
+        return []
+    log.info("data hub on %s:%s and ttRPC on %s for the KBS at %s", host, port,
+             ", ".join(p for p in sockets if p) or "no socket", config.url)
+    return services
 
 
 #: seconds the calls in flight get to finish on SIGTERM before the containers they may wait on are removed

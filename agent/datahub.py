@@ -89,3 +89,7 @@ class DataHub(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def start(self) -> DataHub:
         threading.Thread(target=self.serve_forever, daemon=True, name="datahub").start()
         return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

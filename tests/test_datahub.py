@@ -51,7 +51,7 @@ def hub(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
                       'data["resource-path"][2] == "db-password" }\n')
     server = KbsHttpServer(("127.0.0.1", 0), broker).start()
     datahub = DataHub(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
-    yield datahub, broker
+    yield datahub, broker, digest
     datahub.shutdown()
     datahub.server_close()
     server.shutdown()
@@ -60,7 +60,7 @@ def hub(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
 
 
 def test_a_container_gets_a_resource_through_the_data_hub(hub: Any) -> None:
-    datahub, broker = hub
+    datahub, broker, _ = hub
     port = datahub.server_address[1]
     assert get(port, "/cdh/resource/default/key/db-password") == (200, SECRET)
     assert get(port, "/cdh/resource/default/key/db-password") == (200, SECRET)  # the token is reused
@@ -119,3 +119,55 @@ def test_the_guests_canonical_json_is_rfc8785() -> None:
                            "additional-evidence": ""}
     assert canonical_json(doc) == rfc8785.dumps(doc)
     assert canonical_json(doc).startswith(b'{"additional-evidence":"","nonce":"n\xc3\xa9\\u0001"')
+
+
+def test_the_attestation_agent_and_data_hub_ttrpc_services(hub: Any, tmp_path: Path) -> None:
+    """guest-components' services, methods and fields over cocoon's ttRPC on unix sockets."""
+    from agent import guest_components, sealed
+    from agent.protocols import attestation_agent_pb2 as aa
+    from agent.protocols import confidential_data_hub_pb2 as cdh
+    from agent.rpc import Code, RpcError
+    from agent.ttrpc import TtrpcClient
+
+    datahub, broker, digest = hub
+    servers = guest_components.serve(datahub.client, digest, str(tmp_path / "aa" / "aa.sock"),
+                                     str(tmp_path / "cdh.sock"))
+    try:
+        agent_svc, resource_svc = "attestation_agent.AttestationAgentService", "api.GetResourceService"
+        with TtrpcClient(f"unix://{tmp_path / 'aa' / 'aa.sock'}", timeout=60) as c:
+            assert c.call(agent_svc, "GetTeeType", aa.GetTeeTypeRequest(), aa.GetTeeTypeResponse).tee == "snp"
+            ev = c.call(agent_svc, "GetEvidence", aa.GetEvidenceRequest(RuntimeData=b"abc"), aa.GetEvidenceResponse)
+            assert bytes(json.loads(ev.Evidence)["attestation_report"]["report_data"]) == b"abc".ljust(64, b"\0")
+            token = json.loads(c.call(agent_svc, "GetToken", aa.GetTokenRequest(TokenType="kbs"),
+                                      aa.GetTokenResponse).Token)
+            assert token["token"].count(".") == 2
+            c.call(agent_svc, "BindInitData", aa.BindInitDataRequest(Digest=digest), aa.BindInitDataResponse)
+            with pytest.raises(RpcError) as unbound:
+                c.call(agent_svc, "BindInitData", aa.BindInitDataRequest(Digest=bytes(32)), aa.BindInitDataResponse)
+            assert unbound.value.code == Code.FAILED_PRECONDITION and digest.hex() in unbound.value.message
+            got = c.call(agent_svc, "ExtendRuntimeMeasurement", aa.ExtendRuntimeMeasurementRequest(Domain="d"),
+                         aa.ExtendRuntimeMeasurementResponse)
+            assert got.Result == aa.NOT_SUPPORTED
+            with pytest.raises(RpcError) as big:
+                c.call(agent_svc, "GetEvidence", aa.GetEvidenceRequest(RuntimeData=bytes(65)), aa.GetEvidenceResponse)
+            assert big.value.code == Code.INVALID_ARGUMENT
+        with TtrpcClient(f"unix://{tmp_path / 'cdh.sock'}", timeout=60) as c:
+            r = c.call(resource_svc, "GetResource", cdh.GetResourceRequest(ResourcePath="kbs:///default/key/db-password"),
+                       cdh.GetResourceResponse)
+            assert r.Resource == SECRET
+            out = c.call("api.SealedSecretService", "UnsealSecret",
+                         cdh.UnsealSecretInput(secret=sealed.seal("default/key/db-password").encode()),
+                         cdh.UnsealSecretOutput)
+            assert out.plaintext == SECRET
+            broker.put_resource(["default", "key", "other"], b"x")
+            with pytest.raises(RpcError) as denied:
+                c.call(resource_svc, "GetResource", cdh.GetResourceRequest(ResourcePath="kbs:///default/key/other"),
+                       cdh.GetResourceResponse)
+            assert denied.value.code == Code.PERMISSION_DENIED and "PolicyDeny" in denied.value.message
+            with pytest.raises(RpcError) as bad:
+                c.call(resource_svc, "GetResource", cdh.GetResourceRequest(ResourcePath="https://elsewhere/x"),
+                       cdh.GetResourceResponse)
+            assert bad.value.code == Code.INVALID_ARGUMENT
+    finally:
+        for server in servers:
+            server.stop()

@@ -24,7 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-PROTOS = ("types.proto", "oci.proto", "csi.proto", "health.proto", "agent.proto", "ttrpc.proto", "cocoon.proto")
+PROTOS = ("types.proto", "oci.proto", "csi.proto", "health.proto", "agent.proto", "ttrpc.proto", "cocoon.proto",
+          "attestation_agent.proto", "confidential_data_hub.proto")
 
 
 def generate(out: Path, package: str = "agent/protocols", protos: tuple[str, ...] = PROTOS) -> list[Path]:

@@ -1,0 +1,148 @@
+"""The attestation agent's and confidential data hub's ttRPC services on their usual unix sockets, for
+clients written against CoCo's guest-components (a container bind-mounting the socket, a sidecar):
+
+    /run/confidential-containers/attestation-agent/attestation-agent.sock
+        attestation_agent.AttestationAgentService: GetEvidence, GetAdditionalEvidence, GetToken,
+        ExtendRuntimeMeasurement, BindInitData, GetTeeType
+    /run/confidential-containers/cdh.sock
+        api.GetResourceService: GetResource(kbs:///repo/type/tag); api.SealedSecretService: UnsealSecret
+
+Both are cocoon's ttRPC server (agent/ttrpc.py) over the same KBS client as the REST door
+(agent/datahub.py): one TEE key, one token. Every handler has the same shape: check the request, act,
+answer; a failure is an RpcError with the reason (PERMISSION_DENIED when the broker's policy refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from agent.errors import AgentError
+from agent.kbs_client import KbsClient, KbsClientError, evidence_json
+from agent.protocols import attestation_agent_pb2 as aa
+from agent.protocols import confidential_data_hub_pb2 as cdh
+from agent.rpc import Code, Method, Registry, RpcError, Service
+
+AA_SOCKET = "/run/confidential-containers/attestation-agent/attestation-agent.sock"
+CDH_SOCKET = "/run/confidential-containers/cdh.sock"
+MAX_RUNTIME_DATA = 64
+
+
+def _fail(exc: AgentError) -> RpcError:
+    if isinstance(exc, KbsClientError) and exc.variant == "PolicyDeny":
+        return RpcError(Code.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, KbsClientError) and exc.status == 400:
+        return RpcError(Code.INVALID_ARGUMENT, str(exc))
+    return RpcError(Code.UNAVAILABLE if isinstance(exc, KbsClientError) else Code.INVALID_ARGUMENT, str(exc))
+
+
+class GuestComponents:
+    def __init__(self, client: KbsClient, initdata_digest: bytes | None) -> None:
+        self.client = client
+        self.tee = client.tee
+        self.initdata_digest = initdata_digest
+
+    # --- attestation agent ------------------------------------------------------------------------------
+    def get_evidence(self, req: Any, ctx: Any) -> aa.GetEvidenceResponse:
+        if len(req.RuntimeData) > MAX_RUNTIME_DATA:
+            raise RpcError(Code.INVALID_ARGUMENT, f"RuntimeData is {len(req.RuntimeData)} bytes, at most "
+                                                  f"{MAX_RUNTIME_DATA}")
+        try:
+            evidence = self.tee.report(bytes(req.RuntimeData).ljust(64, b"\0"))
+            return aa.GetEvidenceResponse(Evidence=json.dumps(evidence_json(evidence)).encode())
+        except AgentError as exc:
+            raise _fail(exc) from None
+
+    def get_additional_evidence(self, req: Any, ctx: Any) -> aa.GetEvidenceResponse:
+        return aa.GetEvidenceResponse(Evidence=b"")  # no devices beside the CPU TEE
+
+    def get_token(self, req: Any, ctx: Any) -> aa.GetTokenResponse:
+        if req.TokenType != "kbs":
+            raise RpcError(Code.INVALID_ARGUMENT, f"token type {req.TokenType!r}: only kbs")
+        try:
+            body = {"token": self.client.get_token(), "tee_keypair": self.client.keypair_pem()}
+        except AgentError as exc:
+            raise _fail(exc) from None
+        return aa.GetTokenResponse(Token=json.dumps(body).encode())
+
+    def extend_runtime_measurement(self, req: Any, ctx: Any) -> aa.ExtendRuntimeMeasurementResponse:
+        # SNP (and sim) have no runtime measurement registers; TDX RTMR extension is not offered yet
+        return aa.ExtendRuntimeMeasurementResponse(Result=aa.NOT_SUPPORTED)
+
+    def bind_init_data(self, req: Any, ctx: Any) -> aa.BindInitDataResponse:
+        """The launch must have bound exactly this digest (padded or truncated to the platform field)."""
+        from agent.initdata import digest_for_field
+
+        try:
+            evidence = self.tee.report(bytes(64))
+            bound = self.tee.bound_value(evidence)
+        except AgentError as exc:
+            raise _fail(exc) from None
+        if digest_for_field(bytes(req.Digest), len(bound)) != bound:
+            raise RpcError(Code.FAILED_PRECONDITION, f"the launch bound {bound.hex()} ({self.tee.bound_field}), "
+                                                     f"not the digest {bytes(req.Digest).hex()}")
+        return aa.BindInitDataResponse()
+
+    def get_tee_type(self, req: Any, ctx: Any) -> aa.GetTeeTypeResponse:
+        return aa.GetTeeTypeResponse(tee="tdx" if self.tee.name == "tdx" else "snp")
+
+    # --- confidential data hub --------------------------------------------------------------------------
+    def get_resource(self, req: Any, ctx: Any) -> cdh.GetResourceResponse:
+        uri = req.ResourcePath
+        if not uri.startswith("kbs:///"):
+            raise RpcError(Code.INVALID_ARGUMENT, f"resource {uri!r} is not kbs:///<repo>/<type>/<tag>")
+        try:
+            return cdh.GetResourceResponse(Resource=self.client.get_resource(uri[len("kbs:///"):]))
+        except AgentError as exc:
+            raise _fail(exc) from None
+
+    def unseal_secret(self, req: Any, ctx: Any) -> cdh.UnsealSecretOutput:
+        from agent import sealed
+
+        try:
+            value = bytes(req.secret).decode()
+        except UnicodeDecodeError:
+            raise RpcError(Code.INVALID_ARGUMENT, "the sealed secret is not text") from None
+        if not value.startswith(sealed.PREFIX):
+            raise RpcError(Code.INVALID_ARGUMENT, "not a sealed secret (sealed.<header>.<payload>.<signature>)")
+        try:
+            return cdh.UnsealSecretOutput(plaintext=self.client.get_resource(sealed.resource_of(value)))
+        except AgentError as exc:
+            raise _fail(exc) from None
+
+    def registries(self) -> tuple[Registry, Registry]:
+        agent_svc = Service("attestation_agent.AttestationAgentService")
+        for name, req, resp, fn in (
+                ("GetEvidence", aa.GetEvidenceRequest, aa.GetEvidenceResponse, self.get_evidence),
+                ("GetAdditionalEvidence", aa.GetAdditionalEvidenceRequest, aa.GetEvidenceResponse,
+                 self.get_additional_evidence),
+                ("GetToken", aa.GetTokenRequest, aa.GetTokenResponse, self.get_token),
+                ("ExtendRuntimeMeasurement", aa.ExtendRuntimeMeasurementRequest, aa.ExtendRuntimeMeasurementResponse,
+                 self.extend_runtime_measurement),
+                ("BindInitData", aa.BindInitDataRequest, aa.BindInitDataResponse, self.bind_init_data),
+                ("GetTeeType", aa.GetTeeTypeRequest, aa.GetTeeTypeResponse, self.get_tee_type)):
+            agent_svc.add(Method(name, req, resp, fn))
+        resource = Service("api.GetResourceService")
+        resource.add(Method("GetResource", cdh.GetResourceRequest, cdh.GetResourceResponse, self.get_resource))
+        unseal = Service("api.SealedSecretService")
+        unseal.add(Method("UnsealSecret", cdh.UnsealSecretInput, cdh.UnsealSecretOutput, self.unseal_secret))
+        return Registry([agent_svc]), Registry([resource, unseal])
+
+
+def serve(client: KbsClient, initdata_digest: bytes | None, aa_socket: str | None = AA_SOCKET,
+          cdh_socket: str | None = CDH_SOCKET) -> list[Any]:
+    """Start the servers whose socket is given; the servers (``stop()`` at shutdown)."""
+    from agent.transport import parse
+    from agent.ttrpc import TtrpcServer
+
+    servers = []
+    for registry, path in zip(GuestComponents(client, initdata_digest).registries(), (aa_socket, cdh_socket),
+                              strict=True):
+        if path is None:
+            continue
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        server = TtrpcServer(registry, workers=8)
+        server.listen(parse(f"unix://{path}"))
+        servers.append(server)
+    return servers
