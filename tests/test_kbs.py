@@ -548,3 +548,38 @@ def test_cocoon_verify_checks_a_brokers_ear_token(kbs: Kbs, tmp_path: Path, caps
     assert "not this broker's" in capsys.readouterr().err
     assert main(["verify", "--ear", str(token)]) == 2
     assert "needs --broker-key" in capsys.readouterr().err
+
+
+def test_a_broker_killed_while_writing_keeps_every_resource_whole(tmp_path: Path) -> None:
+    """A process setting resources in a loop is SIGKILLed; the store, reopened, holds every resource either
+    as it was or as it was set, never part of a value, and no temporary file."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from coordinator.kbs.store import Store
+s = Store(Path({str(tmp_path / 'state')!r}))
+i = 0
+print("started", flush=True)
+while True:
+    s.put(["r", "k", f"t{{i % 5}}"], (f"value-{{i}}-".encode() * 4096)[:65536])
+    i += 1
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    from coordinator.kbs.store import Store
+
+    store = Store(tmp_path / "state")
+    names = store.names()
+    assert names and set(names) <= {f"r/k/t{i}" for i in range(5)}
+    for name in names:
+        value = store.get(name.split("/"))
+        prefix = b"-".join(value.split(b"-")[:2]) + b"-"  # value-<i>-: which write this file holds
+        assert value == (prefix * 4096)[:65536], name  # all of it
+    assert not list((tmp_path / "state").rglob(".tmp-*"))

@@ -7,13 +7,12 @@ it was set, never half written; a name is three plain path segments, never a way
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import secrets
 import threading
 from pathlib import Path
 
 from coordinator.kbs.errors import KbsError
+from coordinator.store import atomic_write_many
 
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_RESOURCE = 1 << 20
@@ -28,29 +27,10 @@ def resource_path(segments: list[str] | tuple[str, ...]) -> tuple[str, str, str]
     return segments[0], segments[1], segments[2]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """The coordinator's atomic write (temp + fsync, rename, directory fsync), for one file (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_many(path.parent, {path.name: data})
 
 
 class Store:
@@ -58,7 +38,7 @@ class Store:
         self.root = root
         self.lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in root.rglob(".*.tmp"):  # a write a crash interrupted: never renamed, so never real
+        for stale in root.rglob(".tmp-*"):  # a write a crash interrupted: never renamed, so never real
             with contextlib.suppress(OSError):
                 stale.unlink()
 
