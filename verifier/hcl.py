@@ -17,7 +17,9 @@ carries the vTPM's attestation key, is as genuine as the report's signature (tru
 ``deps/verifier/src/az_snp_vtpm/mod.rs`` checks the first 32 bytes; the rest are zero in every genuine
 report published, so verifier/az_snp_vtpm.py requires 32 zero bytes there).
 
-The crate checks none of the sizes against each other; here data_size and report_size must agree with the
+The header's version, request_type and status, and the request data's version, are neither signed nor
+hashed: they only steer parsing, so nothing is concluded from them. The crate checks none of the sizes
+against each other; here data_size and report_size must agree with the
 layout (they do in every genuine report in trustee's test data), so a truncated or spliced report is refused.
 """
 
