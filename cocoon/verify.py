@@ -36,7 +36,7 @@ from typing import Any
 
 from agent.errors import AgentError
 
-KINDS = {"snp": "snp", "tdx": "tdx-quote"}  # --type -> evidence kind
+KINDS = {"snp": "snp", "tdx": "tdx-quote", "az-snp-vtpm": "az-snp-vtpm"}  # --type -> evidence kind
 
 
 def _read_bytes(path: str, what: str = "") -> bytes:

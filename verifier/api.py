@@ -9,6 +9,8 @@ from typing import Any
 
 from agent.errors import ReportError
 from agent.evidence import MAX_NONCE, bind_report_data
+from verifier.az_snp_vtpm import loads as az_loads
+from verifier.az_snp_vtpm import verify_az_snp_vtpm
 from verifier.claims import Result
 from verifier.refs import validate
 from verifier.snp import verify_snp
@@ -62,6 +64,10 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
     none; without an ASK in the evidence the shipped one for the product is used. ``trust_sim`` adds the sim
     root to AMD's anchors (a fleet may verify both); only evidence that chains to it is SIMULATED. ``at`` is
     the moment certificates and collateral are judged at (None: now); ``crls`` are X.509 CRLs to apply.
+
+    Kind ``az-snp-vtpm``: ``report`` is Azure vTPM evidence, the JSON document Trustee's KBS takes (its VCEK
+    inside; ``aux`` and ``vcek_pem`` unused). The quote's extraData must be the nonce itself, or with
+    ``public_key`` SHA-512(key || nonce) as for SNP; the initdata digest (SHA-256) is checked in PCR 8.
     """
     refs = validate(reference_values)
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
@@ -81,6 +87,12 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
                    vcek_pem=vcek_pem, at=at, crls=crls)
         if result.simulated:
             result.add("tee.simulated", True, "evidence from the sim TEE, trusted because --trust-sim was given")
+        return result
+    if kind == "az-snp-vtpm":
+        result = Result("az-snp-vtpm")
+        expected = report_data if public_key else nonce
+        verify_az_snp_vtpm(result, az_loads(report), refs, nonce=expected, initdata_digest=initdata_digest,
+                           anchors=amd_anchors(), at=at, crls=crls)
         return result
     if kind in ("tdx-quote",):
         result = Result("tdx")

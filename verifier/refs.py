@@ -350,6 +350,12 @@ TDX = Obj({
     "xfam": Key(HEX_INT64, "the XFAM a quote must carry exactly (optional)"),
 })
 
+# TPM PCRs (Azure vTPM evidence, verifier/az_snp_vtpm.py), named as trustee's claims name them ("pcr00".."pcr23").
+TPM = Obj({
+    "pcrs": Key(Obj({f"pcr{i:02}": Key(ListOf(SHA256), f"accepted SHA-256 values of PCR {i}") for i in range(24)}),
+                "a PCR named here must hold one of its values and be covered by the quote"),
+})
+
 DOCUMENT = Obj({
     "schema": Key(Const(SCHEMA), "absent in hand-written documents; any other value is refused"),
     "inputs": Key(Obj({
@@ -360,6 +366,7 @@ DOCUMENT = Obj({
     }), "what the values were computed from (informative)"),
     "snp": Key(SNP, "AMD SEV-SNP values"),
     "tdx": Key(TDX, "Intel TDX values"),
+    "tpm": Key(TPM, "vTPM values (az-snp-vtpm evidence)"),
 }, describe="a reference-values object")
 
 

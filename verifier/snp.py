@@ -26,10 +26,13 @@ def _tcb(value: int, product: str) -> dict[str, int]:
 
 def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAnchor], refs: dict[str, Any],
                host_data: bytes | None, report_data: bytes | None, vcek_pem: bytes | None = None, *,
-               at: datetime.datetime | None = None, crls: Sequence[Any] = ()) -> None:
+               at: datetime.datetime | None = None, crls: Sequence[Any] = (),
+               report_data_claim: tuple[str, str] = ("snp.report_data", BOUND_TO_NONCE)) -> None:
     """Every SNP claim for one report. ``vcek_pem`` is the signing key's certificate (VCEK or VLEK) when the
     evidence carries none; ``at`` is the moment certificates and CRLs are judged at (now if None: an auditor
-    names a past one for old evidence); ``crls`` are AMD KDS CRLs (``cryptography`` CRL objects)."""
+    names a past one for old evidence); ``crls`` are AMD KDS CRLs (``cryptography`` CRL objects).
+    ``report_data_claim`` names the REPORT_DATA claim and says what binds it: a paravisor's report (Azure's
+    HCL, verifier/az_snp_vtpm.py) carries a digest of its runtime data there, not the relying party's nonce."""
     try:
         rep = snp_report.parse(report)
     except ReportError as exc:
@@ -116,7 +119,7 @@ def verify_snp(result: Result, report: bytes, aux: bytes, anchors: list[SnpAncho
     result.add("snp.measurement", rep.measurement.hex() in allowed,
                f"one of {len(allowed)} reference launch measurements", allowed[:4], rep.measurement.hex())
     result.bound("snp.host_data", host_data, rep.host_data, "initdata digest", NO_INITDATA)
-    result.bound("snp.report_data", report_data, rep.report_data, BOUND_TO_NONCE, NO_NONCE)
+    result.bound(report_data_claim[0], report_data, rep.report_data, report_data_claim[1], NO_NONCE)
     # Optional: which ID key signed the launch's ID block, and which author key signed that key.
     # A listed allowlist is a constraint even when empty (it then accepts no key): docs/reference-values.md.
     id_keys = [str(k).lower() for k in refs.get("id_key_digests") or []]
