@@ -362,7 +362,12 @@ def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_soc
         from agent import guest_components
 
         sockets = [p if p != "off" else None for p in (aa_socket, cdh_socket)]
-        services += guest_components.serve(hub.client, binding.initdata.digest, sockets[0], sockets[1])
+        try:
+            services += guest_components.serve(hub.client, binding.initdata.digest, sockets[0], sockets[1])
+        except (AgentError, OSError):
+            sealed.use(None)
+            hub.stop()
+            raise
     except (AgentError, OSError) as exc:
         log.error("no data hub: %s", exc)
         return []

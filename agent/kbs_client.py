@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import http.client
 import json
+import re
 import ssl
 import threading
 import tomllib
@@ -28,6 +29,7 @@ VERSION = "0.4.0"
 REPORT_DATA_SIZE = 64
 MAX_REPLY = 4 << 20
 ERROR_TYPE = "https://github.com/confidential-containers/kbs/errors/"
+SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # the broker's rule for a resource path segment
 
 
 class KbsClientError(AgentError):
@@ -44,11 +46,25 @@ class KbsConfig:
     url: str
     cert_pem: str | None = None
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS to the broker: its certificate from the initdata, else the system's roots."""
+        try:
+            if self.cert_pem:
+                return ssl.create_default_context(cadata=self.cert_pem)
+            return ssl.create_default_context()
+        except (ssl.SSLError, ValueError) as exc:
+            raise AgentError(f"the KBS certificate from the initdata is not usable: {exc}") from None
+
 
 def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
     """The broker to use, from initdata's ``cdh.toml`` (``[kbc] url``, ``kbs_cert``) or ``aa.toml``
     (``[token_configs.kbs] url``, ``cert``); None when neither names one. A document that does not parse is
-    an error: a pod that meant to reach a broker must not silently reach none."""
+    an error: a pod that meant to reach a broker must not silently reach none.
+
+    Plain ``http://`` needs ``insecure_http = true`` beside the URL (cocoon's own key): without TLS the
+    host on the network path can answer in the broker's place, and a JWE to the TEE's public key is
+    something anyone can make, so it could hand the pod any "secret" it likes. The opt-in is measured
+    with the rest of the initdata: the pod's owner chose it, never the host."""
     for key, table, url_key, cert_key in (("cdh.toml", "kbc", "url", "kbs_cert"),
                                           ("aa.toml", "token_configs", "url", "cert")):
         text = data.get(key)
@@ -67,9 +83,15 @@ def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
         parts = urllib.parse.urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise AgentError(f"initdata {key}: KBS url {url!r} is not http(s)://host[:port]")
+        if parts.scheme == "http" and section.get("insecure_http") is not True:
+            raise AgentError(f"initdata {key}: KBS url {url!r} is plain http; the host could answer in the "
+                             "broker's place (set insecure_http = true beside it to accept that)")
         if cert is not None and not isinstance(cert, str):
             raise AgentError(f"initdata {key}: {cert_key} is not a PEM string")
-        return KbsConfig(str(url).rstrip("/"), cert or None)
+        config = KbsConfig(str(url).rstrip("/"), cert or None)
+        if parts.scheme == "https":
+            config.ssl_context()  # a certificate that does not load is an error now, not at the first request
+        return config
     return None
 
 
@@ -108,8 +130,10 @@ class KbsClient:
     def _request(self, method: str, path: str, body: Any = None, cookie: str = "",
                  bearer: str = "") -> tuple[bytes, dict[str, str]]:
         if self.parts.scheme == "https":
-            ctx = ssl.create_default_context(cadata=self.config.cert_pem) if self.config.cert_pem else \
-                ssl.create_default_context()
+            try:
+                ctx = self.config.ssl_context()
+            except AgentError as exc:
+                raise KbsClientError(str(exc), status=503) from None
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 self.parts.hostname or "", self.parts.port, timeout=self.timeout, context=ctx)
         else:
@@ -182,8 +206,8 @@ class KbsClient:
         from jwcrypto import jwe
 
         segments = path.strip("/").split("/")
-        if len(segments) != 3 or not all(segments) or any(s in (".", "..") for s in segments):
-            raise KbsClientError(f"resource {path!r} is not repo/type/tag", status=400)
+        if len(segments) != 3 or not all(SEGMENT.fullmatch(s) and ".." not in s for s in segments):
+            raise KbsClientError(f"resource {path!r} is not repo/type/tag of plain names", status=400)
         for attempt in (0, 1):
             token = self.get_token()
             try:

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from agent.errors import AgentError
+from agent.kbs_client import SEGMENT
 
 PREFIX = "sealed."
 MAX_SEALED = 64 << 10
@@ -41,6 +42,16 @@ def _b64url(text: str, what: str) -> bytes:
         raise SealedSecretError(f"sealed secret: {what} is not base64url") from None
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A repeated key would let the policy's reading and this one differ: refused."""
+    out: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = item
+    return out
+
+
 def resource_of(value: str) -> str:
     """The ``repo/type/tag`` a sealed value names (every field checked)."""
     if len(value) > MAX_SEALED:
@@ -49,9 +60,9 @@ def resource_of(value: str) -> str:
     if len(parts) != 3:
         raise SealedSecretError("sealed secret is not sealed.<header>.<payload>.<signature>")
     try:
-        payload = json.loads(_b64url(parts[1], "the payload"))
-    except (ValueError, UnicodeDecodeError):
-        raise SealedSecretError("sealed secret: the payload is not JSON") from None
+        payload = json.loads(_b64url(parts[1], "the payload"), object_pairs_hook=_no_duplicates)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise SealedSecretError("sealed secret: the payload is not JSON (or repeats a key)") from None
     if not isinstance(payload, dict) or payload.get("version") != "0.1.0":
         raise SealedSecretError("sealed secret: payload version is not 0.1.0")
     if payload.get("type") != "vault":
@@ -61,7 +72,11 @@ def resource_of(value: str) -> str:
     name = payload.get("name")
     if not isinstance(name, str) or not name.startswith("kbs:///"):
         raise SealedSecretError(f"sealed secret name {name!r} is not kbs:///<repo>/<type>/<tag>")
-    return name[len("kbs:///"):]
+    path = name[len("kbs:///"):]
+    segments = path.split("/")
+    if len(segments) != 3 or not all(SEGMENT.fullmatch(s) and ".." not in s for s in segments):
+        raise SealedSecretError(f"sealed secret name {name!r} is not kbs:///<repo>/<type>/<tag> of plain names")
+    return path
 
 
 def unseal_env(env: list[str]) -> list[str]:

@@ -67,7 +67,8 @@ def test_a_container_gets_a_kbs_secret_and_tampered_initdata_gets_none(image: Im
     tree = layers.busybox_tree(tmp_path / "tree", ("sh", "wget", "sha256sum", "echo", "cat"))
     root_hash, offset = layers.verity_layer(tree, tmp_path / "layer.img")
     layer = (tmp_path / "layer.img", root_hash, offset)
-    cdh = f'[kbc]\nname = "cc_kbc"\nurl = "http://{BROKER_IP}:8080"\n'
+    # plain http on the test's own tap: the pod's owner accepts that in the measured initdata
+    cdh = f'[kbc]\nname = "cc_kbc"\nurl = "http://{BROKER_IP}:8080"\ninsecure_http = true\n'
     document = render_document({"policy.rego": ALLOW_ALL, "cdh.toml": cdh})
     netns = "cocoon-kbs-" + secrets.token_hex(3)
     ip("netns", "add", netns)

@@ -98,12 +98,15 @@ def test_a_broker_that_is_down_is_a_clear_error(tmp_path: Path, sim_chain: Any) 
 def test_the_broker_is_named_only_by_the_initdata() -> None:
     assert config_from_initdata({}) is None
     assert config_from_initdata({"policy.rego": "package agent_policy"}) is None
-    cdh = config_from_initdata({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "https://kbs.example:8080/"\n'
-                                            'kbs_cert = "-----BEGIN CERTIFICATE-----"\n'})
-    assert cdh == KbsConfig("https://kbs.example:8080", "-----BEGIN CERTIFICATE-----")
-    aa = config_from_initdata({"aa.toml": '[token_configs.kbs]\nurl = "http://10.0.0.1:8080"\n'})
+    cdh = config_from_initdata({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "https://kbs.example:8080/"\n'})
+    assert cdh == KbsConfig("https://kbs.example:8080")
+    aa = config_from_initdata({"aa.toml": '[token_configs.kbs]\nurl = "http://10.0.0.1:8080"\ninsecure_http = true\n'})
     assert aa == KbsConfig("http://10.0.0.1:8080")
-    for bad in ('[kbc]\nurl = "ftp://x"\n', "[kbc\n", '[kbc]\nurl = "http://x"\nkbs_cert = 3\n'):
+    with pytest.raises(AgentError, match="plain http; the host could answer in the broker's place"):
+        config_from_initdata({"cdh.toml": '[kbc]\nurl = "http://10.0.0.1:8080"\n'})
+    with pytest.raises(AgentError, match="KBS certificate from the initdata is not usable"):
+        config_from_initdata({"cdh.toml": '[kbc]\nurl = "https://kbs:1"\nkbs_cert = "-----BEGIN CERTIFICATE-----"\n'})
+    for bad in ('[kbc]\nurl = "ftp://x"\n', "[kbc\n", '[kbc]\nurl = "http://x"\ninsecure_http = true\nkbs_cert = 3\n'):
         with pytest.raises(AgentError):
             config_from_initdata({"cdh.toml": bad})
 

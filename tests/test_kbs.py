@@ -583,3 +583,86 @@ while True:
         prefix = b"-".join(value.split(b"-")[:2]) + b"-"  # value-<i>-: which write this file holds
         assert value == (prefix * 4096)[:65536], name  # all of it
     assert not list((tmp_path / "state").rglob(".tmp-*"))
+
+
+# --- what an independent review found (each once a 500, a stray key accepted, or a request smuggled) ------
+
+
+@pytest.mark.parametrize("key", [
+    {"kty": "RSA", "alg": "RSA-OAEP-256", "generate": "RSA", "size": 16384},  # jwcrypto would make a key
+    {"kty": "EC", "alg": "ECDH-ES+A256KW", "crv": "P-256", "x": "AA", "y": "AA"},  # not on the curve
+    {"kty": "EC", "alg": "ECDH-ES+A256KW", "crv": "P-256", "x": "AA", "y": "AA", "use": "sig"},
+    {"kty": "EC", "alg": "ECDH-ES+A256KW", "crv": "P-256", "x": "AA", "y": "AA", "key_ops": ["verify"]},
+    {"kty": "EC", "alg": "ECDH-ES+A256KW", "crv": "P-256", "x": 1, "y": "AA"},
+    {"kty": "oct", "alg": "A256KW", "k": "AA"},
+])
+def test_tee_keys_with_odd_members_are_refused_before_any_work(kbs: Kbs, key: dict[str, Any]) -> None:
+    c = Client(kbs)
+    c.auth()
+    doc = c.attestation()
+    doc["runtime-data"]["tee-pubkey"] = key
+    t0 = time.monotonic()
+    reply = c.attest(doc)
+    assert (reply.status, reply.error()) == (401, "RcarAttestFailed"), reply.body
+    assert time.monotonic() - t0 < 5  # no 16384-bit key was generated
+
+
+@pytest.mark.parametrize("case", ["deep", "surrogate-initdata", "surrogate-kid"])
+def test_bodies_without_a_canonical_form_are_refused(kbs: Kbs, case: str) -> None:
+    c = Client(kbs)
+    c.auth()
+    doc = c.attestation()
+    if case == "deep":
+        raw = b'{"runtime-data": ' * 2000 + b"1" + b"}" * 2000  # deeper than the parser goes
+    else:
+        if case == "surrogate-initdata":
+            doc["init-data"]["body"] = "\ud800"
+        else:
+            doc["runtime-data"]["tee-pubkey"] = {**c.public, "kid": "\ud800"}  # no canonical JSON for it
+        raw = json.dumps(doc).encode()
+    reply = call(kbs.port, "POST", "/kbs/v0/attest", raw=raw, headers={"Cookie": c.cookie})
+    assert reply.status == 401 and reply.error() in ("SerdeError", "RcarAttestFailed"), reply.body
+
+
+def test_an_error_closes_the_connection_so_its_body_is_never_a_request(kbs: Kbs) -> None:
+    import socket
+
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", kbs.port), timeout=10) as s:
+        s.sendall(b"POST /kbs/v0/resource/a/b/c HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                  % len(smuggled) + smuggled)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 ") == 1 and b"AdminAuthAccess" in data and b'"status":"ok"' not in data
+    conn = http.client.HTTPConnection("127.0.0.1", kbs.port, timeout=10)
+    conn.putrequest("POST", "/kbs/v0/auth")
+    conn.putheader("Content-Length", "\u00b2".encode("latin-1").decode("latin-1"))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 411 and json.loads(resp.read())["type"].endswith("HTTPFailed")
+    conn.close()
+
+
+def test_a_token_signed_by_its_own_header_key_is_refused(kbs: Kbs) -> None:
+    from coordinator.kbs import token as tokens
+
+    attacker = jwk.JWK.generate(kty="EC", crv="P-256")
+    c = Client(kbs)
+    forged = tokens.issue({"exp": int(time.time()) + 600, "submods": {"cpu0": {
+        "ear.status": "affirming", "ear.veraison.annotated-evidence": {
+            "init_data": DIGEST.hex(), "runtime_data_claims": {"tee-pubkey": c.public}}}}}, attacker)
+    c.token = forged
+    reply = c.resource(bearer=True)
+    assert (reply.status, reply.error()) == (401, "TokenVerifierError")
+
+
+def test_admin_tokens_expired_or_too_long_lived_are_refused(kbs: Kbs) -> None:
+    from jwcrypto import jws
+
+    for exp in (int(time.time()) - 1, int(time.time()) + 7200):
+        signed = jws.JWS(json.dumps({"iat": int(time.time()), "exp": exp}))
+        signed.add_signature(kbs.admin, alg="EdDSA", protected=json.dumps({"alg": "EdDSA"}))
+        reply = call(kbs.port, "POST", "/kbs/v0/resource/a/b/c", raw=b"x",
+                     headers={"Authorization": f"Bearer {signed.serialize(compact=True)}"})
+        assert reply.error() == "AdminAuthAccess" and "expired" in reply.json()["detail"]

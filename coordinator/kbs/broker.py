@@ -59,6 +59,7 @@ class Broker:
         self.store = Store(config.state)
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
+        self.policy_lock = threading.Lock()
         self.signing_key = self._signing_key()
         text = self.store.read_text(POLICY_FILE)
         self.policy = ResourcePolicy() if text is None else ResourcePolicy(text)
@@ -160,5 +161,6 @@ class Broker:
         self.store.put(segments, data)
 
     def set_policy(self, text: str) -> None:
-        self.policy.replace(text)  # compiles first: a bad policy changes nothing
-        self.store.write_text(POLICY_FILE, text)
+        with self.policy_lock:  # memory and disk hold the same policy, whoever sets one at the same time
+            self.policy.replace(text)  # compiles first: a bad policy changes nothing
+            self.store.write_text(POLICY_FILE, text)

@@ -74,6 +74,8 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
             document = parse_document(att.initdata.encode(), "init-data")
         except AgentError as exc:
             raise KbsError("RcarAttestFailed", f"init-data: {exc}") from None
+        except RecursionError:
+            raise KbsError("RcarAttestFailed", "init-data is nested too deeply") from None
         digest = document.digest
     try:
         if tee == "snp":

@@ -39,6 +39,7 @@ MAX_INITDATA = 256 << 10  # agent/initdata.py's bound on the document
 KEY_ALGS = {"EC": frozenset({"ECDH-ES+A256KW"}), "RSA": frozenset({"RSA-OAEP-256"})}
 EC_CURVES = frozenset({"P-256", "P-521"})
 MIN_RSA_BITS = 2048
+KEY_MEMBERS = {"EC": frozenset({"kty", "alg", "crv", "x", "y"}), "RSA": frozenset({"kty", "alg", "n", "e"})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,8 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
         doc = strictjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise KbsError("SerdeError", f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise KbsError("SerdeError", f"{what} is nested too deeply") from None
     if not isinstance(doc, dict):
         raise KbsError("SerdeError", f"{what} is not a JSON object")
     return doc
@@ -109,22 +112,30 @@ def challenge(nonce: bytes) -> bytes:
 
 def check_tee_pubkey(key: Any) -> dict[str, Any]:
     """A public JWK the broker can wrap a resource to: EC P-256/P-521 with ECDH-ES+A256KW, or RSA (at least
-    2048 bits) with RSA-OAEP-256; never a private key."""
+    2048 bits) with RSA-OAEP-256. Only the members a public key of that type has (plus ``kid``), all strings:
+    no private material, no ``use``/``key_ops`` that would forbid wrapping, nothing jwcrypto would act on
+    (its ``generate`` member makes a key)."""
     if not isinstance(key, dict):
         raise KbsError("RcarAttestFailed", "runtime-data.tee-pubkey is not a JWK object")
     kty, alg = key.get("kty"), key.get("alg")
     if kty not in KEY_ALGS or alg not in KEY_ALGS[kty]:
         raise KbsError("RcarAttestFailed", f"tee-pubkey kty {kty!r} with alg {alg!r} is not supported "
                                            "(EC with ECDH-ES+A256KW, RSA with RSA-OAEP-256)")
-    if "d" in key or "p" in key:
-        raise KbsError("RcarAttestFailed", "tee-pubkey carries private key material")
+    members = KEY_MEMBERS[kty]
+    extra = set(key) - members - {"kid"}
+    if extra:
+        raise KbsError("RcarAttestFailed", f"tee-pubkey has members a public {kty} key does not: "
+                                           f"{', '.join(sorted(map(strictjson.name, extra)))}")
+    if set(members) - set(key) or not all(isinstance(v, str) and len(v) <= 4096 for v in key.values()):
+        raise KbsError("RcarAttestFailed", f"tee-pubkey needs {', '.join(sorted(members))}, all strings")
+    if kty == "EC" and key["crv"] not in EC_CURVES:
+        raise KbsError("RcarAttestFailed", f"tee-pubkey curve {key['crv']!r} is not P-256 or P-521")
     try:
         parsed = jwk.JWK(**key)
-    except (ValueError, TypeError, KeyError, jwk.InvalidJWKValue) as exc:
-        raise KbsError("RcarAttestFailed", f"tee-pubkey is not a valid {kty} JWK: {exc}") from None
-    if kty == "EC" and key.get("crv") not in EC_CURVES:
-        raise KbsError("RcarAttestFailed", f"tee-pubkey curve {key.get('crv')!r} is not P-256 or P-521")
-    if kty == "RSA" and int(getattr(parsed.get_op_key("encrypt"), "key_size", 0)) < MIN_RSA_BITS:
+        public = parsed.get_op_key("wrapKey")  # loads the point (on the curve) or the modulus
+    except Exception as exc:  # jwcrypto's and cryptography's own errors for a key that is not one
+        raise KbsError("RcarAttestFailed", f"tee-pubkey is not a valid {kty} public key: {exc}") from None
+    if kty == "RSA" and int(getattr(public, "key_size", 0)) < MIN_RSA_BITS:
         raise KbsError("RcarAttestFailed", f"tee-pubkey RSA modulus is shorter than {MIN_RSA_BITS} bits")
     return key
 
@@ -150,7 +161,11 @@ def parse_attestation(raw: bytes) -> Attestation:
         if ini["format"] != "toml":
             raise KbsError("RcarAttestFailed", f"init-data format {ini['format']!r} is not toml")
         initdata = _str(ini, "body", "init-data")
-        if len(initdata.encode()) > MAX_INITDATA:
+        try:
+            size = len(initdata.encode())
+        except UnicodeEncodeError:
+            raise KbsError("RcarAttestFailed", "init-data is not valid Unicode text") from None
+        if size > MAX_INITDATA:
             raise KbsError("RcarAttestFailed", f"init-data is larger than {MAX_INITDATA} bytes")
     return Attestation(_str(rd, "nonce", "runtime-data"), check_tee_pubkey(rd["tee-pubkey"]),
                        te["primary_evidence"], additional, initdata)
@@ -167,4 +182,8 @@ def report_data(nonce: str, tee_pubkey: Mapping[str, Any], additional_evidence: 
     """REPORT_DATA for the primary evidence: SHA-384(JCS(runtime data)), zero-padded to 64 bytes."""
     runtime: dict[str, Any] = {"additional-evidence": additional_evidence, "nonce": nonce,
                                "tee-pubkey": dict(tee_pubkey)}
-    return hashlib.sha384(rfc8785.dumps(runtime)).digest().ljust(REPORT_DATA_SIZE, b"\0")
+    try:
+        canonical = rfc8785.dumps(runtime)
+    except (rfc8785.CanonicalizationError, ValueError) as exc:  # a surrogate, a number JSON cannot carry
+        raise KbsError("RcarAttestFailed", f"the runtime data has no canonical JSON: {exc}") from None
+    return hashlib.sha384(canonical).digest().ljust(REPORT_DATA_SIZE, b"\0")

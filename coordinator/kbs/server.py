@@ -87,7 +87,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding"):
             raise KbsError("HTTPFailed", "chunked bodies are not accepted: send Content-Length", status=411)
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):
             raise KbsError("HTTPFailed", "a body needs a Content-Length", status=411)
         size = int(length)
         if size > protocol.MAX_BODY:
@@ -142,8 +142,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             doc = protocol._object(self._body(), "the resource policy request")
             protocol._keys(doc, "the resource policy request", {"policy"})
+            encoded = doc["policy"]
+            if not isinstance(encoded, str):
+                raise KbsError("SerdeError", "policy is not a base64url string")
             try:
-                text = base64.urlsafe_b64decode(str(doc["policy"]) + "=" * (-len(str(doc["policy"])) % 4)).decode()
+                text = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True).decode()
             except (binascii.Error, ValueError):
                 raise KbsError("SerdeError", "policy is not base64url of UTF-8 Rego") from None
             broker.set_policy(text)
@@ -157,11 +160,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._route(method)
         except KbsError as exc:
             log.info("%s %s refused: %s", method, self.path[:200], exc)
+            self.close_connection = True  # the body may be unread: it must never be read as the next request
             self._send(exc.status, exc.body())
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as exc:  # a bug must still answer as the protocol does, and say where to look
             log.exception("%s %s failed", method, self.path[:200])
+            self.close_connection = True
             self._send(500, KbsError("HTTPFailed", f"internal error: {type(exc).__name__}", status=500).body())
 
     def do_GET(self) -> None:
@@ -177,7 +182,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
+MAX_CONNECTIONS = 256
+
+
 class KbsHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS at once (further ones wait in the accept queue)."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -185,10 +195,31 @@ class KbsHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def __init__(self, address: tuple[str, int], broker: Broker, admin_key: jwk.JWK | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, Handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.broker = broker
         self.admin_key = admin_key
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that broke off (a failed TLS handshake, a reset): one line, not a traceback."""
+        import sys
+
+        log.info("connection from %s ended: %s", client_address, sys.exc_info()[1])
 
     @property
     def url(self) -> str:
