@@ -666,3 +666,30 @@ def test_admin_tokens_expired_or_too_long_lived_are_refused(kbs: Kbs) -> None:
         reply = call(kbs.port, "POST", "/kbs/v0/resource/a/b/c", raw=b"x",
                      headers={"Authorization": f"Bearer {signed.serialize(compact=True)}"})
         assert reply.error() == "AdminAuthAccess" and "expired" in reply.json()["detail"]
+
+
+def test_genuine_azure_vtpm_evidence_reaches_the_verifier_and_fails_only_on_this_sessions_nonce(
+        tmp_path: Path, sim_chain: Any) -> None:
+    """Trustee's genuine az-snp-vtpm evidence (tests/data/az-snp-vtpm) sent to a session of ours: every link
+    is checked (the VCEK chain, the report signature, the HCL binding, the quote signature, the PCR digest)
+    and only the quote's nonce fails, since the genuine quote carries Trustee's nonce, not this challenge."""
+    from test_az_snp_vtpm import doc, refs_for
+
+    k = Kbs(tmp_path, sim_chain)
+    k.stop()
+    k.config = Config(tmp_path / "az-state", refs_for("evidence-v2.json"))
+    k.start()
+    try:
+        c = Client(k)
+        assert c.auth(tee="az-snp-vtpm").status == 200
+        body = {"runtime-data": {"nonce": c.nonce, "tee-pubkey": c.public},
+                "tee-evidence": {"primary_evidence": doc("evidence-v2.json"), "additional_evidence": ""}}
+        reply = c.attest(body)
+        assert (reply.status, reply.error()) == (401, "RcarAttestFailed"), reply.body
+        detail = reply.json()["detail"]
+        claims = detail.removeprefix("the evidence did not verify: ").split(";")
+        failed = {part.split(":")[0].strip() for part in claims}
+        assert "az.tpm.quote.nonce" in failed and not failed & {"snp.signature", "az.tpm.quote.signature",
+                                                                "az.tpm.pcr_digest", "az.hcl.report_data"}, detail
+    finally:
+        k.stop()

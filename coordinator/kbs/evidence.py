@@ -4,8 +4,10 @@ platform field that must hold its digest (SNP HOST_DATA, TDX MRCONFIGID).
 
 Formats (trustee deps/verifier, guest-components attesters): ``snp`` is ``{"attestation_report",
 "cert_chain"}`` (agent/tee/snp_json.py); ``tdx`` is ``{"quote": base64 of the TD quote, "cc_eventlog": base64 |
-null}``. Sim evidence (an SNP report chained to cocoon's sim root) passes only when the broker was started
-with ``--trust-sim``; the token then says so (``simulated``) and the default resource policy refuses it.
+null}``; ``az-snp-vtpm`` is Azure's vTPM evidence (verifier/az_snp_vtpm.py: the HCL report binding the
+vTPM's key, the TPM quote over the PCRs carrying the binding digest, initdata in PCR 8). Sim evidence (an
+SNP report chained to cocoon's sim root) passes only when the broker was started with ``--trust-sim``; the
+token then says so (``simulated``) and the default resource policy refuses it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import json
 from typing import Any
 
 from agent.errors import AgentError
@@ -93,6 +96,20 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
 
             body = parse_quote(trim_padding(quote)).body
             host, measurement = body.mrconfigid, body.mrtd
+        elif tee == "az-snp-vtpm":
+            from agent.tee import snp_report
+            from verifier import az_snp_vtpm, hcl
+
+            doc = att.primary_evidence
+            if not isinstance(doc, dict):
+                raise KbsError("RcarAttestFailed", "az-snp-vtpm evidence is not an object")
+            # the quote's extraData carries the binding digest itself (the vTPM signs it, the HCL report
+            # binds the vTPM's key); the initdata digest is checked in PCR 8
+            result = verify("az-snp-vtpm", json.dumps(doc).encode(), b"", reference_values,
+                            initdata_digest=digest, nonce=bound[:48])
+            rep = snp_report.parse(hcl.parse(az_snp_vtpm.parse(doc).hcl_report).snp_report)
+            pcr8_ok = any(c.name == "az.tpm.pcr8.initdata" and c.status == "pass" for c in result.claims)
+            host, measurement = (digest if digest is not None and pcr8_ok else b""), rep.measurement
         else:
             raise KbsError("RcarAttestFailed", f"TEE {tee!r} is not verified by this broker")
     except AgentError as exc:

@@ -31,7 +31,7 @@ VERSION = "0.4.0"
 # kbs-types Tee names; the broker verifies the ones in VERIFIED and refuses the rest with their name
 KNOWN_TEES = frozenset({"az-snp-vtpm", "az-tdx-vtpm", "nvidia", "sgx", "snp", "tdx", "cca", "csv", "se",
                         "hygondcu", "dpu", "tpm", "sample", "sampledevice"})
-VERIFIED = frozenset({"snp", "tdx"})
+VERIFIED = frozenset({"snp", "tdx", "az-snp-vtpm"})
 NONCE_SIZE = 32
 REPORT_DATA_SIZE = 64
 MAX_BODY = 1 << 20  # an attestation with a certificate chain is some KiB; a MiB is not evidence
