@@ -354,7 +354,7 @@ def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_soc
             raise AgentError(f"--datahub-listen {listen!r} is not HOST:PORT")
         from agent.datahub import DataHub
 
-        hub = DataHub(config, binding.tee, (host, int(port))).start()
+        hub = DataHub(config, binding.tee, (host, int(port)), initdata=binding.initdata.raw).start()
         from agent import sealed
 
         sealed.use(hub.client)  # sealed env values are unsealed with the same TEE key and token

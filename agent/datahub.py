@@ -5,7 +5,8 @@ no way in).
 
     GET /cdh/resource/<repo>/<type>/<tag>      the resource from the KBS (kbs:///repo/type/tag), plaintext
     GET /aa/token?token_type=kbs               {"token": <EAR JWT>, "tee_keypair": <PEM>}
-    GET /aa/evidence?runtime_data=<text>       this TEE's evidence (Trustee's JSON) for up to 64 bytes of data
+    GET /aa/evidence?runtime_data=<text>[&encoding=base64]   this TEE's evidence (Trustee's JSON), up to 64
+                                               bytes of data
     GET /info                                  which services and which broker
 
 The broker comes from the measured initdata (agent/kbs_client.py); errors are plain text with the reason
@@ -14,6 +15,8 @@ The broker comes from the measured initdata (agent/kbs_client.py); errors are pl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.server
 import json
 import logging
@@ -60,6 +63,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, json.dumps(body).encode(), "application/json")
             elif url.path == "/aa/evidence":
                 runtime = query.get("runtime_data", "").encode()
+                if query.get("encoding") == "base64":
+                    try:
+                        runtime = base64.b64decode(query.get("runtime_data", ""), validate=True)
+                    except (binascii.Error, ValueError):
+                        raise KbsClientError("runtime_data is not base64", status=400) from None
                 if len(runtime) > MAX_RUNTIME_DATA:
                     raise KbsClientError(f"runtime_data is {len(runtime)} bytes, at most {MAX_RUNTIME_DATA}",
                                          status=400)
@@ -82,9 +90,10 @@ class DataHub(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, config: KbsConfig, tee: Any, address: tuple[str, int] = ADDRESS) -> None:
+    def __init__(self, config: KbsConfig, tee: Any, address: tuple[str, int] = ADDRESS,
+                 initdata: bytes | None = None) -> None:
         super().__init__(address, _Handler)
-        self.client = KbsClient(config, tee)
+        self.client = KbsClient(config, tee, initdata=initdata)
 
     def start(self) -> DataHub:
         threading.Thread(target=self.serve_forever, daemon=True, name="datahub").start()

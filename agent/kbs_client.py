@@ -117,10 +117,13 @@ def evidence_json(evidence: Any) -> dict[str, Any]:
 class KbsClient:
     """One TEE key, one token at a time (renewed when the broker says it is missing or stale)."""
 
-    def __init__(self, config: KbsConfig, tee: Any, timeout: float = 30.0) -> None:
+    def __init__(self, config: KbsConfig, tee: Any, timeout: float = 30.0, initdata: bytes | None = None) -> None:
+        """``initdata``: the measured document, sent with the evidence (as guest-components' agent does) so
+        the broker checks its digest against the launch's and the token carries its entries."""
         from jwcrypto import jwk
 
         self.config, self.tee, self.timeout = config, tee, timeout
+        self.initdata = initdata
         self.parts = urllib.parse.urlsplit(config.url)
         self.key = jwk.JWK.generate(kty="EC", crv="P-256")
         self.public = {**json.loads(self.key.export_public()), "alg": "ECDH-ES+A256KW"}
@@ -183,10 +186,12 @@ class KbsClient:
         evidence = self.tee.report(report_data)
         if self.tee.report_data_of(evidence) != report_data:
             raise KbsClientError("the TEE returned a report for other REPORT_DATA")
-        raw, _ = self._request("POST", "/kbs/v0/attest", {
+        body: dict[str, Any] = {
             "runtime-data": {"nonce": nonce, "tee-pubkey": self.public},
-            "tee-evidence": {"primary_evidence": evidence_json(evidence), "additional_evidence": ""}},
-            cookie=cookie)
+            "tee-evidence": {"primary_evidence": evidence_json(evidence), "additional_evidence": ""}}
+        if self.initdata is not None:
+            body["init-data"] = {"format": "toml", "body": self.initdata.decode("utf-8", errors="strict")}
+        raw, _ = self._request("POST", "/kbs/v0/attest", body, cookie=cookie)
         try:
             token = str(json.loads(raw)["token"])
         except (ValueError, KeyError, TypeError):

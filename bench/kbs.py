@@ -102,8 +102,7 @@ def main() -> int:
 
             flows_s, latencies = _parallel(args.flows, args.clients, one_flow)
         finally:
-            server.shutdown()
-            server.server_close()
+            server.stop()
             broker.close()
     verify_rate, flow_rate = args.flows / base_s, args.flows / flows_s
     q = statistics.quantiles(latencies, n=100)

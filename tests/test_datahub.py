@@ -52,10 +52,8 @@ def hub(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
     server = KbsHttpServer(("127.0.0.1", 0), broker).start()
     datahub = DataHub(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
     yield datahub, broker, digest
-    datahub.shutdown()
-    datahub.server_close()
-    server.shutdown()
-    server.server_close()
+    datahub.stop()
+    server.stop()
     broker.close()
 
 
@@ -76,6 +74,13 @@ def test_a_container_gets_a_resource_through_the_data_hub(hub: Any) -> None:
     report = json.loads(body)["attestation_report"]
     assert status == 200 and bytes(report["report_data"]) == b"hello".ljust(64, b"\0")
     assert get(port, "/aa/evidence?runtime_data=" + "x" * 65)[0] == 400
+    import base64
+    import urllib.parse
+
+    encoded = urllib.parse.quote(base64.b64encode(bytes(range(64))).decode(), safe="")
+    status, body = get(port, "/aa/evidence?encoding=base64&runtime_data=" + encoded)
+    assert status == 200 and bytes(json.loads(body)["attestation_report"]["report_data"]) == bytes(range(64))
+    assert get(port, "/aa/evidence?encoding=base64&runtime_data=%%%")[0] == 400
     assert json.loads(get(port, "/info")[1])["kbs"].startswith("http://127.0.0.1:")
     assert get(port, "/nothing")[0] == 404
 
@@ -91,8 +96,7 @@ def test_a_broker_that_is_down_is_a_clear_error(tmp_path: Path, sim_chain: Any) 
         status, body = get(datahub.server_address[1], "/cdh/resource/default/key/db-password")
         assert status == 503 and b"KBS http://127.0.0.1:9" in body, body
     finally:
-        datahub.shutdown()
-        datahub.server_close()
+        datahub.stop()
 
 
 def test_the_broker_is_named_only_by_the_initdata() -> None:

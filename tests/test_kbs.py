@@ -76,8 +76,7 @@ class Kbs:
         self.port = int(self.server.server_address[1])
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
         self.broker.close()
 
     def evidence(self, report_data: bytes) -> dict[str, Any]:
@@ -288,8 +287,14 @@ def test_bad_auth_requests_are_refused_with_trustees_error(kbs: Kbs, body: Any, 
 
 
 def test_oversize_and_lengthless_bodies_are_refused(kbs: Kbs) -> None:
-    reply = call(kbs.port, "POST", "/kbs/v0/auth", raw=b"{" + b" " * (1 << 20) + b"}")
-    assert (reply.status, reply.error()) == (413, "HTTPFailed")
+    import socket
+
+    with socket.create_connection(("127.0.0.1", kbs.port), timeout=10) as s:  # refused before any body is read
+        s.sendall(b"POST /kbs/v0/auth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % ((1 << 20) + 2))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 413 ") and b"HTTPFailed" in data, data
     conn = http.client.HTTPConnection("127.0.0.1", kbs.port, timeout=10)
     conn.putrequest("POST", "/kbs/v0/auth")
     conn.endheaders()
@@ -691,5 +696,22 @@ def test_genuine_azure_vtpm_evidence_reaches_the_verifier_and_fails_only_on_this
         failed = {part.split(":")[0].strip() for part in claims}
         assert "az.tpm.quote.nonce" in failed and not failed & {"snp.signature", "az.tpm.quote.signature",
                                                                 "az.tpm.pcr_digest", "az.hcl.report_data"}, detail
+    finally:
+        k.stop()
+
+
+def test_a_full_session_table_drops_the_oldest_session_that_never_attested(tmp_path: Path, sim_chain: Any) -> None:
+    k = Kbs(tmp_path, sim_chain, max_sessions=3)
+    try:
+        attested = Client(k)
+        attested.auth()
+        assert attested.attest().status == 200
+        waiting = [Client(k) for _ in range(2)]
+        for c in waiting:
+            c.auth()
+        late = Client(k)
+        assert late.auth().status == 200  # the table was full: the oldest waiting session made room
+        assert waiting[0].attest().error() == "UnAuthenticatedCookie"
+        assert attested.attest().status == 200 and late.attest().status == 200
     finally:
         k.stop()

@@ -91,9 +91,12 @@ class Broker:
             if len(self.sessions) >= self.config.max_sessions:
                 for old in [k for k, s in self.sessions.items() if s.expires <= now]:
                     del self.sessions[old]
-            if len(self.sessions) >= self.config.max_sessions:
-                raise KbsError("RcarAuthFailed", f"{len(self.sessions)} sessions are open; try again later",
-                               status=503)
+            if len(self.sessions) >= self.config.max_sessions:  # the oldest session that never attested goes
+                waiting = [k for k, s in self.sessions.items() if s.token is None]
+                if not waiting:
+                    raise KbsError("RcarAuthFailed", f"{len(self.sessions)} attested sessions are open; try "
+                                                     "again later", status=503)
+                del self.sessions[min(waiting, key=lambda k: self.sessions[k].expires)]
             challenge = protocol.challenge(nonce)
             self.sessions[sid] = Session(request.tee, json.loads(challenge)["nonce"],
                                          now + self.config.session_timeout_s)

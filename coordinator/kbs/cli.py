@@ -99,8 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{', sim evidence trusted' if args.trust_sim else ''}{', no admin key' if admin is None else ''})",
           flush=True)
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    server.stop()
     broker.close()
     return 0
 

@@ -52,7 +52,11 @@ class ResourcePolicy:
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rego")
         self.text = text
         self.holder: dict[str, Any] = {}  # "engine": touched by the worker thread only
-        self._run(lambda: self._install(text))
+        try:
+            self._run(lambda: self._install(text))
+        except BaseException:
+            self.worker.shutdown(wait=False)  # a policy that does not load leaves no thread behind
+            raise
         # however this object goes, the engine is dropped on its own thread
         self.close = weakref.finalize(self, _retire, self.worker, self.holder)
 

@@ -230,3 +230,17 @@ class KbsHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def start(self) -> KbsHttpServer:
         threading.Thread(target=self.serve_forever, daemon=True, name="kbs http").start()
         return self
+
+    def stop(self, drain_s: float = 15.0) -> None:
+        """Stop accepting, let the requests in flight finish (bounded: a kept-alive idle connection ends at
+        its read timeout), then close the socket; the broker may be closed after this."""
+        import time
+
+        self.shutdown()
+        deadline = time.monotonic() + drain_s
+        taken = 0
+        while taken < MAX_CONNECTIONS and self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            taken += 1
+        for _ in range(taken):
+            self.slots.release()
+        self.server_close()
