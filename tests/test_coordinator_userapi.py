@@ -1,0 +1,130 @@
+"""The coordinator's user API over its front door: gRPC behind cocoon's aTLS on 127.0.0.1, the coordinator's
+TEE the sim one. The client attests the coordinator (evidence bound to its nonce and the TLS key, the
+coordinator's own initdata) before it sends anything; updates need the workload owner's signature;
+refusals are gRPC statuses with the Authority's reasons, and leave the state as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+from test_coordinator_authority import BOTH, OWNER_KEY, SEEDSHARE_KEY, STRANGER_KEY, WEB, manifest
+
+from agent.tee import open_provider
+from coordinator.authority import Authority
+from coordinator.client import CoordinatorClient, CoordinatorClientError, verifier_check
+from coordinator.front import AtlsGrpcServer
+from coordinator.seed import SeedShare, decrypt_share
+from coordinator.userapi import UserApi
+from launcher.simca import make_config
+
+MEASUREMENT = b"\x42" * 48
+REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": MEASUREMENT.hex()}]}}
+COORDINATOR_INITDATA = b'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n"role" = "coordinator"\n'
+DIGEST = hashlib.sha256(COORDINATOR_INITDATA).digest()
+
+
+class Coordinator:
+    def __init__(self, tmp: Path, chain: Any) -> None:
+        self.tmp = tmp
+        sim = tmp / "coordinator-sim.json"
+        sim.write_text(make_config(chain, MEASUREMENT, DIGEST).to_json())
+        self.trust = tmp / "trust.pem"
+        self.trust.write_bytes(chain.trust_pem)
+        self.binding = SimpleNamespace(ready=True, tee=open_provider("sim", sim_config=str(sim)))
+        self.start()
+
+    def start(self) -> None:
+        self.authority = Authority(str(self.tmp / "state"))
+        self.server = AtlsGrpcServer([UserApi(self.authority).handler()], self.binding, "127.0.0.1:0",
+                                     self.tmp / "work").start()
+
+    def client(self, digest: bytes = DIGEST, refs: Any = REFS) -> CoordinatorClient:
+        return CoordinatorClient(self.server.address, verifier_check(refs, initdata_digest=digest,
+                                                                     trust_sim=str(self.trust)))
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
+    c = Coordinator(tmp_path, sim_chain)
+    yield c
+    c.server.stop()
+
+
+def test_set_get_update_and_refusals_over_atls(coordinator: Coordinator) -> None:
+    raw, blobs = manifest(WEB)
+    with coordinator.client() as c:
+        first = c.set_manifest(raw, blobs)
+        assert b"BEGIN CERTIFICATE" in first.RootCA and b"BEGIN CERTIFICATE" in first.MeshCA
+        assert len(first.SeedSharesDoc.SeedShares) == 1 and len(first.SeedSharesDoc.salt) == 32
+        share = first.SeedSharesDoc.SeedShares[0]
+        assert len(decrypt_share(SEEDSHARE_KEY, SeedShare(share.PublicKey, share.EncryptedSeed))) == 64
+        got = c.get_manifests()
+        assert list(got.Manifests) == [raw] and list(got.Policies) == blobs and got.RootCA == first.RootCA
+        update, more = manifest(BOTH)
+        for key, why in ((None, "not in the current"), (STRANGER_KEY, "not in the current")):
+            with pytest.raises(CoordinatorClientError) as refused:
+                c.set_manifest(update, more, key)
+            assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and why in str(refused.value)
+        with pytest.raises(CoordinatorClientError) as bad:
+            c.set_manifest(b"{not json", [])
+        assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(c.get_manifests().Manifests) == [raw]  # nothing changed
+        second = c.set_manifest(update, more, OWNER_KEY)
+        assert second.RootCA == first.RootCA and second.MeshCA != first.MeshCA  # the mesh CA rotates
+        assert not second.SeedSharesDoc.SeedShares  # the shares come once
+        assert list(c.get_manifests().Manifests) == [raw, update]
+
+
+def test_a_forged_signature_is_refused(coordinator: Coordinator) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from coordinator.protocols import userapi_pb2 as pb
+
+    raw, blobs = manifest(WEB)
+    with coordinator.client() as c:
+        c.set_manifest(raw, blobs)
+        update, more = manifest(BOTH)
+        req = pb.SetManifestRequest(Manifest=update, Policies=more, Signature=b"\x30\x06\x02\x01\x01\x02\x01\x01",
+                                    CallerPublicKey=OWNER_KEY.public_key().public_bytes(
+                                        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        with pytest.raises(CoordinatorClientError) as refused:
+            c._call("SetManifest", req, pb.SetManifestResponse)
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and "does not verify" in str(refused.value)
+
+
+def test_the_client_refuses_a_coordinator_it_does_not_expect(coordinator: Coordinator) -> None:
+    """Another initdata digest or other reference values: nothing is sent, the reason is named."""
+    with pytest.raises(CoordinatorClientError, match="failed verification"):
+        coordinator.client(digest=bytes(32))
+    other = json.loads(json.dumps(REFS))
+    other["snp"]["measurements"] = [{"measurement": "00" * 48}]
+    with pytest.raises(CoordinatorClientError, match="failed verification"):
+        coordinator.client(refs=other)
+    assert not (coordinator.tmp / "state" / "manifests").exists() or not any(
+        (coordinator.tmp / "state" / "manifests").iterdir())
+
+
+def test_after_a_restart_only_a_seed_share_owner_recovers_it(coordinator: Coordinator) -> None:
+    raw, blobs = manifest(WEB)
+    with coordinator.client() as c:
+        first = c.set_manifest(raw, blobs)
+    share = first.SeedSharesDoc.SeedShares[0]
+    seed = decrypt_share(SEEDSHARE_KEY, SeedShare(share.PublicKey, share.EncryptedSeed))
+    coordinator.server.stop()
+    coordinator.start()
+    with coordinator.client() as c:
+        with pytest.raises(CoordinatorClientError) as waiting:
+            c.get_manifests()
+        assert waiting.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(CoordinatorClientError) as stranger:
+            c.recover(seed, first.SeedSharesDoc.salt, STRANGER_KEY)
+        assert stranger.value.code == grpc.StatusCode.PERMISSION_DENIED
+        c.recover(seed, first.SeedSharesDoc.salt, SEEDSHARE_KEY)
+        got = c.get_manifests()
+        assert list(got.Manifests) == [raw] and got.RootCA == first.RootCA and got.MeshCA == first.MeshCA
