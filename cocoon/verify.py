@@ -5,6 +5,7 @@
     cocoon verify --evidence evidence.json --nonce HEX --reference-values ... --initdata ...
     cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX] [--type snp|tdx]
     cocoon verify --ear token.jwt --broker-key kbs-state/token-key.pub.pem [--json]
+    cocoon verify --coordinator HOST:1313 -m manifest.json --reference-values refs.json [--output verify]
 
 With ``--address`` a fresh random nonce is sent and checked; with
 ``--evidence`` (the JSON ``cocoon ctl GetEvidence`` prints) pass the nonce
@@ -141,6 +142,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ear:
         return run_ear(args)
+    if args.coordinator:
+        from coordinator.cli import CliError, verify_coordinator
+        from coordinator.client import CoordinatorClientError
+
+        if not args.manifest or not args.reference_values:
+            raise AgentError("--coordinator needs --manifest and --reference-values")
+        try:
+            return verify_coordinator(args)
+        except (CliError, CoordinatorClientError) as exc:
+            print(f"cocoon verify: error: {exc}", file=sys.stderr)
+            return 2
     if not args.reference_values:
         raise AgentError("--reference-values is required to verify evidence")
     from verifier.api import evidence_kind, verify
@@ -202,6 +214,12 @@ def register(sub: Any) -> None:
     src.add_argument("--address", metavar="ADDR", help="ask a running agent (fresh nonce)")
     src.add_argument("--report", metavar="FILE", help="a raw SNP report or TDX quote (told apart by its header)")
     src.add_argument("--ear", metavar="FILE", help="an EAR attestation token a key broker issued (cocoon kbs)")
+    src.add_argument("--coordinator", "-c", metavar="HOST:PORT", help="attest a coordinator and check that its "
+                     "current manifest is --manifest; writes --output (verify/)")
+    p.add_argument("-m", "--manifest", metavar="FILE", help="--coordinator: the manifest it must hold")
+    p.add_argument("--coordinator-initdata", metavar="FILE", help="--coordinator: the coordinator's initdata")
+    p.add_argument("--output", default="verify", metavar="DIR", help="--coordinator: where to write (verify/)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="S", help="--coordinator: retry this long (60 s)")
     p.add_argument("--broker-key", metavar="PEM", help="--ear: the broker's token public key (token-key.pub.pem)")
     p.add_argument("--type", choices=sorted(KINDS), help="--report: the evidence type, instead of its header")
     p.add_argument("--reference-values", metavar="FILE",

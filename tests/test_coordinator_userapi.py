@@ -128,3 +128,55 @@ def test_after_a_restart_only_a_seed_share_owner_recovers_it(coordinator: Coordi
         c.recover(seed, first.SeedSharesDoc.salt, SEEDSHARE_KEY)
         got = c.get_manifests()
         assert list(got.Manifests) == [raw] and got.RootCA == first.RootCA and got.MeshCA == first.MeshCA
+
+
+def test_cocoon_coordinator_set_and_verify(tmp_path: Path, sim_chain: Any) -> None:
+    """The commands a workload owner and a relying party run, against `cocoon coordinator serve`."""
+    import subprocess
+    import sys
+
+    c = Coordinator(tmp_path, sim_chain)
+    c.server.stop()  # its sim TEE document and trust file serve the command's coordinator
+    (tmp_path / "coordinator.toml").write_bytes(COORDINATOR_INITDATA)
+    (tmp_path / "refs.json").write_text(json.dumps(REFS))
+    serve = subprocess.Popen([sys.executable, "-m", "cocoon", "coordinator", "serve", "--state", str(tmp_path / "s"),
+                              "--listen", "127.0.0.1:0", "--tee", "sim", "--sim-config",
+                              str(tmp_path / "coordinator-sim.json")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert "serving on atls://127.0.0.1:" in line, line
+        address = line.split("atls://")[1].split()[0]
+        deploy = tmp_path / "deploy"
+        deploy.mkdir()
+        raw, blobs = manifest(WEB)
+        (deploy / "manifest.json").write_bytes(raw)
+        for i, blob in enumerate(blobs):
+            (deploy / f"pod{i}.toml").write_bytes(blob)
+        common = ["--reference-values", str(tmp_path / "refs.json"), "--trust-sim", str(c.trust),
+                  "--coordinator-initdata", str(tmp_path / "coordinator.toml")]
+
+        def cocoon(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "cocoon", *args], capture_output=True, text=True, timeout=120,
+                                  cwd=tmp_path)
+
+        done = cocoon("set", "-c", address, "-m", str(deploy / "manifest.json"), *common, str(deploy), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["seed_shares"] == 1 and (deploy / "seed-shares.json").exists()
+        checked = cocoon("verify", "--coordinator", address, "-m", str(deploy / "manifest.json"), *common)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert (tmp_path / "verify" / "manifest.0.json").read_bytes() == raw
+        assert (tmp_path / "verify" / f"policy.{hashlib.sha256(blobs[0]).hexdigest()}.rego").read_bytes() == blobs[0]
+        other, _ = manifest(BOTH)
+        (tmp_path / "other.json").write_bytes(other)
+        assert cocoon("verify", "--coordinator", address, "-m", str(tmp_path / "other.json"), *common).returncode == 1
+        bad = tmp_path / "bad.toml"
+        bad.write_bytes(COORDINATOR_INITDATA.replace(b"coordinator", b"impostor"))
+        impostor = cocoon("verify", "--coordinator", address, "-m", str(deploy / "manifest.json"),
+                          "--reference-values", str(tmp_path / "refs.json"), "--trust-sim", str(c.trust),
+                          "--coordinator-initdata", str(bad))
+        assert impostor.returncode == 2 and "failed verification" in impostor.stderr
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    assert serve.returncode == 0
