@@ -180,3 +180,9 @@ def test_cocoon_coordinator_set_and_verify(tmp_path: Path, sim_chain: Any) -> No
         serve.terminate()
         serve.wait(timeout=30)
     assert serve.returncode == 0
+
+
+def test_protos_are_current() -> None:
+    from coordinator.protocols import generate
+
+    assert generate.main(["--check"]) == 0
