@@ -18,6 +18,7 @@ import binascii
 import json
 from typing import Any
 
+from agent import strictjson
 from agent.errors import AgentError
 from agent.kbs_client import SEGMENT
 
@@ -42,16 +43,6 @@ def _b64url(text: str, what: str) -> bytes:
         raise SealedSecretError(f"sealed secret: {what} is not base64url") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A repeated key would let the policy's reading and this one differ: refused."""
-    out: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = item
-    return out
-
-
 def resource_of(value: str) -> str:
     """The ``repo/type/tag`` a sealed value names (every field checked)."""
     if len(value) > MAX_SEALED:
@@ -60,7 +51,7 @@ def resource_of(value: str) -> str:
     if len(parts) != 3:
         raise SealedSecretError("sealed secret is not sealed.<header>.<payload>.<signature>")
     try:
-        payload = json.loads(_b64url(parts[1], "the payload"), object_pairs_hook=_no_duplicates)
+        payload = strictjson.loads(_b64url(parts[1], "the payload"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise SealedSecretError("sealed secret: the payload is not JSON (or repeats a key)") from None
     if not isinstance(payload, dict) or payload.get("version") != "0.1.0":
