@@ -5,6 +5,7 @@ manifest, check a deployment through it.
     cocoon set -c HOST:1313 -m deploy/manifest.json --reference-values refs.json \\
         [--coordinator-initdata coordinator.toml] [--owner-key workload-owner.pem] POLICY.toml|DIR ...
     cocoon verify --coordinator HOST:1313 -m deploy/manifest.json --reference-values refs.json [...]
+    cocoon initializer --coordinator HOST:7777 --out /contrast     # in a pod: its mesh identity
 
 The client attests the coordinator first (cocoon's verifier over its aTLS certificate: the reference
 values, REPORT_DATA bound to a fresh nonce and the TLS key, and the coordinator's own initdata when
@@ -136,20 +137,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from agent.tee import open_provider
     from coordinator.authority import Authority
     from coordinator.front import AtlsGrpcServer
+    from coordinator.meshapi import MeshApi
     from coordinator.userapi import UserApi
 
     logging.basicConfig(level=logging.INFO, format="cocoon-coordinator %(asctime)s %(levelname)s %(message)s")
     tee = open_provider(args.tee, sim_config=args.sim_config)
     authority = Authority(args.state)
-    server = AtlsGrpcServer([UserApi(authority).handler()], SimpleNamespace(ready=True, tee=tee), args.listen,
-                            Path(args.state) / "run").start()
+    binding = SimpleNamespace(ready=True, tee=tee)
+    server = AtlsGrpcServer([UserApi(authority).handler()], binding, args.listen, Path(args.state) / "run").start()
+    mesh = AtlsGrpcServer([MeshApi(authority, trust_sim=args.trust_sim).handler()], binding, args.mesh_listen,
+                          Path(args.state) / "run-mesh").start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     state = "needs recovery" if authority.needs_recovery else "serving"
-    print(f"cocoon coordinator: {state} on atls://{server.address} (state {args.state}, TEE {tee.name})", flush=True)
+    print(f"cocoon coordinator: {state} on atls://{server.address} (user API), atls://{mesh.address} (mesh API) "
+          f"(state {args.state}, TEE {tee.name}{', sim pods trusted' if args.trust_sim else ''})", flush=True)
     stop.wait()
+    mesh.stop()
     server.stop()
+    return 0
+
+
+def cmd_initializer(args: argparse.Namespace) -> int:
+    from coordinator import initializer
+
+    if args.tee:
+        from agent.tee import open_provider
+
+        evidence = initializer.provider_evidence(open_provider(args.tee, sim_config=args.sim_config))
+    else:
+        evidence = initializer.agent_evidence(args.evidence_url)
+    got = initializer.run(args.coordinator, evidence, Path(args.out), args.wait,
+                          log=lambda line: print(line, file=sys.stderr))
+    print(f"mesh identity in {args.out}/tls-config" + (" and a workload secret" if got.WorkloadSecret else ""))
     return 0
 
 
@@ -185,7 +206,17 @@ def register(sub: Any) -> None:
     s.add_argument("--listen", default="127.0.0.1:1313", help="HOST:PORT (default 127.0.0.1:1313)")
     s.add_argument("--tee", default="auto", help="the TEE whose evidence the certificate carries (sim for tests)")
     s.add_argument("--sim-config", metavar="FILE", help="the sim TEE's document")
+    s.add_argument("--mesh-listen", default="127.0.0.1:7777", help="the mesh API's HOST:PORT (default 127.0.0.1:7777)")
+    s.add_argument("--trust-sim", metavar="PEM", help="accept pods' sim-TEE evidence under this sim chain (tests)")
     s.set_defaults(handler=_guarded(cmd_serve))
+    i = sub.add_parser("initializer", help="a pod's init container: get its mesh certificate from the coordinator")
+    i.add_argument("--coordinator", required=True, metavar="HOST:PORT", help="the mesh API (port 7777)")
+    i.add_argument("--out", default="/contrast", help="the shared volume (default /contrast)")
+    i.add_argument("--evidence-url", default="http://127.0.0.1:8006", help="the guest's attestation agent")
+    i.add_argument("--tee", help="take evidence from this process's TEE provider instead (sim in tests)")
+    i.add_argument("--sim-config", metavar="FILE")
+    i.add_argument("--wait", type=float, default=300.0, metavar="S", help="retry while unreachable (300 s)")
+    i.set_defaults(handler=_guarded(cmd_initializer))
     p = sub.add_parser("set", help="attest the coordinator and set the manifest (and the pods' policies)")
     _client_args(p)
     p.add_argument("--reference-values", required=True, metavar="FILE", help="reference values of the image")

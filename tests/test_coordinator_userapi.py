@@ -30,6 +30,8 @@ DIGEST = hashlib.sha256(COORDINATOR_INITDATA).digest()
 
 
 class Coordinator:
+    mesh: Any = None  # the mesh API's server, when a test starts one
+
     def __init__(self, tmp: Path, chain: Any) -> None:
         self.tmp = tmp
         sim = tmp / "coordinator-sim.json"
@@ -140,16 +142,18 @@ def test_cocoon_coordinator_set_and_verify(tmp_path: Path, sim_chain: Any) -> No
     (tmp_path / "coordinator.toml").write_bytes(COORDINATOR_INITDATA)
     (tmp_path / "refs.json").write_text(json.dumps(REFS))
     serve = subprocess.Popen([sys.executable, "-m", "cocoon", "coordinator", "serve", "--state", str(tmp_path / "s"),
-                              "--listen", "127.0.0.1:0", "--tee", "sim", "--sim-config",
-                              str(tmp_path / "coordinator-sim.json")], stdout=subprocess.PIPE, text=True)
+                              "--listen", "127.0.0.1:0", "--mesh-listen", "127.0.0.1:0", "--tee", "sim", "--sim-config",
+                              str(tmp_path / "coordinator-sim.json"), "--trust-sim", str(c.trust)],
+                             stdout=subprocess.PIPE, text=True)
     try:
         assert serve.stdout is not None
         line = serve.stdout.readline()
         assert "serving on atls://127.0.0.1:" in line, line
         address = line.split("atls://")[1].split()[0]
+        mesh_address = line.split("atls://")[2].split()[0]
         deploy = tmp_path / "deploy"
         deploy.mkdir()
-        raw, blobs = manifest(WEB)
+        raw, blobs = pod_manifest(WEB)
         (deploy / "manifest.json").write_bytes(raw)
         for i, blob in enumerate(blobs):
             (deploy / f"pod{i}.toml").write_bytes(blob)
@@ -167,6 +171,10 @@ def test_cocoon_coordinator_set_and_verify(tmp_path: Path, sim_chain: Any) -> No
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert (tmp_path / "verify" / "manifest.0.json").read_bytes() == raw
         assert (tmp_path / "verify" / f"policy.{hashlib.sha256(blobs[0]).hexdigest()}.rego").read_bytes() == blobs[0]
+        pod_tee(tmp_path, sim_chain, "web")
+        init = cocoon("initializer", "--coordinator", mesh_address, "--out", str(tmp_path / "pod"), "--tee", "sim",
+                      "--sim-config", str(tmp_path / "pod-web.json"), "--wait", "0")
+        assert init.returncode == 0 and (tmp_path / "pod" / "tls-config" / "certChain.pem").exists(), init.stderr
         other, _ = manifest(BOTH)
         (tmp_path / "other.json").write_bytes(other)
         assert cocoon("verify", "--coordinator", address, "-m", str(tmp_path / "other.json"), *common).returncode == 1
@@ -186,3 +194,107 @@ def test_protos_are_current() -> None:
     from coordinator.protocols import generate
 
     assert generate.main(["--check"]) == 0
+
+
+# --- the mesh API and the initializer ------------------------------------------------------------------------
+
+
+def pod_manifest(pods: dict[str, dict[str, Any]]) -> tuple[bytes, list[bytes]]:
+    """A manifest whose ReferenceValues are the sim launch's (test_coordinator_authority's names another)."""
+    from generator.manifest import snp_values
+
+    raw, blobs = manifest(pods)
+    doc = json.loads(raw)
+    doc["ReferenceValues"] = {"snp": snp_values(REFS, "sim")}
+    return json.dumps(doc).encode(), blobs
+
+
+def pod_tee(tmp: Path, chain: Any, name: str) -> Any:
+    from test_coordinator_authority import initdata
+
+    sim = tmp / f"pod-{name}.json"
+    sim.write_text(make_config(chain, MEASUREMENT, hashlib.sha256(initdata(name)).digest()).to_json())
+    return open_provider("sim", sim_config=str(sim))
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
+    from coordinator.meshapi import MeshApi
+
+    c = Coordinator(tmp_path, sim_chain)
+    c.mesh = AtlsGrpcServer([MeshApi(c.authority, trust_sim=str(c.trust)).handler()], c.binding, "127.0.0.1:0",
+                            tmp_path / "mesh-work").start()
+    yield c
+    c.mesh.stop()
+    c.server.stop()
+
+
+def test_an_initializer_gets_its_mesh_identity_and_a_stranger_none(mesh: Any, tmp_path: Path, sim_chain: Any) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from coordinator import initializer
+
+    raw, blobs = pod_manifest(WEB)
+    with mesh.client() as c:
+        c.set_manifest(raw, blobs)
+    out = tmp_path / "contrast"
+    got = initializer.run(mesh.mesh.address, initializer.provider_evidence(pod_tee(tmp_path, sim_chain, "web")), out,
+                          wait_s=0)
+    chain = x509.load_pem_x509_certificates((out / "tls-config" / "certChain.pem").read_bytes())
+    leaf = chain[0]
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "web" in sans.get_values_for_type(x509.DNSName)
+    mesh_ca = x509.load_pem_x509_certificate((out / "tls-config" / "mesh-ca.pem").read_bytes())
+    leaf.verify_directly_issued_by(mesh_ca)
+    key = serialization.load_pem_private_key((out / "tls-config" / "key.pem").read_bytes(), None)
+    assert key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+        == leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert (out / "tls-config" / "key.pem").stat().st_mode & 0o777 == 0o400
+    secret = (out / "secrets" / "workload-secret-seed").read_text()
+    assert secret == got.WorkloadSecret.hex() and len(got.WorkloadSecret) == 64
+    # a pod whose initdata the manifest does not name gets nothing, and says why
+    with pytest.raises(CoordinatorClientError) as stranger:
+        initializer.run(mesh.mesh.address, initializer.provider_evidence(pod_tee(tmp_path, sim_chain, "api")),
+                        tmp_path / "api", wait_s=0)
+    assert stranger.value.code == grpc.StatusCode.PERMISSION_DENIED and "not found in manifest" in str(stranger.value)
+    assert not (tmp_path / "api").exists()
+
+
+def test_mesh_requests_with_a_spent_nonce_or_evidence_for_another_key_are_refused(mesh: Any, tmp_path: Path,
+                                                                                  sim_chain: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from coordinator.client import accept_any
+    from coordinator.initializer import provider_evidence
+    from coordinator.meshapi import SERVICE
+    from coordinator.protocols import meshapi_pb2 as mpb
+
+    raw, blobs = pod_manifest(WEB)
+    with mesh.client() as c:
+        c.set_manifest(raw, blobs)
+    evidence = provider_evidence(pod_tee(tmp_path, sim_chain, "web"))
+
+    def spki() -> bytes:
+        return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    with CoordinatorClient(mesh.mesh.address, accept_any) as c:
+        nonce = c._call("GetNonce", mpb.GetNonceRequest(), mpb.GetNonceResponse, SERVICE).Nonce
+        mine, other = spki(), spki()
+        tee, doc = evidence(hashlib.sha512(mine + nonce).digest())
+        with pytest.raises(CoordinatorClientError) as swapped:
+            c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=nonce, PublicKey=other, Evidence=doc, Tee=tee),
+                    mpb.NewMeshCertResponse, SERVICE)
+        assert swapped.value.code == grpc.StatusCode.PERMISSION_DENIED and "snp.report_data" in str(swapped.value)
+        with pytest.raises(CoordinatorClientError) as spent:
+            c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=nonce, PublicKey=mine, Evidence=doc, Tee=tee),
+                    mpb.NewMeshCertResponse, SERVICE)
+        assert spent.value.code == grpc.StatusCode.PERMISSION_DENIED and "GetNonce first" in str(spent.value)
+        for bad, why in ((b"{", "not JSON"), (b"[]", "not a JSON object"), (b'{"attestation_report": 1}', "snp")):
+            fresh = c._call("GetNonce", mpb.GetNonceRequest(), mpb.GetNonceResponse, SERVICE).Nonce
+            with pytest.raises(CoordinatorClientError) as junk:
+                c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=fresh, PublicKey=mine, Evidence=bad, Tee="snp"),
+                        mpb.NewMeshCertResponse, SERVICE)
+            assert junk.value.code == grpc.StatusCode.INVALID_ARGUMENT and why in str(junk.value)

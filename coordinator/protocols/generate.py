@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.protocols import generate as agent_generate
 
-PROTOS = ("userapi.proto",)
+PROTOS = ("userapi.proto", "meshapi.proto")
 
 
 def main(argv: list[str] | None = None) -> int:
