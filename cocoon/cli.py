@@ -26,7 +26,7 @@ SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "launcher.cli": ("launch", "demo"),
     "cocoon.generate_cli": ("generate", "manifest"),
     "coordinator.kbs.cli": ("kbs",),
-    "coordinator.cli": ("coordinator", "set", "initializer"),
+    "coordinator.cli": ("coordinator", "set", "initializer", "recover"),
 }
 
 

@@ -128,6 +128,38 @@ def verify_coordinator(args: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """A seed-share owner brings a restarted coordinator back: its share decrypted here, the seed sent signed."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from coordinator.seed import SeedShare, decrypt_share, owner_digest
+
+    key = _owner_key(args.seedshare_key)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CliError(f"{args.seedshare_key}: a seed-share owner's key is RSA")
+    try:
+        doc = json.loads(_read(args.seed_shares, "seed shares"))
+        salt = base64.b64decode(doc["salt"], validate=True)
+        shares = [SeedShare(s["PublicKey"], base64.b64decode(s["EncryptedSeed"], validate=True))
+                  for s in doc["SeedShares"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{args.seed_shares}: not a seed-shares document: {exc}") from None
+    from coordinator.seed import public_key_digest
+
+    mine = public_key_digest(key.public_key())
+    share = next((s for s in shares if owner_digest(s.public_key) == mine), None)
+    if share is None:
+        raise CliError(f"{args.seed_shares} holds no share for the key in {args.seedshare_key}")
+    try:
+        seed = decrypt_share(key, share)
+    except ValueError:
+        raise CliError(f"the share does not decrypt with {args.seedshare_key}") from None
+    with _connect(args) as client:
+        client.recover(seed, salt, key)
+    print(f"coordinator at {args.coordinator} recovered")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -223,3 +255,12 @@ def register(sub: Any) -> None:
     p.add_argument("--owner-key", metavar="PEM", help="the workload owner's private key (every update)")
     p.add_argument("policies", nargs="*", metavar="POLICY.toml|DIR", help="the pods' initdata documents")
     p.set_defaults(handler=_guarded(cmd_set))
+    r = sub.add_parser("recover", help="attest a restarted coordinator and recover it with a seed share")
+    r.add_argument("-c", "--coordinator", required=True, metavar="HOST:PORT", help="the coordinator's user API")
+    r.add_argument("--seed-shares", required=True, metavar="FILE", help="seed-shares.json (written by the first set)")
+    r.add_argument("--seedshare-key", required=True, metavar="PEM", help="the seed-share owner's RSA private key")
+    r.add_argument("--reference-values", required=True, metavar="FILE", help="reference values of the image")
+    r.add_argument("--coordinator-initdata", metavar="FILE", help="the coordinator pod's initdata document")
+    r.add_argument("--trust-sim", metavar="PEM", help="also accept sim-TEE evidence under this sim chain")
+    r.add_argument("--wait", type=float, default=60.0, metavar="S", help="retry connecting this long (60 s)")
+    r.set_defaults(handler=_guarded(cmd_recover))

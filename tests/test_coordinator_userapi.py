@@ -188,6 +188,31 @@ def test_cocoon_coordinator_set_and_verify(tmp_path: Path, sim_chain: Any) -> No
         serve.terminate()
         serve.wait(timeout=30)
     assert serve.returncode == 0
+    # restarted, the coordinator waits for a seed-share owner: `cocoon recover` brings it back
+    key_pem = tmp_path / "seedshare.pem"
+    from cryptography.hazmat.primitives import serialization
+
+    key_pem.write_bytes(SEEDSHARE_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    serve = subprocess.Popen([sys.executable, "-m", "cocoon", "coordinator", "serve", "--state", str(tmp_path / "s"),
+                              "--listen", "127.0.0.1:0", "--mesh-listen", "127.0.0.1:0", "--tee", "sim", "--sim-config",
+                              str(tmp_path / "coordinator-sim.json")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert "needs recovery on atls://" in line, line
+        address = line.split("atls://")[1].split()[0]
+        rec = cocoon("recover", "-c", address, "--seed-shares", str(deploy / "seed-shares.json"), "--seedshare-key",
+                     str(key_pem), *common)
+        assert rec.returncode == 0, rec.stderr
+        again = cocoon("verify", "--coordinator", address, "-m", str(deploy / "manifest.json"), *common, "--output",
+                       str(tmp_path / "verify2"))
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / "verify2" / "coordinator-root-ca.pem").read_bytes() == \
+            (tmp_path / "verify" / "coordinator-root-ca.pem").read_bytes()
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
 
 
 def test_protos_are_current() -> None:
