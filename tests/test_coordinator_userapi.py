@@ -323,3 +323,67 @@ def test_mesh_requests_with_a_spent_nonce_or_evidence_for_another_key_are_refuse
                 c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=fresh, PublicKey=mine, Evidence=bad, Tee="snp"),
                         mpb.NewMeshCertResponse, SERVICE)
             assert junk.value.code == grpc.StatusCode.INVALID_ARGUMENT and why in str(junk.value)
+
+
+def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path, sim_chain: Any) -> None:
+    """64 concurrent pods, each asking 20 times (two rounds of 10, each over its own aTLS connection): zero
+    errors, and the second round leaves no more threads or file descriptors than the first left (the
+    servers' worker pools are bounded; a leak of one per request would show as hundreds)."""
+    import os
+    import threading
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from coordinator.client import accept_any
+    from coordinator.initializer import provider_evidence
+    from coordinator.meshapi import SERVICE
+    from coordinator.protocols import meshapi_pb2 as mpb
+
+    raw, blobs = pod_manifest(WEB)
+    with mesh.client() as c:
+        c.set_manifest(raw, blobs)
+    evidence = provider_evidence(pod_tee(tmp_path, sim_chain, "web"))
+    spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def one_round(c: CoordinatorClient) -> None:
+        nonce = c._call("GetNonce", mpb.GetNonceRequest(), mpb.GetNonceResponse, SERVICE).Nonce
+        tee, doc = evidence(hashlib.sha512(spki + nonce).digest())
+        got = c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=nonce, PublicKey=spki, Evidence=doc, Tee=tee),
+                      mpb.NewMeshCertResponse, SERVICE)
+        assert got.CertChain
+
+    errors: list[str] = []
+
+    def pod(rounds: int) -> None:
+        try:
+            with CoordinatorClient(mesh.mesh.address, accept_any, timeout=120) as c:
+                for _ in range(rounds):
+                    one_round(c)
+        except Exception as exc:  # every failure counts, whatever it is
+            errors.append(repr(exc))
+
+    def batch(rounds: int) -> None:
+        workers = [threading.Thread(target=pod, args=(rounds,)) for _ in range(64)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(timeout=600)
+
+    import time
+
+    def settled(threads: int, fds: int) -> None:
+        deadline = time.monotonic() + 30
+        while (threading.active_count() > threads or len(os.listdir("/proc/self/fd")) > fds) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    batch(10)  # the servers' worker pools grow to their bound here
+    time.sleep(1)
+    threads_before, fds_before = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    batch(10)  # 64 x 20 in all
+    assert errors == []
+    settled(threads_before + 2, fds_before + 4)
+    assert threading.active_count() <= threads_before + 2, (threads_before, threading.active_count())
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + 4, (fds_before, len(os.listdir("/proc/self/fd")))
