@@ -83,6 +83,7 @@ bench: venv
 	$(PY) -m bench.generate
 	$(PY) -m bench.image_stream
 	$(PY) -m bench.kbs
+	$(PY) -m bench.coordinator
 	@[ -n "$$COCOON_QEMU_IMAGE" ] || [ -f out/vmlinuz ] || $(MAKE) image  # the shim bench boots the guest image
 	$(PY) -m bench.shim
 
