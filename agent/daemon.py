@@ -337,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_socket: str = "off") -> list[Any]:
     """The pod's attestation-agent and data hub endpoints (agent/datahub.py REST, agent/guest_components.py
-    ttRPC sockets), when the agent is READY and the measured initdata names a KBS; none otherwise. A KBS
+    ttRPC sockets), when the agent is READY; resources and sealed secrets only when the measured initdata
+    names a KBS (without one the pod still gets evidence, e.g. for the coordinator's initializer). A KBS
     setting that does not parse is logged and serves nothing: the pod's requests for secrets then fail,
     they are never sent anywhere else."""
     if not binding.ready or binding.initdata is None or listen == "off" or binding.tee is None:
@@ -347,8 +348,6 @@ def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_soc
 
     try:
         config = config_from_initdata(binding.initdata.data)
-        if config is None:
-            return []
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise AgentError(f"--datahub-listen {listen!r} is not HOST:PORT")
@@ -357,7 +356,8 @@ def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_soc
         hub = DataHub(config, binding.tee, (host, int(port)), initdata=binding.initdata.raw).start()
         from agent import sealed
 
-        sealed.use(hub.client)  # sealed env values are unsealed with the same TEE key and token
+        if config is not None:
+            sealed.use(hub.client)  # sealed env values are unsealed with the same TEE key and token
         services: list[Any] = [hub]
         from agent import guest_components
 
@@ -371,8 +371,8 @@ def start_datahub(binding: Binding, listen: str, aa_socket: str = "off", cdh_soc
     except (AgentError, OSError) as exc:
         log.error("no data hub: %s", exc)
         return []
-    log.info("data hub on %s:%s and ttRPC on %s for the KBS at %s", host, port,
-             ", ".join(p for p in sockets if p) or "no socket", config.url)
+    log.info("data hub on %s:%s and ttRPC on %s, %s", host, port, ", ".join(p for p in sockets if p) or "no socket",
+             f"for the KBS at {config.url}" if config is not None else "no KBS in the initdata")
     return services
 
 

@@ -9,7 +9,8 @@ no way in).
                                                bytes of data
     GET /info                                  which services and which broker
 
-The broker comes from the measured initdata (agent/kbs_client.py); errors are plain text with the reason
+The broker comes from the measured initdata (agent/kbs_client.py; without one, evidence is still served
+and resource requests are refused saying so); errors are plain text with the reason
 (403 when the broker's policy denied, 502 when it failed, 400 for a bad request), never a traceback.
 """
 
@@ -74,7 +75,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 evidence = client.tee.report(runtime.ljust(64, b"\0"))
                 self._send(200, json.dumps(evidence_json(evidence)).encode(), "application/json")
             elif url.path == "/info":
-                self._send(200, json.dumps({"services": ["aa", "cdh"], "kbs": client.config.url}).encode(),
+                kbs = client.config.url if client.config is not None else None
+                self._send(200, json.dumps({"services": ["aa", "cdh"], "kbs": kbs}).encode(),
                            "application/json")
             else:
                 self._send(404, f"{url.path}: not an attestation-agent or data hub path\n".encode(), "text/plain")
@@ -90,7 +92,7 @@ class DataHub(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, config: KbsConfig, tee: Any, address: tuple[str, int] = ADDRESS,
+    def __init__(self, config: KbsConfig | None, tee: Any, address: tuple[str, int] = ADDRESS,
                  initdata: bytes | None = None) -> None:
         super().__init__(address, _Handler)
         self.client = KbsClient(config, tee, initdata=initdata)

@@ -117,14 +117,15 @@ def evidence_json(evidence: Any) -> dict[str, Any]:
 class KbsClient:
     """One TEE key, one token at a time (renewed when the broker says it is missing or stale)."""
 
-    def __init__(self, config: KbsConfig, tee: Any, timeout: float = 30.0, initdata: bytes | None = None) -> None:
+    def __init__(self, config: KbsConfig | None, tee: Any, timeout: float = 30.0,
+                 initdata: bytes | None = None) -> None:
         """``initdata``: the measured document, sent with the evidence (as guest-components' agent does) so
         the broker checks its digest against the launch's and the token carries its entries."""
         from jwcrypto import jwk
 
         self.config, self.tee, self.timeout = config, tee, timeout
         self.initdata = initdata
-        self.parts = urllib.parse.urlsplit(config.url)
+        self.parts = urllib.parse.urlsplit(config.url if config is not None else "")
         self.key = jwk.JWK.generate(kty="EC", crv="P-256")
         self.public = {**json.loads(self.key.export_public()), "alg": "ECDH-ES+A256KW"}
         self.token: str | None = None
@@ -132,6 +133,9 @@ class KbsClient:
 
     def _request(self, method: str, path: str, body: Any = None, cookie: str = "",
                  bearer: str = "") -> tuple[bytes, dict[str, str]]:
+        if self.config is None:
+            raise KbsClientError("the pod's initdata names no KBS (cdh.toml [kbc] url): no resource can be "
+                                 "fetched or unsealed", status=503)
         if self.parts.scheme == "https":
             try:
                 ctx = self.config.ssl_context()

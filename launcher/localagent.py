@@ -74,7 +74,9 @@ def agent_argv(tmp: Path, dev: Path, sim: Path, command: Sequence[str] = (sys.ex
     return [*wrapper, *command, "--tee", "sim", "--sim-config", str(sim), "--initdata", str(dev),
             "--listen", f"unix://{tmp}/{SOCKET}", "--kernel-cmdline", "/dev/null",
             *(["--runtime", runtime] if runtime else []), "--state-dir", str(tmp / "state"),
-            "--shared-dir", str(tmp / "shared"), "--sandbox-dir", str(tmp / "sandbox"), *extra]
+            "--shared-dir", str(tmp / "shared"), "--sandbox-dir", str(tmp / "sandbox"),
+            # the pod's attestation endpoints are the guest's: on the host they would be the host's ports
+            "--datahub-listen", "off", "--aa-socket", "off", "--cdh-socket", "off", *extra]
 
 
 def spawn(argv: Sequence[str], tmp: Path, dev: Path, env: Mapping[str, str] | None = None,

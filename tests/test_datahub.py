@@ -178,3 +178,21 @@ def test_the_attestation_agent_and_data_hub_ttrpc_services(hub: Any, tmp_path: P
     finally:
         for server in servers:
             server.stop()
+
+
+def test_without_a_kbs_the_pod_still_gets_evidence_and_a_clear_refusal_for_secrets(tmp_path: Path,
+                                                                                  sim_chain: Any) -> None:
+    from agent.datahub import DataHub
+
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, MEASUREMENT, bytes(32)).to_json())
+    datahub = DataHub(None, open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
+    try:
+        port = datahub.server_address[1]
+        status, body = get(port, "/aa/evidence?runtime_data=x")
+        assert status == 200 and "attestation_report" in json.loads(body)
+        status, body = get(port, "/cdh/resource/default/key/db-password")
+        assert status == 503 and b"names no KBS" in body
+        assert json.loads(get(port, "/info")[1])["kbs"] is None
+    finally:
+        datahub.stop()
