@@ -112,6 +112,8 @@ def parse(text: str, path: Path) -> YamlFile:
         raise GenerateError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except (ValueError, TypeError, RecursionError) as exc:  # the constructor's own complaints (bad tags, ...)
         raise GenerateError(f"{path}: not valid YAML: {exc}") from None
+    except (IndexError, KeyError, AttributeError) as exc:  # ruamel's constructor stumbling (e.g. "+_" as an int)
+        raise GenerateError(f"{path}: not valid YAML: the loader failed on it ({type(exc).__name__}: {exc})") from None
     kept = [d for d in docs if d is not None]
     for i, doc in enumerate(kept):
         if not isinstance(doc, Mapping):

@@ -120,6 +120,7 @@ def test_annotations_go_back_and_nothing_else_changes(tmp_path: Path) -> None:
     ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n", "missing spec.template"),
     ("- a\n- b\n", "document 0: expected a Kubernetes object (a mapping), got a list"),
     ("a: [1,\n", "not valid YAML"),
+    ("+_", "not valid YAML"),  # ruamel's int constructor raised IndexError here (hypothesis found it)
     ("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '!!notbase64'}\n", "data.k: not base64"),
 ])
 def test_bad_documents_are_refused_naming_file_document_and_field(tmp_path: Path, text: str, message: str) -> None:
