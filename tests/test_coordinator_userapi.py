@@ -387,3 +387,80 @@ def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path,
     settled(threads_before + 2, fds_before + 4)
     assert threading.active_count() <= threads_before + 2, (threads_before, threading.active_count())
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 4, (fds_before, len(os.listdir("/proc/self/fd")))
+
+
+def test_pods_talk_mtls_with_their_mesh_certificates_and_an_update_rotates_the_trust(mesh: Any, tmp_path: Path,
+                                                                                      sim_chain: Any) -> None:
+    """web and api get their identities; api serves TLS requiring a mesh client certificate, web calls it
+    with its own; `openssl s_client -CAfile mesh-ca.pem` verifies api's chain. After a manifest update (a
+    SAN added) a restarted web holds a certificate under the new mesh CA, which api (certified under the
+    old one, trusting only its mesh CA) refuses, as the seed describes."""
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    from coordinator import initializer
+    from generator.manifest import snp_values
+
+    raw, blobs = pod_manifest(BOTH)
+    with mesh.client() as c:
+        c.set_manifest(raw, blobs)
+    for name in ("web", "api"):
+        initializer.run(mesh.mesh.address, initializer.provider_evidence(pod_tee(tmp_path, sim_chain, name)),
+                        tmp_path / name, wait_s=0)
+
+    def context(pod: str, server: bool) -> ssl.SSLContext:
+        tls = tmp_path / pod / "tls-config"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_cert_chain(tls / "certChain.pem", tls / "key.pem")
+        ctx.load_verify_locations(tls / "mesh-ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if not server:
+            ctx.check_hostname = True
+        return ctx
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    served: list[str] = []
+
+    def serve(count: int) -> None:
+        ctx = context("api", server=True)
+        for _ in range(count):
+            conn, _ = listener.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    served.append(tls.recv(64).decode())
+                    tls.sendall(b"pong")
+            except (ssl.SSLError, OSError) as exc:
+                served.append(f"refused: {exc}")
+
+    server = threading.Thread(target=serve, args=(3,), daemon=True)
+    server.start()
+    with socket.create_connection(("127.0.0.1", port)) as raw_sock, \
+            context("web", server=False).wrap_socket(raw_sock, server_hostname="api") as tls:
+        tls.sendall(b"ping from web")
+        assert tls.recv(64) == b"pong"
+    # what a relying party runs against the front end with the mesh CA `cocoon verify` wrote
+    check = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile",
+                            str(tmp_path / "api" / "tls-config" / "mesh-ca.pem"), "-cert",
+                            str(tmp_path / "web" / "tls-config" / "certChain.pem"), "-key",
+                            str(tmp_path / "web" / "tls-config" / "key.pem"), "-verify_return_error"],
+                           input=b"ping from openssl", capture_output=True, timeout=60)
+    assert b"Verify return code: 0 (ok)" in check.stdout, check.stdout[-2000:] + check.stderr[-2000:]
+    # an update rotates the mesh CA: web, restarted, is certified under the new one, which api does not trust
+    doc = json.loads(raw)
+    for entry in doc["Policies"].values():
+        entry["SANs"] = [*entry["SANs"], "extra.example"]
+    doc["ReferenceValues"] = {"snp": snp_values(REFS, "sim")}
+    with mesh.client() as c:
+        c.set_manifest(json.dumps(doc).encode(), blobs, OWNER_KEY)
+    initializer.run(mesh.mesh.address, initializer.provider_evidence(pod_tee(tmp_path, sim_chain, "web")),
+                    tmp_path / "web", wait_s=0)
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port)) as raw_sock, \
+            context("web", server=False).wrap_socket(raw_sock, server_hostname="api") as tls:
+        tls.sendall(b"ping after the update")
+        tls.recv(64)
+    server.join(timeout=30)
+    assert served[:2] == ["ping from web", "ping from openssl"], served
+    assert served[2].startswith("refused:"), served
