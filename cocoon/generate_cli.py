@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--auth", metavar="FILE", help="registry credentials, docker config.json format ({\"auths\": ...})")
     p.add_argument("--allow-privileged", action="store_true", help="admit privileged containers (refused by default)")
     p.add_argument("--allow-host-path", action="store_true", help="admit hostPath volumes (refused by default)")
+    p.add_argument("--add-initializer", metavar="IMAGE", help="give every pod the coordinator's initializer (this "
+                   "image, running `cocoon initializer`) as its first init container, with /contrast shared")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="with --add-initializer: the coordinator's mesh API")
     p.add_argument("--json", action="store_true", help="print what was generated as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_generate)
@@ -82,7 +85,8 @@ def _generate(args: argparse.Namespace) -> int:
     options = generate.Options(platform=args.platform, reference_values=args.reference_values, out=args.out,
                                yaml_out=args.yaml_out, settings=args.settings,
                                allow_privileged=args.allow_privileged, allow_host_path=args.allow_host_path,
-                               sources=sources, **({"cache": args.cache} if args.cache else {}))
+                               sources=sources, initializer_image=args.add_initializer,
+                               coordinator=args.coordinator, **({"cache": args.cache} if args.cache else {}))
 
     def progress(msg: str) -> None:
         if not args.quiet:

@@ -46,6 +46,8 @@ class Options:
     allow_privileged: bool = False
     allow_host_path: bool = False
     sources: Any = None  # generator.images.ImageSources; None = registries only, defaults
+    initializer_image: str | None = None  # add the coordinator's initializer to every pod (generator/initializer.py)
+    coordinator: str | None = None  # its mesh API, HOST:PORT
 
 
 @dataclass
@@ -170,6 +172,11 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
             raise GenerateError(f"{manifest_path}: cannot read: {exc.strerror or exc}") from None
         existing = manifest.load(raw_manifest, str(manifest_path))
 
+    if options.initializer_image is not None:
+        from generator import initializer
+
+        for pod in pods:
+            initializer.add(pod, options.initializer_image, options.coordinator or "")
     counter = [0]
     infos = _resolve_images(pods, options, say, counter)
     results: list[PodResult] = []

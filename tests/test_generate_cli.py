@@ -220,3 +220,31 @@ def test_policy_show_reads_the_annotated_yaml(registry: Registry, images: dict[s
     main = next(c for c in shown[0]["containers"] if c["name"] == "main")
     index = {e["digest"]: e for e in json.loads((tmp_path / "out" / "layers.json").read_text())["layers"]}
     assert main["layers"] == [index[b.digest]["root_hash"] for b in images["app"].layers]
+
+
+def test_add_initializer_puts_the_coordinators_initializer_in_every_pod(registry: Registry, images: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """--add-initializer: every pod's first init container runs `cocoon initializer` against the coordinator,
+    /contrast is shared (read-only in the pod's containers), the policy pins it all, and a re-run changes
+    nothing."""
+    yaml = tmp_path / "pod.yaml"
+    yaml.write_text(pod_yaml(registry.host))
+    extra = ["--add-initializer", "local/tool:2", "--coordinator", "coordinator.default:7777"]
+    generate(tmp_path, registry, images, *extra, str(yaml))
+    for pod in kube.pods([kube.load(yaml)]):
+        init = pod.spec["initContainers"][0]
+        assert init["name"] == "coordinator-initializer" and init["image"].startswith("local/tool@sha256:")
+        assert list(init["command"]) == ["cocoon", "initializer", "--coordinator", "coordinator.default:7777",
+                                         "--out", "/contrast"]
+        assert {"name": "contrast-secrets", "emptyDir": {}} in [dict(v) for v in pod.spec["volumes"]]
+        for c in pod.spec["containers"]:
+            assert {"name": "contrast-secrets", "mountPath": "/contrast", "readOnly": True} in \
+                [dict(m) for m in c["volumeMounts"]]
+        policy = decode(pod.metadata["annotations"][kube.INITDATA_ANNOTATION]).policy
+        assert policy is not None and '"coordinator-initializer"' in policy and "/contrast" in policy
+    before = outputs(tmp_path, yaml)
+    generate(tmp_path, registry, images, *extra, str(yaml))
+    assert outputs(tmp_path, yaml) == before
+    bad = generate(tmp_path, registry, images, "--add-initializer", "local/tool:2", "--coordinator", "nope", str(yaml),
+                   expect=2)
+    assert "is not HOST:PORT" in bad.stderr
