@@ -15,9 +15,10 @@ CACHE ?= $(HOME)/.cache/cocoon
 # docker-registry skopeo: cocoon generate's tests pull from a real registry on 127.0.0.1 (images pushed with skopeo)
 # zstd: sim launches boot the kernel's decompressed payload through its PVH entry (launcher/pvh.py)
 # containerd containernetworking-plugins: the shim tests (issue 23) run a real containerd 1.6 and CNI's plugins
+# openssl: a relying party's `openssl s_client -CAfile mesh-ca.pem` against a pod (the coordinator's tests)
 APT_PACKAGES := ovmf runc busybox-static erofs-utils cryptsetup-bin iproute2 kmod bubblewrap \
 	gcc g++ make nasm acpica-tools uuid-dev quilt mtools dosfstools grub-efi-amd64-bin swtpm swtpm-tools zstd docker-registry skopeo \
-	containerd containernetworking-plugins
+	containerd containernetworking-plugins openssl
 BACKPORTS_PACKAGES := mkosi qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
