@@ -101,6 +101,20 @@ def canonical_json(value: Any) -> bytes:
     return bytes(rfc8785.dumps(value))
 
 
+CCEL = "/sys/firmware/acpi/tables/data/CCEL"  # the firmware's CC event log (ACPI CCEL table data)
+MAX_CCEL = 1 << 20
+
+
+def _cc_eventlog(path: str | None = None) -> str | None:
+    """The CC event log as guest-components' TDX attester sends it (base64), when the firmware has one."""
+    try:
+        with open(path or CCEL, "rb") as f:
+            data = f.read(MAX_CCEL + 1)
+    except OSError:
+        return None
+    return base64.b64encode(data).decode() if 0 < len(data) <= MAX_CCEL else None
+
+
 def evidence_json(evidence: Any) -> dict[str, Any]:
     """Trustee's primary evidence for this guest's report."""
     if evidence.kind == "snp":
@@ -110,7 +124,7 @@ def evidence_json(evidence: Any) -> dict[str, Any]:
         return {"attestation_report": snp_json.to_json(evidence.report),
                 "cert_chain": snp_json.chain_json(certs) or None}
     if evidence.kind == "tdx-quote":
-        return {"quote": base64.b64encode(evidence.report).decode(), "cc_eventlog": None}
+        return {"quote": base64.b64encode(evidence.report).decode(), "cc_eventlog": _cc_eventlog()}
     raise KbsClientError(f"evidence of kind {evidence.kind} cannot be sent to a KBS")
 
 

@@ -196,3 +196,18 @@ def test_without_a_kbs_the_pod_still_gets_evidence_and_a_clear_refusal_for_secre
         assert json.loads(get(port, "/info")[1])["kbs"] is None
     finally:
         datahub.stop()
+
+
+def test_tdx_evidence_carries_the_cc_event_log_when_the_firmware_has_one(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    from types import SimpleNamespace
+
+    from agent import kbs_client
+
+    ev = SimpleNamespace(kind="tdx-quote", report=b"\x04\x00quote")
+    monkeypatch.setattr(kbs_client, "CCEL", str(tmp_path / "absent"))
+    assert kbs_client.evidence_json(ev) == {"quote": base64.b64encode(ev.report).decode(), "cc_eventlog": None}
+    (tmp_path / "CCEL").write_bytes(b"\x01\x02event log")
+    monkeypatch.setattr(kbs_client, "CCEL", str(tmp_path / "CCEL"))
+    assert kbs_client.evidence_json(ev)["cc_eventlog"] == base64.b64encode(b"\x01\x02event log").decode()
