@@ -14,12 +14,12 @@ import hashlib
 import json
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench.parallel import parallel
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -111,33 +111,6 @@ def main() -> int:
               f"ratio {figures['ratio']} (goal >= 0.5); p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
               f"SetManifest with 100 policies: {set_s:.3f} s (goal < 1 s)")
     return 0
-
-
-def parallel(n: int, clients: int, make_worker: Any) -> tuple[float, list[float]]:
-    """``n`` calls over ``clients`` threads, each thread with its own worker from ``make_worker()``."""
-    todo = list(range(n))
-    lock = threading.Lock()
-    latencies: list[float] = []
-
-    def run() -> None:
-        work = make_worker()
-        while True:
-            with lock:
-                if not todo:
-                    return
-                todo.pop()
-            t0 = time.perf_counter()
-            work()
-            with lock:
-                latencies.append(time.perf_counter() - t0)
-
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, latencies
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import hashlib
 import json
 import statistics
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
+
+from bench.parallel import parallel
 
 from agent.initdata import render_document
 from agent.tee import certtable, open_provider, snp_json
@@ -30,32 +30,6 @@ from verifier.api import verify
 MEASUREMENT = b"\x42" * 48
 REFS = {"snp": {"guest_policy": "0x30000", "measurements": [{"measurement": MEASUREMENT.hex()}]}}
 POLICY = 'package policy\ndefault allow := false\nallow if input.submods.cpu0["ear.status"] == "affirming"\n'
-
-
-def _parallel(n: int, clients: int, work: Any) -> tuple[float, list[float]]:
-    """Run ``work()`` n times over ``clients`` threads; (wall seconds, per-call latencies)."""
-    todo = list(range(n))
-    lock = threading.Lock()
-    latencies: list[float] = []
-
-    def run() -> None:
-        while True:
-            with lock:
-                if not todo:
-                    return
-                todo.pop()
-            t0 = time.perf_counter()
-            work()
-            with lock:
-                latencies.append(time.perf_counter() - t0)
-
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, latencies
 
 
 def main() -> int:
@@ -86,7 +60,7 @@ def main() -> int:
                             trust_sim=str(work / "trust.pem"))
             assert result.ok, result.table()
 
-        base_s, _ = _parallel(args.flows, args.clients, one_verify)
+        base_s, _ = parallel(args.flows, args.clients, lambda: one_verify)
         broker = Broker(Config(work / "state", REFS, trust_sim=str(work / "trust.pem")))
         broker.put_resource(["default", "key", "db-password"], b"s3cret")
         broker.set_policy(POLICY)
@@ -100,7 +74,7 @@ def main() -> int:
                 finally:
                     client.close()
 
-            flows_s, latencies = _parallel(args.flows, args.clients, one_flow)
+            flows_s, latencies = parallel(args.flows, args.clients, lambda: one_flow)
         finally:
             server.stop()
             broker.close()
