@@ -325,10 +325,14 @@ def test_mesh_requests_with_a_spent_nonce_or_evidence_for_another_key_are_refuse
             assert junk.value.code == grpc.StatusCode.INVALID_ARGUMENT and why in str(junk.value)
 
 
+SLACK = 16  # threads or fds other tests' leftovers may still hold while they wind down
+
+
 def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path, sim_chain: Any) -> None:
     """64 concurrent pods, each asking 20 times (two rounds of 10, each over its own aTLS connection): zero
-    errors, and the second round leaves no more threads or file descriptors than the first left (the
-    servers' worker pools are bounded; a leak of one per request would show as hundreds)."""
+    errors, and the second round leaves no more threads or file descriptors than the first left, within a
+    slack for other tests' threads still winding down (the servers' worker pools are bounded; a leak of one
+    per connection would show as 64, one per request as 640)."""
     import os
     import threading
 
@@ -384,9 +388,9 @@ def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path,
     threads_before, fds_before = threading.active_count(), len(os.listdir("/proc/self/fd"))
     batch(10)  # 64 x 20 in all
     assert errors == []
-    settled(threads_before + 2, fds_before + 4)
-    assert threading.active_count() <= threads_before + 2, (threads_before, threading.active_count())
-    assert len(os.listdir("/proc/self/fd")) <= fds_before + 4, (fds_before, len(os.listdir("/proc/self/fd")))
+    settled(threads_before + SLACK, fds_before + SLACK)
+    assert threading.active_count() <= threads_before + SLACK, (threads_before, threading.active_count())
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + SLACK, (fds_before, len(os.listdir("/proc/self/fd")))
 
 
 def test_pods_talk_mtls_with_their_mesh_certificates_and_an_update_rotates_the_trust(mesh: Any, tmp_path: Path,
