@@ -19,11 +19,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.parallel import parallel
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.tee import open_provider
+from bench.parallel import parallel
 from coordinator.authority import Authority
 from coordinator.client import CoordinatorClient, accept_any
 from coordinator.front import AtlsGrpcServer

@@ -17,10 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.parallel import parallel
-
 from agent.initdata import render_document
 from agent.tee import certtable, open_provider, snp_json
+from bench.parallel import parallel
 from coordinator.kbs.broker import Broker, Config
 from coordinator.kbs.client import RcarClient
 from coordinator.kbs.server import KbsHttpServer
