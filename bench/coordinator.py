@@ -83,8 +83,11 @@ def main() -> int:
                                 SimpleNamespace(ready=True, tee=open_provider("sim", sim_config=str(coord_sim))),
                                 "127.0.0.1:0", work / "run").start()
         try:
+            clients: list[CoordinatorClient] = []
+
             def connect() -> Any:
                 client = CoordinatorClient(server.address, accept_any, timeout=120)
+                clients.append(client)
 
                 def one_cert() -> None:
                     nonce = client._call("GetNonce", mpb.GetNonceRequest(), mpb.GetNonceResponse, SERVICE).Nonce
@@ -96,6 +99,8 @@ def main() -> int:
                 return one_cert
 
             certs_s, latencies = parallel(args.requests, args.clients, connect)
+            for client in clients:
+                client.close()
         finally:
             server.stop()
     verify_rate, cert_rate = args.requests / base_s, args.requests / certs_s

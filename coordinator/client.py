@@ -1,6 +1,6 @@
 """The user API's client: an aTLS connection to the coordinator, checked by the caller before anything is
 sent (``check(evidence, nonce, public_key_der)`` -> a verdict with ``ok``), and a gRPC channel through it
-(the reverse of front.py: a unix socket of the client's own, piped to the TLS stream).
+(the reverse of front.py: an abstract unix socket of the client's own, piped to the TLS stream).
 
 ``verifier_check(reference_values, ...)`` is the check a relying party runs: cocoon's verifier over the
 certificate's evidence, REPORT_DATA bound to our nonce and the certificate's key, and, when given, the
@@ -9,12 +9,11 @@ coordinator's own initdata digest (so only the coordinator pod the CLI expects i
 
 from __future__ import annotations
 
-import shutil
+import os
+import secrets
 import socket
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -54,10 +53,10 @@ class CoordinatorClient:
             raise CoordinatorClientError(str(exc)) from None
         except OSError as exc:
             raise CoordinatorClientError(f"cannot reach the coordinator at {address}: {exc.strerror or exc}") from None
-        self.dir = Path(tempfile.mkdtemp(prefix="cocoon-coord-"))
-        path = self.dir / "c.sock"
+        # an abstract unix socket: nothing on any file system to clean up, whatever happens to this process
+        name = f"cocoon-coord-{os.getpid()}-{secrets.token_hex(8)}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
+        self.listener.bind("\0" + name)
         self.listener.listen(1)
 
         def bridge() -> None:
@@ -69,13 +68,12 @@ class CoordinatorClient:
             pipe(conn, stream)  # one connection: the attested one
 
         threading.Thread(target=bridge, daemon=True, name="coordinator bridge").start()
-        self.channel = grpc.insecure_channel(f"unix:{path}", options=[
+        self.channel = grpc.insecure_channel(f"unix-abstract:{name}", options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)])
 
     def close(self) -> None:
         self.channel.close()
         self.listener.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> CoordinatorClient:
         return self
