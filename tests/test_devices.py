@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,7 +49,9 @@ def test_an_existing_path_wins_over_sysfs(tmp_path: Path) -> None:
     assert resolve(str(link), sysfs, dev) == str(link)
 
 
-_SYS, _DEV = fake_sys(Path(tempfile.mkdtemp(prefix="cocoon-devices-")))
+_FAKE_ROOT = Path(tempfile.mkdtemp(prefix="cocoon-devices-"))  # module-level: the hypothesis tests share it
+atexit.register(shutil.rmtree, _FAKE_ROOT, True)  # and it goes with the test run
+_SYS, _DEV = fake_sys(_FAKE_ROOT)
 KNOWN = {
     "/dev/virtio-ports/cocoon.agent": f"{_DEV}/vport2p1",
     "/dev/virtio-ports/org.qemu.guest_agent.0": f"{_DEV}/vport1p1",
