@@ -351,12 +351,14 @@ def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path,
     spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
+    issued: list[bytes] = []  # every certificate chain the coordinator answered with
+
     def one_round(c: CoordinatorClient) -> None:
         nonce = c._call("GetNonce", mpb.GetNonceRequest(), mpb.GetNonceResponse, SERVICE).Nonce
         tee, doc = evidence(hashlib.sha512(spki + nonce).digest())
         got = c._call("NewMeshCert", mpb.NewMeshCertRequest(Nonce=nonce, PublicKey=spki, Evidence=doc, Tee=tee),
                       mpb.NewMeshCertResponse, SERVICE)
-        assert got.CertChain
+        issued.append(got.CertChain)
 
     errors: list[str] = []
 
@@ -388,6 +390,8 @@ def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path,
     threads_before, fds_before = threading.active_count(), len(os.listdir("/proc/self/fd"))
     batch(10)  # 64 x 20 in all
     assert errors == []
+    assert len(issued) == 64 * 20 and all(b"BEGIN CERTIFICATE" in chain for chain in issued)
+    assert len(set(issued)) == len(issued)  # a fresh certificate (serial) for every request
     settled(threads_before + SLACK, fds_before + SLACK)
     assert threading.active_count() <= threads_before + SLACK, (threads_before, threading.active_count())
     assert len(os.listdir("/proc/self/fd")) <= fds_before + SLACK, (fds_before, len(os.listdir("/proc/self/fd")))
@@ -457,14 +461,16 @@ def test_pods_talk_mtls_with_their_mesh_certificates_and_an_update_rotates_the_t
     for entry in doc["Policies"].values():
         entry["SANs"] = [*entry["SANs"], "extra.example"]
     doc["ReferenceValues"] = {"snp": snp_values(REFS, "sim")}
+    old_mesh_ca = (tmp_path / "web" / "tls-config" / "mesh-ca.pem").read_bytes()
     with mesh.client() as c:
         c.set_manifest(json.dumps(doc).encode(), blobs, OWNER_KEY)
     initializer.run(mesh.mesh.address, initializer.provider_evidence(pod_tee(tmp_path, sim_chain, "web")),
                     tmp_path / "web", wait_s=0)
+    assert (tmp_path / "web" / "tls-config" / "mesh-ca.pem").read_bytes() != old_mesh_ca  # rotated
     with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", port)) as raw_sock, \
             context("web", server=False).wrap_socket(raw_sock, server_hostname="api") as tls:
         tls.sendall(b"ping after the update")
         tls.recv(64)
     server.join(timeout=30)
-    assert served[:2] == ["ping from web", "ping from openssl"], served
+    assert len(served) == 3 and served[:2] == ["ping from web", "ping from openssl"], served
     assert served[2].startswith("refused:"), served
