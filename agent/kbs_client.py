@@ -13,6 +13,7 @@ certificate come from the measured initdata (``cdh.toml`` ``[kbc]``, or ``aa.tom
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import http.client
 import json
@@ -126,6 +127,37 @@ def evidence_json(evidence: Any) -> dict[str, Any]:
     if evidence.kind == "tdx-quote":
         return {"quote": base64.b64encode(evidence.report).decode(), "cc_eventlog": _cc_eventlog()}
     raise KbsClientError(f"evidence of kind {evidence.kind} cannot be sent to a KBS")
+
+
+MAX_QUOTE = 64 << 10
+
+
+def read_evidence(tee: str, doc: Any) -> tuple[str, bytes, bytes]:
+    """The inverse of evidence_json, for whoever judges it (the key broker, the coordinator): (verifier kind,
+    report, aux) from ``snp`` ``{"attestation_report", "cert_chain"}`` or ``tdx`` ``{"quote",
+    "cc_eventlog"}``; anything else is a ReportError naming what is wrong."""
+    from agent.errors import ReportError
+
+    if tee == "snp":
+        if not isinstance(doc, dict) or set(doc) - {"attestation_report", "cert_chain"} or \
+                "attestation_report" not in doc:
+            raise ReportError("snp evidence must be {attestation_report, cert_chain}")
+        from agent.tee import certtable, snp_json
+
+        report = snp_json.from_json(doc["attestation_report"])
+        certs = snp_json.cert_table(doc.get("cert_chain"))
+        return "snp", report, certtable.build(certs) if certs else b""
+    if tee == "tdx":
+        if not isinstance(doc, dict) or set(doc) - {"quote", "cc_eventlog"} or "quote" not in doc:
+            raise ReportError("tdx evidence must be {quote, cc_eventlog}")
+        quote = doc["quote"]
+        if not isinstance(quote, str) or len(quote) > 2 * MAX_QUOTE:
+            raise ReportError("tdx quote is not a base64 string of at most 64 KiB")
+        try:
+            return "tdx-quote", base64.b64decode(quote, validate=True), b""
+        except (binascii.Error, ValueError):
+            raise ReportError("tdx quote is not base64") from None
+    raise ReportError(f"evidence of TEE {tee!r} is neither snp nor tdx")
 
 
 class KbsClient:

@@ -11,8 +11,6 @@ coordinator was started with ``--trust-sim``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import threading
 import time
@@ -32,9 +30,9 @@ MAX_EVIDENCE = 64 << 10
 
 
 def evidence_parts(tee: str, raw: bytes) -> tuple[str, bytes, bytes]:
-    """(verifier kind, report, aux) from the attestation agent's evidence JSON."""
+    """(verifier kind, report, aux) from the attestation agent's evidence JSON (agent/kbs_client.py)."""
     from agent import strictjson
-    from agent.tee import certtable, snp_json
+    from agent.kbs_client import read_evidence
 
     try:
         doc = strictjson.loads(raw)
@@ -43,18 +41,9 @@ def evidence_parts(tee: str, raw: bytes) -> tuple[str, bytes, bytes]:
     if not isinstance(doc, dict):
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "Evidence is not a JSON object")
     try:
-        if tee == "snp":
-            report = snp_json.from_json(doc.get("attestation_report"))
-            certs = snp_json.cert_table(doc.get("cert_chain"))
-            return "snp", report, certtable.build(certs) if certs else b""
-        if tee == "tdx":
-            quote = doc.get("quote")
-            if not isinstance(quote, str):
-                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "tdx Evidence has no quote")
-            return "tdx-quote", base64.b64decode(quote, validate=True), b""
-    except (AgentError, binascii.Error, ValueError) as exc:
+        return read_evidence(tee, doc)
+    except AgentError as exc:
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"{tee} Evidence: {exc}") from None
-    raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"Tee {tee!r} is not snp or tdx")
 
 
 class MeshApi:

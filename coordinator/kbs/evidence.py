@@ -12,21 +12,17 @@ token then says so (``simulated``) and the default resource policy refuses it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 from typing import Any
 
 from agent.errors import AgentError
 from agent.initdata import parse_document
-from agent.tee import certtable, snp_json
+from agent.kbs_client import read_evidence
 from coordinator.kbs.errors import KbsError
 from coordinator.kbs.protocol import Attestation, report_data
 from verifier.api import verify
 from verifier.claims import Result
-
-MAX_QUOTE = 64 << 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,27 +41,6 @@ class Appraisal:
         return self.result.ok
 
 
-def _snp(evidence: Any) -> tuple[bytes, bytes]:
-    if not isinstance(evidence, dict) or set(evidence) - {"attestation_report", "cert_chain"} or \
-            "attestation_report" not in evidence:
-        raise KbsError("RcarAttestFailed", "snp evidence must be {attestation_report, cert_chain}")
-    report = snp_json.from_json(evidence["attestation_report"])
-    certs = snp_json.cert_table(evidence.get("cert_chain"))
-    return report, certtable.build(certs) if certs else b""
-
-
-def _tdx(evidence: Any) -> bytes:
-    if not isinstance(evidence, dict) or set(evidence) - {"quote", "cc_eventlog"} or "quote" not in evidence:
-        raise KbsError("RcarAttestFailed", "tdx evidence must be {quote, cc_eventlog}")
-    quote = evidence["quote"]
-    if not isinstance(quote, str) or len(quote) > 2 * MAX_QUOTE:
-        raise KbsError("RcarAttestFailed", "tdx quote is not a base64 string of at most 64 KiB")
-    try:
-        return base64.b64decode(quote, validate=True)
-    except (binascii.Error, ValueError):
-        raise KbsError("RcarAttestFailed", "tdx quote is not base64") from None
-
-
 def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: str | None = None) -> Appraisal:
     """Verify ``att``'s primary evidence for ``tee``; a failed claim is not an error here (the token says
     ``contraindicated`` and no resource is released), malformed evidence is."""
@@ -82,7 +57,7 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
         digest = document.digest
     try:
         if tee == "snp":
-            report, aux = _snp(att.primary_evidence)
+            _, report, aux = read_evidence("snp", att.primary_evidence)
             result = verify("snp", report, aux, reference_values, initdata_digest=digest, nonce=bound[:48],
                             trust_sim=trust_sim)
             from agent.tee import snp_report
@@ -90,7 +65,7 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
             rep = snp_report.parse(report)
             host, measurement = rep.host_data, rep.measurement
         elif tee == "tdx":
-            quote = _tdx(att.primary_evidence)
+            _, quote, _ = read_evidence("tdx", att.primary_evidence)
             result = verify("tdx-quote", quote, b"", reference_values, initdata_digest=digest, nonce=bound[:48])
             from agent.tee.tdx_report import parse_quote, trim_padding
 

@@ -7,14 +7,13 @@ it was set, never half written; a name is three plain path segments, never a way
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from pathlib import Path
 
+from agent.kbs_client import SEGMENT  # one rule for a resource path segment, guest and broker
 from coordinator.kbs.errors import KbsError
 from coordinator.store import atomic_write_many
 
-SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_RESOURCE = 1 << 20
 
 
