@@ -18,7 +18,8 @@ from typing import Any
 
 from launcher.qemu import LaunchError, Machine
 
-STATUS = re.compile(r"cocoon-agent: (ready|deny-all): ([^\r\n]*)")
+# the whole line: the console log is read while QEMU writes it, so a match must wait for the line's end
+STATUS = re.compile(r"cocoon-agent: (ready|deny-all): ([^\r\n]*)\r?\n")
 
 
 class Vm:
