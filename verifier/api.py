@@ -55,7 +55,7 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
            initdata_digest: bytes | None = None, nonce: bytes | None = None, public_key: bytes | None = None,
            trust_sim: str | None = None, tdx_root_pem: bytes | None = None, tee: str = "",
            collateral: Any = None, vcek_pem: bytes | None = None, at: datetime.datetime | None = None,
-           crls: Iterable[Any] = ()) -> Result:
+           crls: Iterable[Any] = (), cc_eventlog: bytes | None = None) -> Result:
     """Check one piece of evidence; ``initdata_digest`` is the raw digest (padded/truncated per TEE here).
 
     ``reference_values`` is validated against verifier/refs.py's schema first (ReferenceValuesError names the
@@ -68,6 +68,9 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
     Kind ``az-snp-vtpm``: ``report`` is Azure vTPM evidence, the JSON document Trustee's KBS takes (its VCEK
     inside; ``aux`` and ``vcek_pem`` unused). The quote's extraData must be the nonce itself, or with
     ``public_key`` SHA-512(key || nonce) as for SNP; the initdata digest (SHA-256) is checked in PCR 8.
+
+    ``cc_eventlog`` (kind ``tdx-quote``): the guest's CC event log area, replayed against the quote's RTMRs
+    (verifier/ccel.py); None when the guest sent none (``tdx.ccel`` is then skipped).
     """
     refs = validate(reference_values)
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
@@ -100,7 +103,7 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
         from agent.tee.tdx_report import trim_padding
 
         verify_tdx(result, trim_padding(report), tdx_root_pem or intel_root(), refs.get("tdx", {}),
-                   mrconfig, report_data, collateral, at=at, crls=crls)
+                   mrconfig, report_data, collateral, at=at, crls=crls, cc_eventlog=cc_eventlog)
         return result
     if kind == "tdx-report":
         result = Result("tdx")

@@ -7,7 +7,10 @@ attestation key signs the quote header and TD report body. Then the TD's own
 fields: MRTD, RTMRs, MRCONFIGID (initdata digest), attributes (no debug),
 REPORTDATA (nonce). Collateral (TCB info, QE identity) is checked when the
 relying party gives it as files (verifier/collateral.py; nothing is fetched);
-without it the result says it was skipped.
+without it the result says it was skipped. The CC event log, when given, must
+replay to the quote's RTMRs (verifier/ccel.py): only then do its events say
+what the RTMRs hold. Without one, ``tdx.ccel`` is skipped, so a relying party
+(a resource policy) can tell a replayed log from none.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from agent.errors import ReportError
 from agent.tee import tdx_report
+from verifier import ccel
 from verifier.claims import BOUND_TO_NONCE, NO_INITDATA, NO_NONCE, Result
 from verifier.intel_chain import chain_revocation, chain_validity, ecdsa_signature, ecdsa_verify, walk_chain
 
@@ -34,10 +38,11 @@ def _p256_key(raw: bytes) -> Any:
 
 def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: dict[str, Any],
                mrconfigid: bytes | None, report_data: bytes | None, collateral: Any = None, *,
-               at: datetime.datetime | None = None, crls: Sequence[Any] = ()) -> None:
+               at: datetime.datetime | None = None, crls: Sequence[Any] = (), cc_eventlog: bytes | None = None) -> None:
     """Every claim of one quote. ``at`` is the moment certificates and collateral are judged at (now if None:
     an auditor names a past moment to judge old evidence as it stood then); ``crls`` are X.509 CRLs (Intel's
-    PCK CRL, the Root CA CRL; any others are ignored) applied to the PCK chain and the collateral's chain."""
+    PCK CRL, the Root CA CRL; any others are ignored) applied to the PCK chain and the collateral's chain.
+    ``cc_eventlog`` is the guest's CCEL log area (None: it sent none)."""
     try:
         q = tdx_report.parse_quote(quote_bytes)
     except ReportError as exc:
@@ -104,5 +109,25 @@ def verify_tdx(result: Result, quote_bytes: bytes, trusted_root: bytes, refs: di
     if refs.get("xfam") is not None:
         result.add("tdx.xfam", body.xfam == int(str(refs["xfam"]), 0), "XFAM as expected", refs["xfam"],
                    hex(body.xfam))
+    _replay(result, body, cc_eventlog)
     result.bound("tdx.mrconfigid", mrconfigid, body.mrconfigid, "initdata digest", NO_INITDATA)
     result.bound("tdx.report_data", report_data, body.report_data, BOUND_TO_NONCE, NO_NONCE)
+
+
+def _replay(result: Result, body: tdx_report.QuoteBody, cc_eventlog: bytes | None) -> None:
+    """``tdx.ccel`` (skip: no log; fail: not a log) and, for a log, ``tdx.ccel.rtmrN``: the replay of each
+    RTMR against the signed quote's, so a refusal names the register that does not replay."""
+    if cc_eventlog is None:
+        result.skip("tdx.ccel", "no CC event log given: the RTMRs were not replayed")
+        return
+    try:
+        log = ccel.parse(cc_eventlog)
+        replayed = ccel.replay(log)
+    except ccel.CcelError as exc:
+        result.add("tdx.ccel", False, str(exc))
+        return
+    result.add("tdx.ccel", True, f"CC event log of {len(log.events)} events, replayed")
+    for i, value in enumerate(replayed):
+        quoted = getattr(body, f"rtmr{i}")
+        result.add(f"tdx.ccel.rtmr{i}", value == quoted, f"RTMR{i} replays from the CC event log" if value == quoted
+                   else f"RTMR{i} does not replay from the CC event log", quoted.hex(), value.hex())
