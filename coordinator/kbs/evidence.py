@@ -8,10 +8,17 @@ null}``; ``az-snp-vtpm`` is Azure's vTPM evidence (verifier/az_snp_vtpm.py: the 
 vTPM's key, the TPM quote over the PCRs carrying the binding digest, initdata in PCR 8). Sim evidence (an
 SNP report chained to cocoon's sim root) passes only when the broker was started with ``--trust-sim``; the
 token then says so (``simulated``) and the default resource policy refuses it.
+
+A TDX ``cc_eventlog`` is replayed against the quote's RTMRs (verifier/ccel.py): a log that is not one, or
+that does not replay, is a refusal. Without one (null, or the empty string Trustee also takes for none:
+deps/verifier/src/tdx/mod.rs) only the quote is checked, as Trustee does; the token's annotated evidence
+says which (``tdx.cc_eventlog_replayed``), so a resource policy can require a replayed log.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 from typing import Any
@@ -35,6 +42,7 @@ class Appraisal:
     host_data: bytes  # SNP HOST_DATA or TDX MRCONFIGID: the initdata digest the launch bound
     measurement: bytes
     initdata: dict[str, str] | None  # the document's data, when the client sent it and it matched
+    cc_eventlog_replayed: bool | None = None  # TDX: whether a CC event log replayed to the RTMRs; else None
 
     @property
     def ok(self) -> bool:
@@ -45,6 +53,7 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
     """Verify ``att``'s primary evidence for ``tee``; a failed claim is not an error here (the token says
     ``contraindicated`` and no resource is released), malformed evidence is."""
     bound = report_data(att.nonce, att.tee_pubkey, att.additional_evidence)
+    replayed: bool | None = None
     document = None
     digest = None
     if att.initdata is not None:
@@ -66,11 +75,14 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
             host, measurement = rep.host_data, rep.measurement
         elif tee == "tdx":
             _, quote, _ = read_evidence("tdx", att.primary_evidence)
-            result = verify("tdx-quote", quote, b"", reference_values, initdata_digest=digest, nonce=bound[:48])
+            log = _cc_eventlog(att.primary_evidence)
+            result = verify("tdx-quote", quote, b"", reference_values, initdata_digest=digest, nonce=bound[:48],
+                            cc_eventlog=log)
             from agent.tee.tdx_report import parse_quote, trim_padding
 
             body = parse_quote(trim_padding(quote)).body
             host, measurement = body.mrconfigid, body.mrtd
+            replayed = any(c.name == "tdx.ccel" and c.status == "pass" for c in result.claims)
         elif tee == "az-snp-vtpm":
             from agent.tee import snp_report
             from verifier import az_snp_vtpm, hcl
@@ -89,4 +101,21 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
             raise KbsError("RcarAttestFailed", f"TEE {tee!r} is not verified by this broker")
     except AgentError as exc:
         raise KbsError("RcarAttestFailed", f"{tee} evidence: {exc}") from None
-    return Appraisal(tee, result, bound, host, measurement, document.data if document is not None else None)
+    return Appraisal(tee, result, bound, host, measurement, document.data if document is not None else None,
+                     replayed)
+
+
+def _cc_eventlog(doc: Any) -> bytes | None:
+    """The log area a ``tdx`` evidence carries (read_evidence has checked the object's keys)."""
+    from verifier.ccel import MAX_LOG
+
+    value = doc.get("cc_eventlog") if isinstance(doc, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4 * -(-MAX_LOG // 3):
+        raise KbsError("RcarAttestFailed", f"tdx evidence: cc_eventlog is not a base64 string of at most {MAX_LOG} "
+                                           "bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise KbsError("RcarAttestFailed", "tdx evidence: cc_eventlog is not base64") from None

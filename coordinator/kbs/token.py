@@ -4,9 +4,10 @@ attestation service issues it, so a relying party that reads Trustee's tokens re
 Claims (draft-ietf-rats-ear, veraison/rust-ear; Trustee's choices): ``eat_profile``, ``iat``, ``exp``,
 ``iss``, ``ear.verifier-id``, and ``submods.cpu0`` with ``ear.status`` (affirming / warning /
 contraindicated), ``ear.trustworthiness-vector``, ``ear.appraisal-policy-id`` and
-``ear.veraison.annotated-evidence`` (the TEE's claims, ``report_data``, ``runtime_data_claims`` with the
-nonce and the TEE key the resources are wrapped to, ``init_data``). The header carries the signer's public
-JWK as Trustee's does, but a verifier here never takes the key from the header: it is the broker's own.
+``ear.veraison.annotated-evidence`` (the TEE's claims and, for TDX, ``cc_eventlog_replayed``; ``report_data``,
+``runtime_data_claims`` with the nonce and the TEE key the resources are wrapped to, ``init_data``). The
+header carries the signer's public JWK as Trustee's does, but a verifier here never takes the key from the
+header: it is the broker's own.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ POLICY_ID = "default"
 AFFIRMING, CONTRAINDICATED = 2, 96  # trust tiers (rust-ear): [-32, 31] affirming, beyond 95 contraindicated
 # which verifier claim speaks to which trustworthiness-vector entry
 CATEGORY = (("measurement", "executables"), ("mrtd", "executables"), ("rtmr", "executables"),
-            ("host_data", "configuration"), ("mrconfigid", "configuration"), ("policy", "configuration"),
-            ("report_data", "instance-identity"))
+            ("ccel", "executables"), ("host_data", "configuration"), ("mrconfigid", "configuration"),
+            ("policy", "configuration"), ("report_data", "instance-identity"))
 
 
 def _category(claim: str) -> str:
@@ -54,6 +55,8 @@ def claims(appraisal: Appraisal, tee_pubkey: dict[str, Any], nonce: str, lifetim
         "runtime_data_claims": {"nonce": nonce, "tee-pubkey": tee_pubkey},
         "init_data": appraisal.host_data.hex(),
     }
+    if appraisal.cc_eventlog_replayed is not None:  # TDX: whether the RTMRs were replayed from an event log
+        annotated[appraisal.tee]["cc_eventlog_replayed"] = appraisal.cc_eventlog_replayed
     if appraisal.initdata is not None:
         annotated["init_data_claims"] = appraisal.initdata
     return {
