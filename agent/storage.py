@@ -133,6 +133,10 @@ def bind_source(source: str, options: Sequence[str], prefixes: tuple[str, ...], 
     shares with the guest), or exactly one of the guest-owned paths ``guest`` lists (path -> "directory" or
     "socket": agent/guest_components.py CONTAINER_SOURCES), mounted read-only.
 
+    A source below ``prefixes`` must stay there once its symlinks are resolved, as the runtime resolves them:
+    CopyFile can plant symlinks in the shared directory. (A host racing a CopyFile against the runtime's
+    mount is not closed by a check here.)
+
     A guest path is matched as a whole string, never normalised and never as a prefix, so no other spelling
     of it and nothing below it passes: a host-chosen source cannot reach another guest file through it. It
     must also be what it is meant to be when the container is created: no symlink anywhere on it (its
@@ -141,7 +145,15 @@ def bind_source(source: str, options: Sequence[str], prefixes: tuple[str, ...], 
     """
     kind = guest.get(source)
     if kind is None:
-        return confined(source, prefixes)
+        norm = confined(source, prefixes)
+        real = os.path.realpath(norm)  # the runtime follows symlinks in a bind source: so does this check
+        if real != norm:
+            try:
+                confined(real, tuple(os.path.realpath(p) for p in prefixes))
+            except StorageError:
+                raise StorageError(f"bind mount source {source}: a symlink on the way leads to {real}, outside the "
+                                   f"allowed directories ({', '.join(prefixes)})") from None
+        return norm
     opts = list(options)
     if "ro" not in opts or "rw" in opts:
         raise StorageError(f"bind mount of the guest's {source}: only read-only (options {opts} lack ro)")

@@ -40,6 +40,10 @@ def guest() -> Iterator[tuple[tuple[str, ...], dict[str, str], Path]]:
     (tmp_path / "cc" / "link-dir").symlink_to(aa)
     (tmp_path / "cc" / "link.sock").symlink_to(aa / "aa.sock")
     (tmp_path / "cc" / "via").symlink_to(tmp_path / "cc")
+    (shared / "c1-0123456789abcdef-etc").symlink_to("/etc")  # what a CopyFile of a symlink can leave
+    (shared / "c1-0123456789abcdef-up").symlink_to("../cc")
+    (shared / "c1-0123456789abcdef-aa").symlink_to(aa)
+    (shared / "c1-0123456789abcdef-ok").symlink_to("c1-0123456789abcdef-hosts")
     sources = {str(aa): "directory", str(aa / "aa.sock"): "socket", str(tmp_path / "cc" / "plain"): "socket",
                str(tmp_path / "cc" / "link-dir"): "directory", str(tmp_path / "cc" / "link.sock"): "socket",
                str(tmp_path / "cc" / "via" / "attestation-agent"): "directory",
@@ -97,6 +101,17 @@ def test_the_shared_directories_as_before(guest) -> None:  # type: ignore[no-unt
     for bad in ("/etc", f"{prefixes[0]}/../cc", "relative/path", f"{prefixes[0]}x/y", "/run/x\0y"):
         with pytest.raises(StorageError):
             bind_source(bad, RO, prefixes, sources)
+
+
+@pytest.mark.parametrize("name", ["etc", "up", "aa", "etc/passwd", "up/attestation-agent"])
+def test_a_symlink_planted_in_the_shared_directory_leads_nowhere(guest, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The runtime follows symlinks in a bind source, so the check does too: out of the shared directory is
+    refused (also to a listed guest path: only its exact name is admitted), a link that stays inside binds."""
+    prefixes, sources, _ = guest
+    with pytest.raises(StorageError, match="a symlink on the way leads to"):
+        bind_source(f"{prefixes[0]}/c1-0123456789abcdef-{name}", RO, prefixes, sources)
+    ok = f"{prefixes[0]}/c1-0123456789abcdef-ok"
+    assert bind_source(ok, RO, prefixes, sources) == ok
 
 
 @settings(max_examples=300, deadline=None)

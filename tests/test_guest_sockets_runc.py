@@ -10,6 +10,7 @@ own check (agent/storage.py bind_source), whatever a policy says.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.skipif(
 
 CLIENT_SOURCE = Path(__file__).parent / "support" / "ttrpc_call.c"
 POLICY = allow_policy("CreateContainer", "StartContainer", "WaitProcess", "ReadStream", "WriteStream", "CloseStdin",
-                      "SignalProcess", "RemoveContainer")
+                      "SignalProcess", "RemoveContainer", "CopyFile")
 # The agent's own /run: a tmpfs in its mount namespace; loopback up in its network namespace.
 WRAPPER = ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c",
            'ip link set lo up && mount -t tmpfs -o mode=0755,size=8m cocoon-test-run /run && exec "$@"', "sh"]
@@ -93,8 +94,6 @@ def frame(service: str, method: str, payload: bytes) -> bytes:
 
 def run_call(c: Client, cid: str, req: dict[str, Any], stdin: bytes) -> tuple[ttrpc_pb2.Response, str]:
     """Run the container with ``stdin``; (the ttRPC response its client printed, its stderr)."""
-    import base64
-
     c.call("CreateContainer", req)
     try:
         c.call("StartContainer", {"container_id": cid})
@@ -161,3 +160,27 @@ def test_any_other_guest_path_is_refused_though_the_policy_allows_it(  # type: i
         assert err.value.code == Code.FAILED_PRECONDITION and why in err.value.message, err.value.message
         with pytest.raises(RpcError, match="does not exist"):
             c.call("StartContainer", {"container_id": cid})
+
+
+def test_a_symlink_the_host_planted_in_the_shared_directory_leads_nowhere(agent, layer) -> None:  # type: ignore[no-untyped-def]
+    """CopyFile makes symlinks (Kata's rules refuse absolute targets; this policy does not): a bind source in
+    the shared directory that is such a symlink, to the guest's /etc or to its attestation agent's directory,
+    is refused, while one that stays inside the shared directory is bound."""
+    import stat
+
+    shared = agent["shared"]
+    with Client(agent["address"]) as c:
+        c.call("CopyFile", {"path": f"{shared}/gc4-0123456789abcdef-inside", "file_mode": stat.S_IFDIR | 0o755})
+        for name, target in (("etc", "/etc"), ("aa", AA_SOCKET_DIR), ("up", "../../.."),
+                             ("ok", "gc4-0123456789abcdef-inside")):
+            c.call("CopyFile", {"path": f"{shared}/gc4-0123456789abcdef-{name}", "file_mode": stat.S_IFLNK | 0o777,
+                                "data": base64.b64encode(target.encode()).decode()})
+        for name in ("etc", "aa", "up"):
+            mount = {"destination": "/mnt/x", "source": f"{shared}/gc4-0123456789abcdef-{name}", "type": "bind",
+                     "options": RO}
+            with pytest.raises(RpcError) as err:
+                c.call("CreateContainer", request(f"gc4-{name}", agent, layer, ["true"], [mount]))
+            assert err.value.code == Code.FAILED_PRECONDITION and "symlink" in err.value.message, err.value.message
+        mount = {"destination": "/mnt/x", "source": f"{shared}/gc4-0123456789abcdef-ok", "type": "bind", "options": RO}
+        c.call("CreateContainer", request("gc4-ok", agent, layer, ["true"], [mount]))
+        c.call("RemoveContainer", {"container_id": "gc4-ok"})
