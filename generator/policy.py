@@ -498,16 +498,15 @@ def _guest_socket_mount(ctx: _Ctx, vm: Any, p: str, vol: Any, vpath: str, dest: 
     guest path such as /dev/... or /sys/... as it is, and genpolicy pins such a source literally, which is
     what this does. No --allow-host-path is needed (no host file reaches the pod). The mount is pinned
     exactly: that source, that destination, a private read-only bind; the agent binds nothing else of the
-    guest's. A client only connects, so anything but ``readOnly: true`` and the default propagation is refused,
-    as is a ``type`` that says something else than what the path is."""
+    guest's. A client only connects, so anything but ``readOnly: true`` and the default propagation is refused;
+    so is a ``type``, which the kubelet would check against the node's file system."""
     hp_doc = _get(ctx, vol, "hostPath", vpath, Mapping, {})
     source = _host_path(ctx, vol, vpath)
     kind = CONTAINER_SOURCES[source]
-    want_type = {"directory": "Directory", "socket": "Socket"}[kind]
     got_type = _get(ctx, hp_doc, "type", f"{vpath}.hostPath", str, "")
-    if got_type not in ("", want_type):
-        raise ctx.fail(f"{vpath}.hostPath.type", f"{source} is the guest's {kind}: type {got_type!r} cannot be it "
-                                                 f"(leave it out or write {want_type!r})")
+    if got_type:
+        raise ctx.fail(f"{vpath}.hostPath.type", f"{got_type!r}: leave the type out; {source} is the guest's {kind}, "
+                                                 "and the kubelet would check the type on the node, which has none")
     if _get(ctx, vm, "readOnly", p, bool, False) is not True:
         raise ctx.fail(f"{p}.readOnly", f"the guest's {source} is only mounted read-only (readOnly: true): a "
                                         "container connects to the socket, it never changes it")
