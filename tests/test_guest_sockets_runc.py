@@ -82,9 +82,9 @@ def agent(tmp_path_factory, sim_chain):  # type: ignore[no-untyped-def]
 
 
 def request(cid: str, agent: dict[str, Any], layer: dict[str, Any], args: list[str],
-            mounts: list[dict[str, Any]]) -> dict[str, Any]:
+            mounts: list[dict[str, Any]], uid: int = 0) -> dict[str, Any]:
     return layers.container_request(cid, args, layer["device"], layer["root_hash"], layer["offset"], agent["shared"],
-                                    [PROC_MOUNT, DEV_MOUNT, *mounts], NAMESPACES)
+                                    [PROC_MOUNT, DEV_MOUNT, *mounts], NAMESPACES, {"User": {"UID": uid, "GID": uid}})
 
 
 def frame(service: str, method: str, payload: bytes) -> bytes:
@@ -131,11 +131,12 @@ def test_a_container_gets_evidence_through_the_attestation_agents_socket(agent, 
 
 
 def test_the_data_hubs_socket_file_answers_too(agent, layer) -> None:  # type: ignore[no-untyped-def]
-    """A bind of the socket file itself (CDH's directory holds more than the socket, so only the file): the
-    data hub answers GetResource, here with its reason for having no broker."""
+    """A bind of the socket file itself (CDH's directory holds more than the socket, so only the file), from a
+    container that does not run as root: the data hub answers GetResource, here with its reason for having no
+    broker."""
     mount = {"destination": "/cdh.sock", "source": CDH_SOCKET, "type": "bind", "options": RO}
     with Client(agent["address"]) as c:
-        resp, _ = run_call(c, "gc2", request("gc2", agent, layer, ["ttrpc-call", "/cdh.sock"], [mount]),
+        resp, _ = run_call(c, "gc2", request("gc2", agent, layer, ["ttrpc-call", "/cdh.sock"], [mount], uid=1000),
                            frame("api.GetResourceService", "GetResource",
                                  cdh.GetResourceRequest(ResourcePath="kbs:///default/key/x").SerializeToString()))
     assert resp.status.code == Code.UNAVAILABLE and "names no KBS" in resp.status.message, resp.status
