@@ -156,7 +156,7 @@ def bind_source(source: str, options: Sequence[str], prefixes: tuple[str, ...], 
         return norm
     opts = list(options)
     if "ro" not in opts or "rw" in opts:
-        raise StorageError(f"bind mount of the guest's {source}: only read-only (options {opts} lack ro)")
+        raise StorageError(f"bind mount of the guest's {source}: only read-only (options {opts}: ro and no rw)")
     try:
         st = os.lstat(source)
     except OSError as exc:
