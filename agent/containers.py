@@ -39,11 +39,12 @@ from google.protobuf import empty_pb2
 
 import agent
 from agent.errors import AgentError
+from agent.guest_components import CONTAINER_SOURCES
 from agent.ocispec import _process, network_sysctls, to_config
 from agent.protocols import agent_pb2
 from agent.reaper import ProcessError, Reaper
 from agent.stdio import EndOfStream, IoLoop, OutputStream
-from agent.storage import ANNOUNCED, Mounted, Storage, StorageError, confined
+from agent.storage import ANNOUNCED, Mounted, Storage, StorageError, bind_source
 from agent.sysctl import apply_network
 
 if TYPE_CHECKING:
@@ -353,7 +354,8 @@ class Backend:
             rootfs, readonly = self._rootfs(req, cid, bundle, layers, mounted)
             for m in req.OCI.Mounts:
                 if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
-                    confined(m.source, self.storage.prefixes)  # host paths outside the shared dirs: refused
+                    # host paths outside the shared dirs, and any guest path but the guest sockets': refused
+                    bind_source(m.source, m.options, self.storage.prefixes, CONTAINER_SOURCES)
             pid_ns = self._pid_namespace(req)
             network = network_sysctls(req.OCI)
             config = to_config(req.OCI, rootfs, f"/cocoon/{cid}", readonly=readonly, pid_ns=pid_ns)

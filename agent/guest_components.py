@@ -10,6 +10,12 @@ clients written against CoCo's guest-components (a container bind-mounting the s
 Both are cocoon's ttRPC server (agent/ttrpc.py) over the same KBS client as the REST door
 (agent/datahub.py): one TEE key, one token. Every handler has the same shape: check the request, act,
 answer; a failure is an RpcError with the reason (PERMISSION_DENIED when the broker's policy refused).
+
+A container reaches the sockets through a read-only bind mount of one of ``CONTAINER_SOURCES`` (a pod asks
+with a hostPath volume naming it, which ``cocoon generate`` pins; agent/storage.py ``bind_source`` is the
+agent's own check). Only these guest paths: the attestation agent's socket directory (Kata's
+AA_UNIX_SOCKET_DIR, which holds nothing else) and the two socket files; never the data hub's directory
+/run/confidential-containers itself, which in CoCo's guests also holds the initdata and the KBS credentials.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from agent.rpc import Code, Method, Registry, RpcError, Service
 
 AA_SOCKET = "/run/confidential-containers/attestation-agent/attestation-agent.sock"
 CDH_SOCKET = "/run/confidential-containers/cdh.sock"
+AA_SOCKET_DIR = os.path.dirname(AA_SOCKET)
+#: The guest paths a container's bind mount may name as its source, besides the shared directories, and the
+#: kind of file each must be when the container is created.
+CONTAINER_SOURCES: dict[str, str] = {AA_SOCKET_DIR: "directory", AA_SOCKET: "socket", CDH_SOCKET: "socket"}
 MAX_RUNTIME_DATA = 64
 
 
@@ -145,4 +155,8 @@ def serve(client: KbsClient, initdata_digest: bytes | None, aa_socket: str | Non
         server = TtrpcServer(registry, workers=8)
         server.listen(parse(f"unix://{path}"))
         servers.append(server)
+        # connect(2) needs write permission on the socket, and its mode comes from the umask (0755): a container
+        # running as another user than root could not call. Who reaches the socket at all is decided by the
+        # bind mount the pod's policy admits, not by the mode.
+        os.chmod(path, 0o666)
     return servers

@@ -7,7 +7,9 @@ the string alone: the host can plant symlinks under the shared directory
 (CopyFile makes them), so mount points are reached component by component
 with ``O_NOFOLLOW`` directory descriptors, created on the way if missing,
 and the mount goes onto the descriptor (``/proc/self/fd/N``), not a path
-the kernel would resolve again. Layers are ``blk``
+the kernel would resolve again. A bind mount's source is held to the same
+directories, with one narrow exception (``bind_source``): the guest's own
+attestation-agent and data-hub sockets, by exact path and read-only. Layers are ``blk``
 storages whose driver options pin ``cocoon.verity.roothash=<hex>`` and
 ``cocoon.verity.hashoffset=<bytes>`` (the hash area follows the erofs data
 on the same device); they are mounted read-only and combined with overlayfs
@@ -22,8 +24,9 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -123,6 +126,46 @@ def confined(path: str, prefixes: tuple[str, ...]) -> str:
     if not any(norm == p or norm.startswith(p.rstrip("/") + "/") for p in prefixes):
         raise StorageError(f"path {path} is outside the allowed directories ({', '.join(prefixes)})")
     return norm
+
+
+def bind_source(source: str, options: Sequence[str], prefixes: tuple[str, ...], guest: Mapping[str, str]) -> str:
+    """The source of a container's bind mount, if the agent will bind it: below ``prefixes`` (what the host
+    shares with the guest), or exactly one of the guest-owned paths ``guest`` lists (path -> "directory" or
+    "socket": agent/guest_components.py CONTAINER_SOURCES), mounted read-only.
+
+    A source below ``prefixes`` must stay there once its symlinks are resolved, as the runtime resolves them:
+    CopyFile can plant symlinks in the shared directory. (A host racing a CopyFile against the runtime's
+    mount is not closed by a check here.)
+
+    A guest path is matched as a whole string, never normalised and never as a prefix, so no other spelling
+    of it and nothing below it passes: a host-chosen source cannot reach another guest file through it. It
+    must also be what it is meant to be when the container is created: no symlink anywhere on it (its
+    realpath is itself) and the listed kind of file. Read-only, because the container only connects: it may
+    not unlink the guest's socket, plant another one in its place or fill the directory.
+    """
+    kind = guest.get(source)
+    if kind is None:
+        norm = confined(source, prefixes)
+        real = os.path.realpath(norm)  # the runtime follows symlinks in a bind source: so does this check
+        if real != norm:
+            try:
+                confined(real, tuple(os.path.realpath(p) for p in prefixes))
+            except StorageError:
+                raise StorageError(f"bind mount source {source}: a symlink on the way leads to {real}, outside the "
+                                   f"allowed directories ({', '.join(prefixes)})") from None
+        return norm
+    opts = list(options)
+    if "ro" not in opts or "rw" in opts:
+        raise StorageError(f"bind mount of the guest's {source}: only read-only (options {opts}: ro and no rw)")
+    try:
+        st = os.lstat(source)
+    except OSError as exc:
+        raise StorageError(f"bind mount of the guest's {source}: {exc.strerror} (the attestation agent and data "
+                           "hub serve their sockets only when the measured initdata lets the data hub start)") from None
+    is_kind = stat.S_ISDIR(st.st_mode) if kind == "directory" else stat.S_ISSOCK(st.st_mode)
+    if not is_kind or os.path.realpath(source) != source:
+        raise StorageError(f"bind mount of the guest's {source}: not a {kind} reached without symlinks; refused")
+    return source
 
 
 @dataclass

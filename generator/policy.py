@@ -13,7 +13,8 @@ The values follow what the kubelet, containerd 1.6's CRI plugin and Kata's runti
 image's Entrypoint/Cmd, env image-then-container with ``$(VAR)`` expansion, working directory, user and
 groups, capabilities, mounts per volume type. Whatever the pod asks for that the policy cannot pin or will not
 admit (privileged, hostPath, a user name, a missing ConfigMap, a subPath) is a PolicyGenError naming the
-document and the field.
+document and the field. One hostPath is not the node's: a volume naming the guest's attestation-agent or
+data-hub socket (agent/guest_components.py) is pinned as a read-only bind of that guest path.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.guest_components import CONTAINER_SOURCES
 from generator.errors import PolicyGenError
 from generator.model import ImageInfo, Layer, PodTemplate
 from generator.settings import Settings
@@ -470,6 +472,8 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
             source = "$(sfprefix)" + re.escape(posixpath.basename(dest.rstrip("/"))) + "$"
             mounts.append({"destination": dest, "source": source, "type_": "bind",
                            "options": ["rbind", "rprivate", "ro"]})
+        elif "hostPath" in vol and _host_path(ctx, vol, vpath) in CONTAINER_SOURCES:
+            mounts.append(_guest_socket_mount(ctx, vm, p, vol, vpath, dest))
         elif "hostPath" in vol:
             if not ctx.allow_host_path:
                 raise ctx.fail(f"{vpath}.hostPath", "a hostPath volume exposes the host's files to the pod; "
@@ -482,6 +486,35 @@ def _volume_mounts(ctx: _Ctx, c: Any, path: str) -> tuple[list[dict[str, Any]], 
             kinds = sorted(k for k in vol if k != "name")
             raise ctx.fail(vpath, f"volume type {', '.join(kinds) or '(none)'} is not supported")
     return mounts, storages
+
+
+def _host_path(ctx: _Ctx, vol: Any, vpath: str) -> str:
+    return str(_get(ctx, _get(ctx, vol, "hostPath", vpath, Mapping, {}), "path", f"{vpath}.hostPath", str, ""))
+
+
+def _guest_socket_mount(ctx: _Ctx, vm: Any, p: str, vol: Any, vpath: str, dest: str) -> dict[str, Any]:
+    """A hostPath volume naming one of the guest's attestation-agent / data-hub socket paths
+    (agent/guest_components.py CONTAINER_SOURCES) is the guest's, not the node's: Kata's runtime leaves a
+    guest path such as /dev/... or /sys/... as it is, and genpolicy pins such a source literally, which is
+    what this does. No --allow-host-path is needed (no host file reaches the pod). The mount is pinned
+    exactly: that source, that destination, a private read-only bind; the agent binds nothing else of the
+    guest's. A client only connects, so anything but ``readOnly: true`` and the default propagation is refused;
+    so is a ``type``, which the kubelet would check against the node's file system."""
+    hp_doc = _get(ctx, vol, "hostPath", vpath, Mapping, {})
+    source = _host_path(ctx, vol, vpath)
+    kind = CONTAINER_SOURCES[source]
+    got_type = _get(ctx, hp_doc, "type", f"{vpath}.hostPath", str, "")
+    if got_type:
+        raise ctx.fail(f"{vpath}.hostPath.type", f"{got_type!r}: leave the type out; {source} is the guest's {kind}, "
+                                                 "and the kubelet would check the type on the node, which has none")
+    if _get(ctx, vm, "readOnly", p, bool, False) is not True:
+        raise ctx.fail(f"{p}.readOnly", f"the guest's {source} is only mounted read-only (readOnly: true): a "
+                                        "container connects to the socket, it never changes it")
+    propagation = _get(ctx, vm, "mountPropagation", p, str, "None")
+    if propagation != "None":
+        raise ctx.fail(f"{p}.mountPropagation", f"{propagation!r}: the guest's {source} is mounted with the default "
+                                                "propagation (None) only")
+    return {"destination": dest, "source": source, "type_": "bind", "options": ["rbind", "rprivate", "ro"]}
 
 
 def _mounts(ctx: _Ctx, c: Any, path: str, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
