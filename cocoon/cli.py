@@ -27,6 +27,7 @@ SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "cocoon.generate_cli": ("generate", "manifest"),
     "coordinator.kbs.cli": ("kbs",),
     "coordinator.cli": ("coordinator", "set", "initializer", "recover"),
+    "cocoon.meshdemo": ("mesh-demo",),
 }
 
 

@@ -173,7 +173,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from coordinator.userapi import UserApi
 
     logging.basicConfig(level=logging.INFO, format="cocoon-coordinator %(asctime)s %(levelname)s %(message)s")
-    tee = open_provider(args.tee, sim_config=args.sim_config)
+    if args.tee == "guest":  # run as a confidential pod: the guest's attestation agent makes the evidence
+        from coordinator.guest_tee import GuestTee
+
+        tee: Any = GuestTee(args.evidence_url)
+    else:
+        tee = open_provider(args.tee, sim_config=args.sim_config)
     authority = Authority(args.state)
     binding = SimpleNamespace(ready=True, tee=tee)
     server = AtlsGrpcServer([UserApi(authority).handler()], binding, args.listen, Path(args.state) / "run").start()
@@ -236,7 +241,9 @@ def register(sub: Any) -> None:
     s = csub.add_parser("serve", help="serve the user API behind aTLS until SIGTERM")
     s.add_argument("--state", required=True, help="the state directory (manifests, transitions, policies)")
     s.add_argument("--listen", default="127.0.0.1:1313", help="HOST:PORT (default 127.0.0.1:1313)")
-    s.add_argument("--tee", default="auto", help="the TEE whose evidence the certificate carries (sim for tests)")
+    s.add_argument("--tee", default="auto", help="the TEE whose evidence the certificate carries: guest (as a "
+                   "confidential pod: the guest's attestation agent), auto, snp, tdx, or sim for tests")
+    s.add_argument("--evidence-url", default="http://127.0.0.1:8006", help="the attestation agent (--tee guest)")
     s.add_argument("--sim-config", metavar="FILE", help="the sim TEE's document")
     s.add_argument("--mesh-listen", default="127.0.0.1:7777", help="the mesh API's HOST:PORT (default 127.0.0.1:7777)")
     s.add_argument("--trust-sim", metavar="PEM", help="accept pods' sim-TEE evidence under this sim chain (tests)")

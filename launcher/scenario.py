@@ -45,8 +45,12 @@ class Step:
 
 
 class Session:
-    def __init__(self, image: Image, workdir: Path, chaos: bool = False, accel: str = "tcg") -> None:
+    def __init__(self, image: Image, workdir: Path, chaos: bool = False, accel: str = "tcg",
+                 chain: Any = None) -> None:
+        """``chain``: a sim SimChain to share with other sessions (the machines of one deployment, which a
+        relying party trusts under one root, as real ones share AMD's); by default each session makes its own."""
         self.image = image
+        self.chain = chain
         self.work = workdir
         self.chaos = chaos
         self.accel = accel
@@ -71,7 +75,7 @@ class Session:
     def bind(self, document: bytes) -> dict[str, Any]:
         from launcher.simca import make_chain, make_config
 
-        chain = make_chain()
+        chain = self.chain if self.chain is not None else make_chain()
         self.trust = self.work / "sim-trust.pem"
         self.trust.write_bytes(chain.trust_pem)
         self.document = document
