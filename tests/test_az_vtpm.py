@@ -254,15 +254,16 @@ def test_the_provider_is_chosen_by_name_only() -> None:
             open_provider("az-snp-vtpm")
 
 
-class _ExtendsAfterQuote:
-    """The guest's connection, with something extending PCR 5 right after each of the first ``times`` quotes."""
+class _ExtendsAfter:
+    """The guest's connection, with something extending PCR 5 right after each of the first ``times``
+    commands ``cc`` (a quote; or a PCR_Read, so the next PCR_Read of the same reading sees it moved)."""
 
-    def __init__(self, inner: Any, times: int) -> None:
-        self.inner, self.times = inner, times
+    def __init__(self, inner: Any, cc: int, times: int) -> None:
+        self.inner, self.cc, self.times = inner, cc, times
 
     def transact(self, command: bytes) -> bytes:
         out: bytes = self.inner.transact(command)
-        if int.from_bytes(command[6:10], "big") == tpm.CC_QUOTE and self.times > 0:
+        if int.from_bytes(command[6:10], "big") == self.cc and self.times > 0:
             self.times -= 1
             tpm.Tpm(self.inner.inner).pcr_extend(5, hashlib.sha256(b"a late measurement").digest())
         return out
@@ -271,14 +272,13 @@ class _ExtendsAfterQuote:
         self.inner.close()
 
 
-def test_a_pcr_extended_between_quote_and_read_makes_the_provider_quote_again(vm: Any) -> None:
+@pytest.mark.parametrize("cc", [tpm.CC_QUOTE, tpm.CC_PCR_READ])
+def test_a_pcr_extended_while_quoting_makes_the_provider_quote_again(vm: Any, cc: int) -> None:
     v = vm()
-    provider = az_vtpm.AzVtpmProvider(lambda: _ExtendsAfterQuote(v.paravisor.connect(), 1),
-                                      vcek=lambda: v.vcek_der)
+    provider = az_vtpm.AzVtpmProvider(lambda: _ExtendsAfter(v.paravisor.connect(), cc, 1), vcek=lambda: v.vcek_der)
     doc = evidence_json(provider.report(REPORT_DATA))
     assert v.judge(doc, NONCE, v.refs(pcr05=v.pcrs()[5])).ok
-    provider = az_vtpm.AzVtpmProvider(lambda: _ExtendsAfterQuote(v.paravisor.connect(), 99),
-                                      vcek=lambda: v.vcek_der)
+    provider = az_vtpm.AzVtpmProvider(lambda: _ExtendsAfter(v.paravisor.connect(), cc, 99), vcek=lambda: v.vcek_der)
     with pytest.raises(TeeError, match="kept changing"):
         provider.report(REPORT_DATA)
 

@@ -224,8 +224,9 @@ def test_pcr_read_asks_again_for_the_rest() -> None:
     ([pcr_answer(7, [0, 1], size=48)], "is 48 bytes"),
 ])
 def test_pcr_read_refuses_answers_that_do_not_fit(answers: list[bytes], match: str) -> None:
-    with pytest.raises(tpm.TpmError, match=match):
+    with pytest.raises(tpm.TpmError, match=match) as exc:
         tpm.Tpm(Scripted(answers)).pcr_read()
+    assert isinstance(exc.value, tpm.PcrsChanged) == ("changed" in match)  # the provider quotes again then
 
 
 def test_a_quote_signed_otherwise_than_rsassa_sha256_is_refused() -> None:

@@ -229,7 +229,10 @@ class AzVtpmProvider:
             attest = tpm.parse_attest(message)
             if attest.extra_data != qualifying or attest.selection != ((tpm.TPM_ALG_SHA256, everything),):
                 raise tpm.TpmError("the vTPM quoted other qualifying data or other PCRs than asked for")
-            _, pcrs = device.pcr_read(everything)
+            try:
+                _, pcrs = device.pcr_read(everything)
+            except tpm.PcrsChanged:
+                continue
             if tpm.pcr_digest(pcrs) == attest.pcr_digest:
                 return message, signature, pcrs
         raise TeeError(f"the PCRs kept changing between the quote and reading them ({QUOTE_ATTEMPTS} attempts)")

@@ -107,6 +107,10 @@ class TpmError(TeeError):
         return None if self.rc is None else rc_code(self.rc)
 
 
+class PcrsChanged(TpmError):
+    """A PCR was extended between two PCR_Read commands of one reading (pcrUpdateCounter moved)."""
+
+
 def rc_code(rc: int) -> int:
     """Format-one codes carry which handle, parameter or session failed in bits 6-11; this drops them."""
     return (rc & 0x0BF) if rc & 0x080 else rc
@@ -496,7 +500,7 @@ class Tpm:
             _, params = self.call("PCR_Read", CC_PCR_READ, params=pcr_selection(rest))
             now, selection, got = parse_pcr_read(params)
             if counter is not None and now != counter:
-                raise TpmError("the PCRs changed while they were read (pcrUpdateCounter moved)")
+                raise PcrsChanged("the PCRs changed while they were read (pcrUpdateCounter moved)")
             counter = now
             read = [i for bank, idx in selection if bank == TPM_ALG_SHA256 for i in idx]
             if len(read) != len(got) or not read or not set(read) <= set(rest):
