@@ -7,7 +7,8 @@ JWE decrypted with the TEE key. The key (EC P-256, ECDH-ES+A256KW, guest-compone
 here, lives in this process's memory only, and is never written anywhere. The broker's URL and its CA
 certificate come from the measured initdata (``cdh.toml`` ``[kbc]``, or ``aa.toml``
 ``[token_configs.kbs]``), never from the host. Evidence: sim and SNP reports in Trustee's ``snp`` shape
-(agent/tee/snp_json.py), TDX quotes as ``{"quote", "cc_eventlog"}``.
+(agent/tee/snp_json.py), TDX quotes as ``{"quote", "cc_eventlog"}``, Azure vTPM evidence as the provider's
+``az-snp-vtpm`` document (agent/tee/az_vtpm.py).
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def evidence_json(evidence: Any) -> dict[str, Any]:
                 "cert_chain": snp_json.chain_json(certs) or None}
     if evidence.kind == "tdx-quote":
         return {"quote": base64.b64encode(evidence.report).decode(), "cc_eventlog": _cc_eventlog()}
+    if evidence.kind == "az-snp-vtpm":  # the provider made the document itself (agent/tee/az_vtpm.py)
+        from agent.tee.az_vtpm import evidence_document
+
+        return evidence_document(evidence)
     raise KbsClientError(f"evidence of kind {evidence.kind} cannot be sent to a KBS")
 
 
@@ -250,7 +255,7 @@ class KbsClient:
         return token
 
     def _tee(self) -> str:
-        return "tdx" if self.tee.name == "tdx" else "snp"
+        return self.tee.name if self.tee.name in ("tdx", "az-snp-vtpm") else "snp"  # sim sends snp evidence
 
     def get_token(self) -> str:
         with self.lock:

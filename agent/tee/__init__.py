@@ -22,7 +22,7 @@ from agent.tee.configfs import DEFAULT_ROOT
 
 __all__ = ["NAMES", "Evidence", "TeeProvider", "open_provider"]
 
-NAMES = ("auto", "snp", "tdx", "sim")
+NAMES = ("auto", "snp", "tdx", "sim", "az-snp-vtpm")
 
 
 def _configfs_provider(root: str) -> str | None:
@@ -59,6 +59,10 @@ def open_provider(name: str, *, sim_config: str | None = None, configfs_root: st
         from agent.tee.tdx import TdxProvider
 
         return TdxProvider(configfs_root)
+    if name == "az-snp-vtpm":  # by name only: an Azure CVM's vTPM (agent/tee/az_vtpm.py)
+        from agent.tee.az_vtpm import open_device
+
+        return open_device()
     if name != "auto":
         raise TeeError(f"unknown TEE {name!r}; choose one of {', '.join(NAMES)}")
     provider = _configfs_provider(configfs_root)

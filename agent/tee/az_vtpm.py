@@ -1,0 +1,278 @@
+"""The ``az-snp-vtpm`` TEE: evidence from an Azure confidential VM's vTPM, in the shape Trustee's KBS takes.
+
+An Azure SEV-SNP guest runs above a paravisor (the HCL, at VMPL 0) and sees no SNP guest device, only a
+vTPM the paravisor runs. The paravisor asks the PSP for an SNP report whose REPORT_DATA is the SHA-256 of
+its "runtime data" (a JSON document naming the vTPM's attestation key, AK) and stores report and runtime
+data in NV index 0x01400001 (the HCL report: verifier/hcl.py has the layout). The guest's part, as
+guest-components' az-snp-vtpm attester does it (attestation-agent/attester/src/az_snp_vtpm/mod.rs, evidence
+version 2, and kinvolk/azure-cvm-tooling az-cvm-vtpm/src/vtpm/mod.rs for the TPM calls, commit e4e44074):
+
+1. write the report data to NV index 0x01400002 (defined by the guest when missing, owner read/write,
+   SHA-256 name, the data's size), so the paravisor makes a fresh HCL report whose runtime data carries
+   it as "user-data"; upstream then sleeps 3 s and reads, here the index is polled until the report
+   carries this user data and reads the same twice (so neither a stale nor a half-rewritten report is sent);
+2. read the HCL report with owner authorization (an empty password);
+3. quote all 24 SHA-256 PCRs with the AK at persistent handle 0x81000003, the report data as qualifying
+   data, with the key's own scheme (RSASSA/SHA-256), then read the PCR values; the quote's pcrDigest must
+   match them, else (a PCR moved in between) both are taken again, a bounded number of times;
+4. the VCEK certificate from Azure's instance metadata service (THIM: ``vcekCert``, PEM, sent as DER).
+
+Evidence (trustee deps/verifier/src/az_snp_vtpm/compat.rs, EvidenceV2): ``{"version": 2, "tpm_quote":
+{"signature": hex, "message": hex, "pcrs": [24 x hex]}, "hcl_report": base64url, "vcek": base64url of the
+DER}``; version 1 is the same without step 1 (the runtime data's user-data then stays zero).
+
+The 64-byte REPORT_DATA and the quote: a TPM2B_DATA holds at most one digest of the TPM's largest hash
+(Azure's vTPM has no SHA-512 bank, so less than 64 bytes), and every RCAR client binds a SHA-384 digest
+zero-padded to 64 bytes. So when the last 16 bytes are zero the quote carries the first 48 (what
+guest-components' attester and cocoon's broker put and expect there), else all 64; ``report_data_of``
+pads the quote's extraData back to 64, which gives the same 64 bytes either way.
+
+Initdata: Azure's host, not the pod's owner, sets HOST_DATA, so there is no launch-fixed field; a CoCo
+guest extends the initdata digest into PCR 8 itself (``bind_initdata``, attester ``bind_init_data``) and the
+verifier checks PCR 8 (``az.tpm.pcr8.initdata``). ``bound_value`` therefore refuses, and start-up binding
+(agent/binding.py, which compares a launch-fixed field) cannot use this provider as it stands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import agent.tee.tpm as tpm
+from agent import strictjson
+from agent.errors import TeeError
+from agent.tee.base import Evidence, check_report_data
+
+NAME = "az-snp-vtpm"
+HCL_REPORT_INDEX = 0x0140_0001
+USER_DATA_INDEX = 0x0140_0002
+AK_HANDLE = 0x8100_0003
+USER_DATA_SIZE = 64
+QUOTE_DIGEST_SIZE = 48  # a SHA-384 digest: what RCAR clients bind
+EVIDENCE_VERSION = 2
+INITDATA_PCR = 8
+IMDS_URL = "http://169.254.169.254/metadata/THIM/amd/certification"  # az-cvm-vtpm az-snp-vtpm/src/imds.rs
+MAX_IMDS_REPLY = 64 << 10
+QUOTE_ATTEMPTS = 3
+# HCL report layout (verifier/hcl.py, from az-cvm-vtpm src/hcl/mod.rs): the runtime data's size is the last
+# u32 of the IGVM request data at 0x4C0, the runtime data itself starts at 0x4D4
+_HCL_VAR_SIZE_AT = 0x4C0 + 16
+_HCL_VAR_DATA_AT = 0x4D4
+
+
+def quote_data(report_data: bytes) -> bytes:
+    """The qualifying data for REPORT_DATA (module docstring): the SHA-384 digest when the rest is padding."""
+    return report_data[:QUOTE_DIGEST_SIZE] if not any(report_data[QUOTE_DIGEST_SIZE:]) else report_data
+
+
+def hcl_user_data(blob: bytes) -> bytes:
+    """The runtime data's "user-data" (hex in the JSON) of an HCL report; TeeError when there is none.
+
+    Only for deciding that the paravisor has written the report asked for: the verifier reads the report
+    in full (verifier/hcl.py), the guest trusts nothing in it."""
+    if len(blob) < _HCL_VAR_DATA_AT or blob[:4] != b"HCLA":
+        raise TeeError(f"NV index {HCL_REPORT_INDEX:#010x} holds {len(blob)} bytes that are no HCL report")
+    size = int.from_bytes(blob[_HCL_VAR_SIZE_AT:_HCL_VAR_SIZE_AT + 4], "little")
+    if _HCL_VAR_DATA_AT + size > len(blob):
+        raise TeeError(f"the HCL report's runtime data ({size} bytes) does not fit its {len(blob)} bytes")
+    try:
+        doc = strictjson.loads(blob[_HCL_VAR_DATA_AT:_HCL_VAR_DATA_AT + size])
+        value = doc.get("user-data") if isinstance(doc, dict) else None
+        if not isinstance(value, str):
+            raise TeeError("the HCL report's runtime data has no \"user-data\" string")
+        return bytes.fromhex(value)
+    except (ValueError, RecursionError) as exc:
+        raise TeeError(f"the HCL report's runtime data is not JSON with hex user-data: {exc}") from None
+
+
+def _pem_certificate(pem: str) -> bytes:
+    """The DER of the first PEM CERTIFICATE block (strict base64)."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start + len(begin)) if start >= 0 else -1
+    if stop < 0:
+        raise TeeError("the VCEK is not a PEM CERTIFICATE")
+    try:
+        return base64.b64decode("".join(pem[start + len(begin):stop].split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise TeeError("the VCEK PEM has bad base64") from None
+
+
+def imds_vcek(url: str = IMDS_URL, timeout: float = 10.0) -> bytes:
+    """The VCEK (DER) Azure's instance metadata service hands this VM (``Metadata: true``, JSON
+    ``vcekCert``). Its authenticity is the verifier's business: it must chain to AMD's ARK."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise TeeError(f"IMDS url {url!r} is not http://host[:port]/path")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/", headers={"Metadata": "true"})
+        reply = conn.getresponse()
+        raw = reply.read(MAX_IMDS_REPLY + 1)
+        status = reply.status
+    except (OSError, http.client.HTTPException) as exc:
+        raise TeeError(f"IMDS {url}: {exc}") from None
+    finally:
+        conn.close()
+    if status != 200 or len(raw) > MAX_IMDS_REPLY:
+        raise TeeError(f"IMDS {url}: HTTP {status}, {len(raw)} bytes; no VCEK")
+    try:
+        doc = strictjson.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise TeeError(f"IMDS {url}: not JSON: {exc}") from None
+    pem = doc.get("vcekCert") if isinstance(doc, dict) else None
+    if not isinstance(pem, str):
+        raise TeeError(f"IMDS {url}: the answer has no vcekCert string")
+    return _pem_certificate(pem)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()  # padded, as serde_with's Base64<UrlSafe> writes it
+
+
+class AzVtpmProvider:
+    """Evidence from the vTPM (``connect`` opens it for each report) and the VCEK (``vcek``, DER, fetched
+    once). ``user_data`` False sends evidence version 1 (no fresh HCL report: freshness rests on the quote
+    alone). ``settle_s`` bounds the wait for the paravisor's new report, polled every ``poll_s``."""
+
+    name = NAME
+    bound_field = "PCR8"
+    bound_size = 32
+
+    def __init__(self, connect: Callable[[], tpm.Transport] | None = None, *,
+                 vcek: Callable[[], bytes] = imds_vcek, user_data: bool = True, settle_s: float = 10.0,
+                 poll_s: float = 0.2, source: str = "/dev/tpmrm0") -> None:
+        self.connect = connect or (lambda: tpm.DeviceTransport(source))
+        self.source = source
+        self._vcek_source = vcek
+        self._vcek: bytes | None = None
+        self.user_data, self.settle_s, self.poll_s = user_data, settle_s, poll_s
+
+    def available(self) -> bool:
+        try:
+            self.connect().close()
+        except TeeError:
+            return False
+        return True
+
+    def report(self, report_data: bytes) -> Evidence:
+        report_data = check_report_data(report_data)
+        qualifying = quote_data(report_data)
+        device = tpm.Tpm(self.connect())
+        try:
+            hcl = self._fresh_hcl(device, report_data) if self.user_data else device.nv_read(HCL_REPORT_INDEX)
+            message, signature, pcrs = self._quote(device, qualifying)
+        finally:
+            device.close()
+        doc = {"version": EVIDENCE_VERSION if self.user_data else 1,
+               "tpm_quote": {"signature": signature.hex(), "message": message.hex(), "pcrs": [p.hex() for p in pcrs]},
+               "hcl_report": _b64url(hcl), "vcek": _b64url(self.vcek())}
+        return Evidence(tee=NAME, kind=NAME, report=json.dumps(doc, separators=(",", ":")).encode(),
+                        source=f"vtpm:{self.source}")
+
+    def vcek(self) -> bytes:
+        if self._vcek is None:
+            self._vcek = self._vcek_source()
+        return self._vcek
+
+    def _fresh_hcl(self, device: tpm.Tpm, report_data: bytes) -> bytes:
+        """Hand the paravisor the user data and wait (bounded) for the HCL report that carries it."""
+        self._user_data_index(device)
+        device.nv_write(USER_DATA_INDEX, report_data)
+        deadline = time.monotonic() + self.settle_s
+        previous: bytes | None = None
+        problem = "it still carries other user data"
+        for _ in range(int(self.settle_s / max(self.poll_s, 1e-3)) + 3):  # the deadline ends it sooner
+            blob = device.nv_read(HCL_REPORT_INDEX)
+            try:
+                carries = hcl_user_data(blob)[:USER_DATA_SIZE] == report_data
+            except TeeError as exc:
+                carries, problem = False, str(exc)
+            if carries and blob == previous:
+                return blob  # read twice alike: not a report rewritten under a chunked read
+            previous = blob if carries else None
+            if time.monotonic() >= deadline:
+                break
+            if not carries:
+                time.sleep(self.poll_s)
+        raise TeeError(f"the paravisor did not put the user data into the HCL report (NV index "
+                       f"{HCL_REPORT_INDEX:#010x}) within {self.settle_s:g} s: {problem}")
+
+    @staticmethod
+    def _user_data_index(device: tpm.Tpm) -> None:
+        """NV index 0x01400002 of exactly 64 bytes, owner read/write, as az-cvm-vtpm defines it."""
+        wanted = tpm.NvPublic(USER_DATA_INDEX, tpm.TPM_ALG_SHA256, tpm.NV_OWNERWRITE | tpm.NV_OWNERREAD, b"",
+                              USER_DATA_SIZE)
+        try:
+            public = device.nv_read_public(USER_DATA_INDEX)
+        except tpm.TpmError as exc:
+            if exc.code != tpm.RC_HANDLE:
+                raise
+        else:
+            if public.size == USER_DATA_SIZE:
+                return
+            device.nv_undefine_space(USER_DATA_INDEX)
+        device.nv_define_space(wanted)
+
+    @staticmethod
+    def _quote(device: tpm.Tpm, qualifying: bytes) -> tuple[bytes, bytes, list[bytes]]:
+        """Quote, then the PCR values, which must be the ones the quote's pcrDigest covers."""
+        everything = tuple(range(tpm.PCR_COUNT))
+        for _ in range(QUOTE_ATTEMPTS):
+            message, signature = device.quote(AK_HANDLE, qualifying, everything)
+            attest = tpm.parse_attest(message)
+            if attest.extra_data != qualifying or attest.selection != ((tpm.TPM_ALG_SHA256, everything),):
+                raise tpm.TpmError("the vTPM quoted other qualifying data or other PCRs than asked for")
+            try:
+                _, pcrs = device.pcr_read(everything)
+            except tpm.PcrsChanged:
+                continue
+            if tpm.pcr_digest(pcrs) == attest.pcr_digest:
+                return message, signature, pcrs
+        raise TeeError(f"the PCRs kept changing between the quote and reading them ({QUOTE_ATTEMPTS} attempts)")
+
+    def bind_initdata(self, digest: bytes) -> None:
+        """Extend PCR 8 with the initdata digest (SHA-256), once per boot, as a CoCo guest on Azure does."""
+        device = tpm.Tpm(self.connect())
+        try:
+            device.pcr_extend(INITDATA_PCR, digest)
+        finally:
+            device.close()
+
+    def bound_value(self, evidence: Evidence) -> bytes:
+        raise TeeError("az-snp-vtpm has no launch-fixed initdata field (Azure's host sets HOST_DATA); the "
+                       "initdata digest is bound in PCR 8 by the guest (bind_initdata), judged by the verifier")
+
+    def report_data_of(self, evidence: Evidence) -> bytes:
+        """The quote's extraData, padded back to the 64 bytes it stands for (``quote_data``)."""
+        message = evidence_document(evidence)["tpm_quote"]["message"]
+        try:
+            raw = bytes.fromhex(message)
+        except ValueError:
+            raise TeeError("az-snp-vtpm evidence: the quote message is not hex") from None
+        return tpm.parse_attest(raw).extra_data.ljust(64, b"\0")
+
+
+def evidence_document(evidence: Evidence) -> dict[str, Any]:
+    """The evidence JSON the provider made (its ``report`` bytes), read back strictly."""
+    try:
+        doc = strictjson.loads(evidence.report)
+        if not isinstance(doc, dict) or not isinstance(doc.get("tpm_quote"), dict) or \
+                not isinstance(doc["tpm_quote"].get("message"), str):
+            raise ValueError("not az-snp-vtpm evidence")
+        return doc
+    except (ValueError, RecursionError) as exc:
+        raise TeeError(f"az-snp-vtpm evidence: {exc}") from None
+
+
+def open_device(path: str = "/dev/tpmrm0") -> AzVtpmProvider:
+    """The provider on this VM's vTPM; TeeError when there is none to open."""
+    provider = AzVtpmProvider(source=path)
+    provider.connect().close()
+    return provider
