@@ -1,6 +1,7 @@
 # cocoon — one set-up command, one test command.
 #   make setup   system packages (Debian bookworm + bookworm-backports) and .venv with pinned PyPI packages
-#   make demo    set up if needed, build the guest image if missing, boot it under QEMU, attest it, run a pod
+#   make demo    set up if needed, build the guest image if missing, boot it under QEMU, attest it, run a pod;
+#                then the mesh demo (coordinator VM + two app VMs, cocoon set/verify, mTLS between pods)
 #   make test    set up if needed, lint (ruff + mypy) + every test (unit, image build x2, QEMU end-to-end)
 #   make bench   performance figures (ratios to a baseline measured in the same run)
 SHELL := /bin/bash
@@ -73,6 +74,7 @@ qemu-test: setup
 # COCOON_LOCK=report as for the tests: a Debian update since the lock was written is a warning (docs/decisions.md).
 demo: setup
 	COCOON_LOCK=$${COCOON_LOCK-report} $(VENV)/bin/cocoon demo --image out
+	$(VENV)/bin/cocoon mesh-demo --image out
 
 bench: venv
 	$(PY) -m bench.measure

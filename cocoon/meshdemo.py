@@ -24,6 +24,7 @@ policies decide them. One sim chain stands for the one vendor root all machines 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import dataclasses
 import gzip
@@ -244,7 +245,7 @@ class MeshDemo:
         pod = gen.pods[pod_name]
         session = Session(self.image, self.work / "vms" / f"{tap}", chain=self.chain)
         session.prepare_pod(document or gen.documents[pod_name], gen.disks)
-        mac = "52:54:00:99:01:%02x" % int(ip.rsplit(".", 1)[1])
+        mac = f"52:54:00:99:01:{int(ip.rsplit('.', 1)[1]):02x}"
         machine = dataclasses.replace(session.machine(pod_name), netns=f"/run/netns/{self.netns}", nics=[Nic(tap, mac)])
         vm = Vm(machine).start()
         pvm = PodVm(pod_name, vm, session, {}, {})
@@ -378,6 +379,22 @@ class MeshDemo:
         return out.stdout + out.stderr
 
 
+def _workload_owner(key_path: Path, manifest: Path) -> Path:
+    """The workload owner's key (EC P-256, as Contrast's `generate` makes it) and its digest in the manifest's
+    WorkloadOwnerKeyDigests, so the owner, and no one else, may update the deployment later."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    doc = json.loads(manifest.read_text())
+    doc["WorkloadOwnerKeyDigests"] = [hashlib.sha256(der).hexdigest()]
+    manifest.write_text(json.dumps(doc, indent=2) + "\n")
+    return key_path
+
+
 def _yaml_list(argv: list[str]) -> str:
     return json.dumps(argv)
 
@@ -414,25 +431,29 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     say(f"  generated: coordinator {hashlib.sha256(coord.documents['coordinator']).hexdigest()[:16]}…, "
         f"web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
     manifest = apps.out / "manifest.json"
+    owner_key = _workload_owner(demo.work / "workload-owner.pem", manifest)
     coord_initdata = demo.work / "coordinator" / "coordinator.initdata.toml"
     policies = [str(demo.work / "apps" / f"{n}.initdata.toml") for n in ("web", "voting")]
     client_args = ["--reference-values", str(demo.refs), "--coordinator-initdata", str(coord_initdata),
                    "--trust-sim", str(demo.trust)]
+    owner = ["--owner-key", str(owner_key)]
 
     demo.boot(coord, "coordinator", COORDINATOR_IP, "tap-coord")
     demo.wait_port(COORDINATOR_IP, 1313)
     say(f"  coordinator VM up, serving on {COORDINATOR_IP}:1313 / :7777")
     t0 = time.monotonic()
-    set_run = demo.cocoon("set", "-c", f"{COORDINATOR_IP}:1313", "-m", str(manifest), *client_args, "--json",
-                          *policies)
+    set_run = demo.cocoon("set", "-c", f"{COORDINATOR_IP}:1313", "-m", str(manifest), *client_args, *owner,
+                          "--json", *policies)
     seen["set"] = (set_run.returncode, set_run.stdout + set_run.stderr)
     if set_run.returncode:
         raise DemoError(f"cocoon set failed: {set_run.stdout}{set_run.stderr}")
     demo.timings.append(("cocoon set (attest + upload)", time.monotonic() - t0))
     say("  cocoon set: coordinator attested, manifest set")
 
-    web = demo.boot(apps, "web", WEB_IP, "tap-web")
-    voting = demo.boot(apps, "voting", VOTING_IP, "tap-voting")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two VMs boot at once, as two nodes would
+        web_f = pool.submit(demo.boot, apps, "web", WEB_IP, "tap-web")
+        voting_f = pool.submit(demo.boot, apps, "voting", VOTING_IP, "tap-voting")
+        web, voting = web_f.result(), voting_f.result()
     seen["init"] = {"web": web.init_output, "voting": voting.init_output}
     for pvm in (web, voting):
         for name, (status, err) in pvm.init_output.items():
@@ -460,7 +481,9 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     web_digest = hashlib.sha256(apps.documents["web"]).hexdigest()
     doc["Policies"][web_digest]["SANs"].append("web.emojivoto.example")
     manifest.write_text(json.dumps(doc, indent=2) + "\n")
-    upd = demo.cocoon("set", "-c", f"{COORDINATOR_IP}:1313", "-m", str(manifest), *client_args, *policies)
+    upd = demo.cocoon("set", "-c", f"{COORDINATOR_IP}:1313", "-m", str(manifest), *client_args, *owner, *policies)
+    if upd.returncode:
+        raise DemoError(f"the manifest update was refused: {upd.stdout}{upd.stderr}")
     seen["update"] = (upd.returncode, upd.stdout + upd.stderr)
     ver2 = demo.cocoon("verify", "-c", f"{COORDINATOR_IP}:1313", "-m", str(manifest), *client_args,
                        "--output", str(verify_dir))
@@ -468,7 +491,7 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     mesh_ca2 = demo.work / "mesh-ca.2.pem"
     mesh_ca2.write_bytes((verify_dir / "mesh-ca.pem").read_bytes())
     seen["rotated"] = mesh_ca.read_bytes() != mesh_ca2.read_bytes()
-    say(f"  manifest updated (a SAN for web): mesh CA rotated: {seen['rotated']}")
+    say(f"  manifest updated (a SAN for web) by its owner: mesh CA rotated: {seen['rotated']}")
     demo.stop(web)
     web = demo.boot(apps, "web", WEB_IP, "tap-web2")
     demo.wait_port(WEB_IP, APP_PORT)

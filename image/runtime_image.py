@@ -186,8 +186,15 @@ def build(tree: Path, out: Path, tag: str = "latest", epoch: int | None = None) 
 
 
 def tree_of(image_out: Path) -> Path:
-    """The guest root tree a build left next to its out/ directory (image.build's --build-dir layout)."""
-    return image_out.resolve().parent / "mkosi" / "root"
+    """The guest root tree the build of ``image_out`` left: ``--build-dir`` holding ``out`` (the tests' layout,
+    BUILD/out next to BUILD/mkosi/root) or the default ``build/`` beside the default ``out/``."""
+    out = image_out.resolve()
+    candidates = [out.parent / "mkosi" / "root", ROOT_DIR / "build" / "mkosi" / "root"]
+    for tree in candidates:
+        if (tree / "usr" / "lib" / "cocoon" / "site").is_dir():
+            return tree
+    raise RuntimeImageError(f"no guest root tree for {out} (looked in {', '.join(map(str, candidates))}); "
+                            "python -m image.build leaves it in BUILD/mkosi/root")
 
 
 def main(argv: list[str] | None = None) -> int:

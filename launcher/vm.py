@@ -100,7 +100,7 @@ class Vm:
                     time.sleep(0.1)
         return self._client
 
-    def call(self, rpc: str, request: Any = None, timeout: float = 60) -> Any:
+    def call(self, rpc: str, request: Any = None, timeout: float | None = 60) -> Any:
         return self.client().call(rpc, request, timeout=timeout)
 
     def stop(self) -> None:

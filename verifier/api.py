@@ -95,7 +95,9 @@ def verify(kind: str, report: bytes, aux: bytes, reference_values: Any, *,
         result = Result("az-snp-vtpm")
         expected = report_data if public_key else nonce
         verify_az_snp_vtpm(result, az_loads(report), refs, nonce=expected, initdata_digest=initdata_digest,
-                           anchors=amd_anchors(), at=at, crls=crls)
+                           anchors=amd_anchors() + ([_sim(trust_sim)] if trust_sim else []), at=at, crls=crls)
+        if result.simulated:
+            result.add("tee.simulated", True, "evidence under the sim chain, trusted because --trust-sim was given")
         return result
     if kind in ("tdx-quote",):
         result = Result("tdx")

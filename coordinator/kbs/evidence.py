@@ -93,7 +93,7 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
             # the quote's extraData carries the binding digest itself (the vTPM signs it, the HCL report
             # binds the vTPM's key); the initdata digest is checked in PCR 8
             result = verify("az-snp-vtpm", json.dumps(doc).encode(), b"", reference_values,
-                            initdata_digest=digest, nonce=bound[:48])
+                            initdata_digest=digest, nonce=bound[:48], trust_sim=trust_sim)
             rep = snp_report.parse(hcl.parse(az_snp_vtpm.parse(doc).hcl_report).snp_report)
             pcr8_ok = any(c.name == "az.tpm.pcr8.initdata" and c.status == "pass" for c in result.claims)
             host, measurement = (digest if digest is not None and pcr8_ok else b""), rep.measurement
