@@ -3,7 +3,8 @@ guest sent is the one its quote's RTMRs were extended with.
 
 What a guest sends (guest-components ``attester/src/tdx/ccel.rs``; agent/kbs_client.py ``_cc_eventlog``):
 the CCEL ACPI table's log area, ``/sys/firmware/acpi/tables/data/CCEL``, LAML bytes long, the log then the
-area's filler. Format: TCG PC Client Platform Firmware Profile, crypto-agile log:
+area's filler (guest-components sends it all; cocoon's guest leaves the filler out, ``trim_ccel``).
+Format: TCG PC Client Platform Firmware Profile, crypto-agile log:
 
 - first a TCG_PCR_EVENT in the SHA-1 layout, 32-byte header {u32 index, u32 type (EV_NO_ACTION), 20 zero
   bytes, u32 size} whose data is the TCG_EfiSpecIDEventStruct: "Spec ID Event03\\0", u32 platformClass, u8
