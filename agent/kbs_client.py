@@ -213,6 +213,24 @@ def read_evidence(tee: str, doc: Any) -> tuple[str, bytes, bytes]:
     raise ReportError(f"evidence of TEE {tee!r} is neither snp nor tdx")
 
 
+def read_cc_eventlog(doc: Any) -> bytes | None:
+    """The CC event log area a ``tdx`` evidence document carries (read_evidence has checked its keys),
+    decoded; None when it carries none (absent, null or empty). Bounded before decoding: base64 of more than
+    MAX_CCEL bytes (what a guest sends at most, and the verifier's parser takes) is a ReportError, and so is
+    anything but a base64 string."""
+    from agent.errors import ReportError
+
+    value = doc.get("cc_eventlog") if isinstance(doc, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4 * -(-MAX_CCEL // 3):
+        raise ReportError(f"cc_eventlog is not a base64 string of at most {MAX_CCEL} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReportError("cc_eventlog is not base64") from None
+
+
 class KbsClient:
     """One TEE key, one token at a time (renewed when the broker says it is missing or stale)."""
 
