@@ -7,8 +7,8 @@ JWE decrypted with the TEE key. The key (EC P-256, ECDH-ES+A256KW, guest-compone
 here, lives in this process's memory only, and is never written anywhere. The broker's URL and its CA
 certificate come from the measured initdata (``cdh.toml`` ``[kbc]``, or ``aa.toml``
 ``[token_configs.kbs]``), never from the host. Evidence: sim and SNP reports in Trustee's ``snp`` shape
-(agent/tee/snp_json.py), TDX quotes as ``{"quote", "cc_eventlog"}``, Azure vTPM evidence as the provider's
-``az-snp-vtpm`` document (agent/tee/az_vtpm.py).
+(agent/tee/snp_json.py), TDX quotes as ``{"quote", "cc_eventlog"}`` (the log without its area's filler),
+Azure vTPM evidence as the provider's ``az-snp-vtpm`` document (agent/tee/az_vtpm.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import http.client
 import json
 import re
 import ssl
+import struct
 import threading
 import tomllib
 import urllib.parse
@@ -105,16 +106,68 @@ def canonical_json(value: Any) -> bytes:
 
 CCEL = "/sys/firmware/acpi/tables/data/CCEL"  # the firmware's CC event log (ACPI CCEL table data)
 MAX_CCEL = 1 << 20
+SPEC_ID_HEADER = 32  # TCG_PCR_EVENT (SHA-1 layout): u32 index, u32 type, 20-byte digest, u32 size at 28
+SPEC_ID_FIXED = 28  # TCG_EfiSpecIDEventStruct up to and with u32 numberOfAlgorithms (at 24)
+EVENT2_HEADER = 12  # TCG_PCR_EVENT2: u32 index, u32 type, u32 digest count
+CC_MR_INDICES = 5  # TDX: 0 MRTD, 1..4 RTMR0..3 (edk2 CcMeasurement.h TDX_MR_INDEX_*)
 
 
 def _cc_eventlog(path: str | None = None) -> str | None:
-    """The CC event log as guest-components' TDX attester sends it (base64), when the firmware has one."""
+    """The CC event log as guest-components' TDX attester sends it (base64), when the firmware has one,
+    without the area's filler after the last event (``trim_ccel``)."""
     try:
         with open(path or CCEL, "rb") as f:
             data = f.read(MAX_CCEL + 1)
     except OSError:
         return None
-    return base64.b64encode(data).decode() if 0 < len(data) <= MAX_CCEL else None
+    return base64.b64encode(trim_ccel(data)).decode() if 0 < len(data) <= MAX_CCEL else None
+
+
+def trim_ccel(area: bytes) -> bytes:
+    """The CCEL log area up to the end of its last event, or the whole area when that is not plain.
+
+    The firmware reserves the area (LAML bytes: TDVF 64 KiB filled with 0xFF, td-shim up to 1 MiB of
+    zeros) and the log is usually a few KiB of it; sent whole, a 1 MiB area is 1.4 MiB of base64, more than
+    the broker takes in a request. Stripping trailing 0xFF/0x00 bytes would be wrong: an event may end in
+    them (an EV_SEPARATOR's data is four zero bytes), and cutting into it makes the log unreadable. So the
+    events are walked by their sizes (TCG PC Client PFP crypto-agile layout: the Spec ID event's digest
+    sizes, then each TCG_PCR_EVENT2's digests and data size) until the rest of the area is one filler byte
+    to its end, where verifier/ccel.py's parser stops too. Nothing is judged here; at the first thing the
+    walk does not expect (a header that is no TDX event, a digest of an algorithm the Spec ID event does not
+    list, a record running past the area) the area goes as it is and the verifier says what is wrong with
+    it: sending more than needed is always safe, sending less never is."""
+    end = _ccel_end(area)
+    return area if end is None else area[:end]
+
+
+def _ccel_end(area: bytes) -> int | None:
+    try:
+        spec_size: int = struct.unpack_from("<I", area, SPEC_ID_HEADER - 4)[0]
+        count: int = struct.unpack_from("<I", area, SPEC_ID_HEADER + SPEC_ID_FIXED - 4)[0]
+        if SPEC_ID_FIXED + 4 * count > spec_size:
+            return None
+        table = SPEC_ID_HEADER + SPEC_ID_FIXED  # {u16 algorithmId, u16 digestSize} per algorithm
+        sizes: dict[int, int] = dict(struct.unpack_from("<HH", area, table + 4 * i) for i in range(count))
+        off = SPEC_ID_HEADER + spec_size
+        # where the trailing run of one filler byte begins (the verifier's parser stops there as well)
+        filled = min(len(area.rstrip(b"\xff")), len(area.rstrip(b"\0")))
+        while off < filled:  # each record is at least 16 bytes: bounded by the area's size
+            index, _, digests = struct.unpack_from("<III", area, off)
+            if index >= CC_MR_INDICES or digests != count or count == 0:
+                return None
+            off += EVENT2_HEADER
+            for _ in range(digests):
+                alg: int = struct.unpack_from("<H", area, off)[0]
+                if alg not in sizes:
+                    return None
+                off += 2 + sizes[alg]
+            size: int = struct.unpack_from("<I", area, off)[0]
+            off += 4 + size
+            if off > len(area):
+                return None
+        return min(off, len(area))
+    except struct.error:  # a field past the area's end
+        return None
 
 
 def evidence_json(evidence: Any) -> dict[str, Any]:
@@ -163,6 +216,24 @@ def read_evidence(tee: str, doc: Any) -> tuple[str, bytes, bytes]:
         except (binascii.Error, ValueError):
             raise ReportError("tdx quote is not base64") from None
     raise ReportError(f"evidence of TEE {tee!r} is neither snp nor tdx")
+
+
+def read_cc_eventlog(doc: Any) -> bytes | None:
+    """The CC event log area a ``tdx`` evidence document carries (read_evidence has checked its keys),
+    decoded; None when it carries none (absent, null or empty). Bounded before decoding: base64 of more than
+    MAX_CCEL bytes (what a guest sends at most, and the verifier's parser takes) is a ReportError, and so is
+    anything but a base64 string."""
+    from agent.errors import ReportError
+
+    value = doc.get("cc_eventlog") if isinstance(doc, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 4 * -(-MAX_CCEL // 3):
+        raise ReportError(f"cc_eventlog is not a base64 string of at most {MAX_CCEL} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReportError("cc_eventlog is not base64") from None
 
 
 class KbsClient:

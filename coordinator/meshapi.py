@@ -4,8 +4,10 @@ ReferenceValues, looks up ``Policies[HOSTDATA]`` (TDX: MRCONFIGID's first 32 byt
 certificate for that key, the mesh CA, the root CA and the workload secret (authority.mesh_identity).
 
 Nonces are single use and live NONCE_TTL_S; the table is bounded (the oldest goes first). Evidence comes
-as the attestation agent's JSON (agent/tee/snp_json.py for SNP, ``{"quote"}`` for TDX), REPORT_DATA =
-SHA-512(PublicKey || Nonce) as cocoon's aTLS binds (agent/evidence.py). Sim evidence passes only when the
+as the attestation agent's JSON (agent/tee/snp_json.py for SNP, ``{"quote", "cc_eventlog"}`` for TDX),
+REPORT_DATA = SHA-512(PublicKey || Nonce) as cocoon's aTLS binds (agent/evidence.py). A TDX pod's CC event
+log is replayed against its quote's RTMRs (verifier/ccel.py), as the key broker does: a log that is not one,
+or does not replay, is a refusal; without one only the quote is checked. Sim evidence passes only when the
 coordinator was started with ``--trust-sim``.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 import grpc
 
 from agent.errors import AgentError
+from agent.kbs_client import MAX_CCEL
 from coordinator.authority import Authority, CoordinatorError
 from coordinator.protocols import meshapi_pb2 as pb
 from coordinator.userapi import Refused
@@ -26,13 +29,13 @@ from coordinator.userapi import Refused
 SERVICE = "meshapi.MeshAPI"
 NONCE_TTL_S = 60.0
 MAX_NONCES = 4096
-MAX_EVIDENCE = 64 << 10
+# a report or quote with its certificates is some KiB; a TDX pod's CC event log may add up to MAX_CCEL, base64
+MAX_EVIDENCE = (64 << 10) + 4 * -(-MAX_CCEL // 3)
 
 
-def evidence_parts(tee: str, raw: bytes) -> tuple[str, bytes, bytes]:
-    """(verifier kind, report, aux) from the attestation agent's evidence JSON (agent/kbs_client.py)."""
+def evidence_doc(raw: bytes) -> dict[str, Any]:
+    """The attestation agent's evidence JSON object (duplicate keys refused)."""
     from agent import strictjson
-    from agent.kbs_client import read_evidence
 
     try:
         doc = strictjson.loads(raw)
@@ -40,10 +43,33 @@ def evidence_parts(tee: str, raw: bytes) -> tuple[str, bytes, bytes]:
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "Evidence is not JSON") from None
     if not isinstance(doc, dict):
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "Evidence is not a JSON object")
+    return doc
+
+
+def evidence_parts(tee: str, raw: bytes) -> tuple[str, bytes, bytes]:
+    """(verifier kind, report, aux) from the attestation agent's evidence JSON (agent/kbs_client.py)."""
+    return _parts(tee, evidence_doc(raw))
+
+
+def _parts(tee: str, doc: dict[str, Any]) -> tuple[str, bytes, bytes]:
+    from agent.kbs_client import read_evidence
+
     try:
         return read_evidence(tee, doc)
     except AgentError as exc:
         raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"{tee} Evidence: {exc}") from None
+
+
+def evidence_eventlog(kind: str, doc: dict[str, Any]) -> bytes | None:
+    """The CC event log area TDX evidence carries (None: none sent, or not TDX)."""
+    from agent.kbs_client import read_cc_eventlog
+
+    if kind != "tdx-quote":
+        return None
+    try:
+        return read_cc_eventlog(doc)
+    except AgentError as exc:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"tdx Evidence: {exc}") from None
 
 
 class MeshApi:
@@ -84,11 +110,13 @@ class MeshApi:
             key = serialization.load_der_public_key(bytes(req.PublicKey))
         except (ValueError, TypeError):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "PublicKey is not a DER SubjectPublicKeyInfo") from None
-        kind, report, aux = evidence_parts(req.Tee, bytes(req.Evidence))
+        doc = evidence_doc(bytes(req.Evidence))
+        kind, report, aux = _parts(req.Tee, doc)
+        log = evidence_eventlog(kind, doc)
         refs = to_cocoon_refs(self.authority.current_manifest().get("ReferenceValues") or {})
         try:
             result = verify(kind, report, aux, refs, nonce=bytes(req.Nonce), public_key=bytes(req.PublicKey),
-                            trust_sim=self.trust_sim)
+                            trust_sim=self.trust_sim, cc_eventlog=log)
         except AgentError as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"the evidence could not be checked: {exc}") from None
         if not result.ok:

@@ -16,7 +16,10 @@ directory as ``<id>-<16 random hex>-<basename>`` (``FileShare``; the caller send
 source rewritten to it, and so is a host directory (kubelet's ConfigMap, Secret, projected volumes: their
 files and relative symlinks, bounded); a kubelet emptyDir becomes Kata's ``local`` storage (``ephemeral``
 tmpfs when the node's is tmpfs, medium Memory) below the sandbox directory; any other bind mount (a device,
-/proc, /sys) is dropped. Annotations: the
+/proc, /sys) is dropped. One kind of bind mount names a guest path, not a node path, and goes through as it
+is: exactly one of the guest's attestation-agent / data-hub socket paths (agent/guest_components.py
+``CONTAINER_SOURCES``, a pod's hostPath volume asks for it and ``cocoon generate`` pins it), read-only, as
+Kata's runtime leaves a guest path for the agent to bind. Annotations: the
 runtime's own ``io.katacontainers.config.*`` (the VM's initdata and other hypervisor settings, consumed by
 the shim) are not the container's and are dropped; Kata's ``io.katacontainers.pkg.oci.container_type`` and
 ``bundle_path`` are added. The OCI version is the bundle's (containerd 1.6 writes ``1.0.2-dev``).
@@ -35,6 +38,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
+from agent.guest_components import CONTAINER_SOURCES
 from agent.protocols import agent_pb2, oci_pb2
 
 # Kata's kataGuestSharedDir()/containers: where the guest keeps a container's directories (generator's cpath)
@@ -142,6 +146,24 @@ def empty_dir_storage(source: str) -> dict[str, Any] | None:
             "mount_point": f"{SANDBOX_DIR}/local/{name}"}
 
 
+def guest_socket_mount(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A bind mount whose source is exactly one of the guest's socket paths (``CONTAINER_SOURCES``), as it
+    is: the guest's file, which the agent binds (agent/storage.py ``bind_source``), never a node file to copy.
+    containerd's CRI plugin (WithMounts) has by then created an empty directory of that name on the node when
+    the node had none, and resolved the node's symlinks in the source, so the node's file system says nothing
+    about it; only the exact string counts here, as in the policy and the agent. A hostPath mount is
+    ``rbind``, the propagation (``rprivate``), then ``ro`` or ``rw``; anything but read-only is refused here
+    with the reason (the generator refuses such a pod, the policy and the agent such a request) rather than
+    sent to be denied."""
+    source, opts = str(m.get("source", "")), m.get("options") or []
+    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
+        raise SpecError(f"bind mount of the guest's {source}: options {opts!r} are not a list of strings")
+    if "ro" not in opts or "rw" in opts:
+        raise SpecError(f"bind mount of the guest's {source} at {m.get('destination', '')}: only read-only "
+                        f"(readOnly: true in the pod; options {opts}: ro and no rw)")
+    return dict(m)
+
+
 def guest_mounts(mounts: Sequence[Mapping[str, Any]],
                  cid: str) -> tuple[list[dict[str, Any]], list[FileShare], list[dict[str, Any]]]:
     """The spec's mounts as the guest gets them, the host files and directories to copy for them, and the
@@ -155,6 +177,8 @@ def guest_mounts(mounts: Sequence[Mapping[str, Any]],
             shm = {"destination": dest, "type": "bind", "source": SANDBOX_SHM, "options": ["rbind"]}
             if shm not in out:
                 out.append(shm)
+        elif kind == "bind" and source in CONTAINER_SOURCES:
+            out.append(guest_socket_mount(m))
         elif kind == "bind":
             storage = empty_dir_storage(source)
             if storage is not None:

@@ -139,8 +139,16 @@ REFUSALS: list[tuple[str, Callable[[], bytes], str]] = [
     ("absurd event size", lambda: _set(GOOD, REC + 12 + 2 + 48, struct.pack("<I", 0xFFFFFFFF)), "needs 4294967295"),
     ("truncated digest", lambda: GOOD[: REC + 12 + 2 + 20], "a digest at offset"),
     ("truncated header", lambda: GOOD + b"\x01\x02\x03", "needs 12 bytes, 3 left"),
-    ("mixed filler", lambda: GOOD + b"\xff" * 16 + b"\0" * 16, "index 4294967295"),
-    ("junk after the filler", lambda: GOOD + b"\xff" * 16 + b"junk" + b"\xff" * 16, "index 4294967295"),
+    ("mixed filler", lambda: GOOD + b"\xff" * 16 + b"\0" * 16,
+     f"offset {len(GOOD):#x} in bytes that are neither an event nor filler: 0xff up to offset "
+     f"{len(GOOD) + 16:#x}, then 0x00"),
+    ("zeros then 0xFF", lambda: GOOD + b"\0" * 16 + b"\xff" * 16, "neither an event nor filler: 0x00 up to"),
+    ("mixed filler, short", lambda: GOOD + b"\xff" * 8 + b"\0" * 2, "neither an event nor filler: 0xff up to"),
+    ("mixed within a header", lambda: GOOD + b"\0\0" + b"\xff" * 30, "neither an event nor filler: 0x00 up to"),
+    ("junk after the filler", lambda: GOOD + b"\xff" * 16 + b"junk" + b"\xff" * 16,
+     f"neither an event nor filler: 0xff up to offset {len(GOOD) + 16:#x}, then 0x6a"),
+    ("junk after zero filler", lambda: GOOD + b"\0" * 64 + b"\x07", "neither an event nor filler: 0x00 up to"),
+    ("junk right after the log", lambda: GOOD + b"\x07" * 16, "index 117901063"),  # an event as far as anyone can tell
     ("too large", lambda: GOOD + b"\xff" * ccel.MAX_LOG, "more than 1048576"),
     ("empty", lambda: b"", "needs 32 bytes, 0 left"),
 ]
@@ -151,6 +159,21 @@ def test_malformed_logs_are_refused_with_what_is_wrong(case: str, make: Callable
     with pytest.raises(CcelError, match=r"^CC event log: ") as err:
         ccel.parse(make())
     assert words in str(err.value), (case, str(err.value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"\xff", b"\0"]), max_size=40),
+       st.sampled_from([GOOD, ccelgen.trustee_ovmf()[0][:0x848]]))
+def test_a_tail_of_filler_bytes_is_filler_or_said_to_be_neither(tail: list[bytes], body: bytes) -> None:
+    """After the last event, 0xFF and 0x00 bytes are filler when they are one byte to the end, and otherwise
+    refused as neither an event nor filler, at the offset where the log ends."""
+    raw = body + b"".join(tail)
+    if len(set(tail)) <= 1:
+        assert ccel.parse(raw).events == ccel.parse(body).events
+        return
+    with pytest.raises(CcelError) as err:
+        ccel.parse(raw)
+    assert f"the log ends at offset {len(body):#x} in bytes that are neither an event nor filler" in str(err.value)
 
 
 def test_a_log_without_a_sha384_bank_parses_but_does_not_replay() -> None:

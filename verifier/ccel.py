@@ -3,7 +3,8 @@ guest sent is the one its quote's RTMRs were extended with.
 
 What a guest sends (guest-components ``attester/src/tdx/ccel.rs``; agent/kbs_client.py ``_cc_eventlog``):
 the CCEL ACPI table's log area, ``/sys/firmware/acpi/tables/data/CCEL``, LAML bytes long, the log then the
-area's filler. Format: TCG PC Client Platform Firmware Profile, crypto-agile log:
+area's filler (guest-components sends it all; cocoon's guest leaves the filler out, ``trim_ccel``).
+Format: TCG PC Client Platform Firmware Profile, crypto-agile log:
 
 - first a TCG_PCR_EVENT in the SHA-1 layout, 32-byte header {u32 index, u32 type (EV_NO_ACTION), 20 zero
   bytes, u32 size} whose data is the TCG_EfiSpecIDEventStruct: "Spec ID Event03\\0", u32 platformClass, u8
@@ -26,7 +27,8 @@ Strict where the format says exactly: an unknown algorithm, a size other than th
 listed twice, a Spec ID event whose size is not its contents', an event that lists other digests than the
 Spec ID event, an index outside 0..4, a record cut short, or bytes after the log that are not the area's
 uniform filler (all 0xFF, as TDVF leaves it, or all zero, as td-shim does) are a CcelError naming the
-offset. Event types are not judged: the replay does not depend on them, save EV_NO_ACTION.
+offset; bytes that begin as filler but are not that (0xFF then 0x00, junk after the filler) are said to be
+neither an event nor filler. Event types are not judged: the replay does not depend on them, save EV_NO_ACTION.
 """
 
 from __future__ import annotations
@@ -136,6 +138,21 @@ def _spec_id(raw: bytes) -> tuple[dict[int, int], int, int, bytes, int]:
     return algorithms, index, uintn, vendor, HEADER_SIZE + size
 
 
+def _not_filler(raw: bytes, start: int) -> None:
+    """Refuse a record whose header is made of filler bytes (only 0xFF and 0x00, which no event header is:
+    its index would be 0 or at least 0xFF, its digest count 0 or at least 0xFF) although the filler does not
+    run to the area's end: mixed filler, or junk after the filler. Said as that, rather than as an event with
+    index 4294967295, or no digests, or a header cut short."""
+    head = raw[start : start + 12]
+    if not set(head) <= {0x00, 0xFF}:
+        return
+    byte = head[:1]
+    stop = start + len(raw[start:]) - len(raw[start:].lstrip(byte))  # < len(raw): this run is not the filler
+    raise CcelError(f"CC event log: the log ends at offset {start:#x} in bytes that are neither an event nor "
+                    f"filler: {byte[0]:#04x} up to offset {stop:#x}, then {raw[stop]:#04x} (an area's filler is "
+                    "one byte, 0xFF or 0x00, to its end)")
+
+
 def parse(raw: bytes) -> Log:
     """Every record of a CC event log area (the log, then optional filler to the area's end)."""
     if not isinstance(raw, bytes):
@@ -148,6 +165,7 @@ def parse(raw: bytes) -> Log:
     events: list[Event] = []
     while off < filled:  # what follows the last record is uniform filler, or nothing
         start = off
+        _not_filler(raw, start)
         mr, etype, count = struct.unpack_from("<III", _take(raw, off, 12, "an event header"))
         if mr not in MR_INDICES:
             raise CcelError(f"CC event log: event at offset {start:#x} has index {mr}; TDX has MRTD and "

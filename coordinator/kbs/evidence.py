@@ -17,15 +17,13 @@ says which (``tdx.cc_eventlog_replayed``), so a resource policy can require a re
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 from typing import Any
 
 from agent.errors import AgentError
 from agent.initdata import parse_document
-from agent.kbs_client import read_evidence
+from agent.kbs_client import read_cc_eventlog, read_evidence
 from coordinator.kbs.errors import KbsError
 from coordinator.kbs.protocol import Attestation, report_data
 from verifier.api import verify
@@ -107,15 +105,7 @@ def appraise(tee: str, att: Attestation, reference_values: Any, *, trust_sim: st
 
 def _cc_eventlog(doc: Any) -> bytes | None:
     """The log area a ``tdx`` evidence carries (read_evidence has checked the object's keys)."""
-    from verifier.ccel import MAX_LOG
-
-    value = doc.get("cc_eventlog") if isinstance(doc, dict) else None
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 4 * -(-MAX_LOG // 3):
-        raise KbsError("RcarAttestFailed", f"tdx evidence: cc_eventlog is not a base64 string of at most {MAX_LOG} "
-                                           "bytes")
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise KbsError("RcarAttestFailed", "tdx evidence: cc_eventlog is not base64") from None
+        return read_cc_eventlog(doc)
+    except AgentError as exc:
+        raise KbsError("RcarAttestFailed", f"tdx evidence: {exc}") from None
