@@ -73,6 +73,8 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: coordinator
+  annotations:
+    contrast.edgeless.systems/pod-role: coordinator
 spec:
   automountServiceAccountToken: false
   containers:
@@ -421,21 +423,23 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     say = demo.say
     t0 = time.monotonic()
     layout = demo.build_image()
-    coord = demo.generate("coordinator", COORDINATOR_YAML.format(trust=_indent(demo.trust.read_text(), 4),
-                                                                  image=IMAGE), layout)
     web_cmd = [*PY, "cocoon.demo_apps", "web", "--voting", f"{VOTING_IP}:{APP_PORT}"]
     voting_cmd = [*PY, "cocoon.demo_apps", "voting"]
-    apps = demo.generate("apps", APPS_YAML.format(image=IMAGE, web=_yaml_list(web_cmd), voting=_yaml_list(voting_cmd)),
-                         layout, "--add-initializer", IMAGE, "--coordinator", f"{COORDINATOR_IP}:7777")
+    # one run, as a platform team generates its deployment: the coordinator's pod (its pod-role annotation
+    # makes its manifest entry Role: coordinator, and keeps the initializer out of it) and the two apps
+    yaml = (COORDINATOR_YAML.format(trust=_indent(demo.trust.read_text(), 4), image=IMAGE) + "---\n"
+            + APPS_YAML.format(image=IMAGE, web=_yaml_list(web_cmd), voting=_yaml_list(voting_cmd)))
+    apps = demo.generate("deploy", yaml, layout, "--add-initializer", IMAGE, "--coordinator", f"{COORDINATOR_IP}:7777")
+    coord = apps
     demo.timings.append(("generate: image, coordinator, apps", time.monotonic() - t0))
-    say(f"  generated: coordinator {hashlib.sha256(coord.documents['coordinator']).hexdigest()[:16]}…, "
-        f"web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
+    say(f"  generated: coordinator {hashlib.sha256(coord.documents['coordinator']).hexdigest()[:16]}… (Role: "
+        f"coordinator), web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
     manifest = apps.out / "manifest.json"
     owner_key = _workload_owner(demo.work / "workload-owner.pem", manifest)
-    coord_initdata = demo.work / "coordinator" / "coordinator.initdata.toml"
-    policies = [str(demo.work / "apps" / f"{n}.initdata.toml") for n in ("web", "voting")]
-    client_args = ["--reference-values", str(demo.refs), "--coordinator-initdata", str(coord_initdata),
-                   "--trust-sim", str(demo.trust)]
+    policies = [str(demo.work / "deploy" / f"{n}.initdata.toml") for n in ("coordinator", "web", "voting")]
+    # what the coordinator must be comes from the manifest (its ReferenceValues and Role: coordinator
+    # policy); the sim root is the one thing a relying party must be told to accept here
+    client_args = ["--trust-sim", str(demo.trust)]
     owner = ["--owner-key", str(owner_key)]
 
     demo.boot(coord, "coordinator", COORDINATOR_IP, "tap-coord")

@@ -5,7 +5,7 @@
     cocoon verify --evidence evidence.json --nonce HEX --reference-values ... --initdata ...
     cocoon verify --report report.bin --vcek vcek.der --reference-values ... [--nonce HEX] [--type snp|tdx]
     cocoon verify --ear token.jwt --broker-key kbs-state/token-key.pub.pem [--json]
-    cocoon verify --coordinator HOST:1313 -m manifest.json --reference-values refs.json [--output verify]
+    cocoon verify --coordinator HOST:1313 -m manifest.json [--output verify]   (the manifest says what it must be)
 
 With ``--address`` a fresh random nonce is sent and checked; with
 ``--evidence`` (the JSON ``cocoon ctl GetEvidence`` prints) pass the nonce
@@ -146,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         from coordinator.cli import CliError, verify_coordinator
         from coordinator.client import CoordinatorClientError
 
-        if not args.manifest or not args.reference_values:
-            raise AgentError("--coordinator needs --manifest and --reference-values")
+        if not args.manifest:
+            raise AgentError("--coordinator needs --manifest (its ReferenceValues and Role: coordinator policy "
+                             "say what the coordinator must be; --reference-values/--coordinator-initdata override)")
         try:
             return verify_coordinator(args)
         except (CliError, CoordinatorClientError) as exc:

@@ -40,16 +40,50 @@ def _read(path: str | Path, what: str) -> bytes:
         raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def _connect(args: argparse.Namespace) -> CoordinatorClient:
+def expectation(args: argparse.Namespace) -> tuple[dict[str, Any], bytes | None]:
+    """(reference values, coordinator initdata digest or None) the coordinator must match. They come from the
+    command line or, when not given there, from the manifest: its ReferenceValues (the image's launch
+    measurements) and its ``Role: coordinator`` policy (the coordinator pod's initdata digest), so `cocoon
+    verify -c HOST -m manifest.json` needs nothing more, as Contrast's verify does with the policy its CLI
+    knows."""
     from agent import initdata
-    from verifier.refs import load
+    from generator.errors import GenerateError
+    from generator.manifest import coordinator_digest, to_cocoon_refs
+    from generator.manifest import load as load_manifest
+    from verifier.refs import ReferenceValuesError, load, validate
 
-    refs = load(args.reference_values)
+    doc: dict[str, Any] | None = None
+    if getattr(args, "manifest", None):
+        try:
+            doc = load_manifest(_read(args.manifest, "manifest"), str(args.manifest))
+        except GenerateError as exc:
+            raise CliError(str(exc)) from None
+    if args.reference_values:
+        refs = load(args.reference_values)
+    elif doc is not None and doc.get("ReferenceValues"):
+        try:
+            refs = validate(to_cocoon_refs(doc["ReferenceValues"]))
+        except (ReferenceValuesError, KeyError, TypeError, ValueError) as exc:
+            raise CliError(f"{args.manifest}: its ReferenceValues do not convert to reference values: {exc}") \
+                from None
+    else:
+        raise CliError("no reference values: give --reference-values, or a manifest (-m) that has ReferenceValues")
     digest = initdata.parse_document(_read(args.coordinator_initdata, "coordinator initdata")).digest \
         if args.coordinator_initdata else None
+    if digest is None and doc is not None:
+        try:
+            digest = coordinator_digest(doc)
+        except GenerateError as exc:
+            raise CliError(f"{args.manifest}: {exc}") from None
+    return refs, digest
+
+
+def _connect(args: argparse.Namespace) -> CoordinatorClient:
+    """Attest the coordinator (against ``expectation``) before anything is sent; retried while it starts."""
+    refs, digest = expectation(args)
     if digest is None:
-        print("cocoon: warning: no --coordinator-initdata: any pod of this image could answer as the coordinator",
-              file=sys.stderr)
+        print("cocoon: warning: no --coordinator-initdata and no Role: coordinator policy in the manifest: any pod "
+              "of this image could answer as the coordinator", file=sys.stderr)
     deadline = time.monotonic() + args.wait
     while True:
         try:
@@ -258,7 +292,8 @@ def register(sub: Any) -> None:
     i.set_defaults(handler=_guarded(cmd_initializer))
     p = sub.add_parser("set", help="attest the coordinator and set the manifest (and the pods' policies)")
     _client_args(p)
-    p.add_argument("--reference-values", required=True, metavar="FILE", help="reference values of the image")
+    p.add_argument("--reference-values", metavar="FILE", help="reference values of the image (default: the "
+                   "manifest's ReferenceValues)")
     p.add_argument("--owner-key", metavar="PEM", help="the workload owner's private key (every update)")
     p.add_argument("policies", nargs="*", metavar="POLICY.toml|DIR", help="the pods' initdata documents")
     p.set_defaults(handler=_guarded(cmd_set))
@@ -266,7 +301,9 @@ def register(sub: Any) -> None:
     r.add_argument("-c", "--coordinator", required=True, metavar="HOST:PORT", help="the coordinator's user API")
     r.add_argument("--seed-shares", required=True, metavar="FILE", help="seed-shares.json (written by the first set)")
     r.add_argument("--seedshare-key", required=True, metavar="PEM", help="the seed-share owner's RSA private key")
-    r.add_argument("--reference-values", required=True, metavar="FILE", help="reference values of the image")
+    r.add_argument("-m", "--manifest", metavar="FILE", help="the deployment's manifest: the coordinator's "
+                   "reference values and Role: coordinator policy, when not given below")
+    r.add_argument("--reference-values", metavar="FILE", help="reference values of the image")
     r.add_argument("--coordinator-initdata", metavar="FILE", help="the coordinator pod's initdata document")
     r.add_argument("--trust-sim", metavar="PEM", help="also accept sim-TEE evidence under this sim chain")
     r.add_argument("--wait", type=float, default=60.0, metavar="S", help="retry connecting this long (60 s)")

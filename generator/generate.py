@@ -176,11 +176,13 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
         from generator import initializer
 
         for pod in pods:
-            initializer.add(pod, options.initializer_image, options.coordinator or "")
+            if kube.role(pod) != "coordinator":  # the coordinator is where identities come from
+                initializer.add(pod, options.initializer_image, options.coordinator or "")
     counter = [0]
     infos = _resolve_images(pods, options, say, counter)
     results: list[PodResult] = []
     policies: dict[str, tuple[str, list[str]]] = {}
+    roles: dict[str, str] = {}
     for pod in pods:
         data = policy.policy_data(pod, infos, cfg, allow_privileged=options.allow_privileged,
                                   allow_host_path=options.allow_host_path)
@@ -189,13 +191,15 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
         pinned = {ref: infos[ref].pinned for _, ref in kube.images(pod)}
         kube.annotate(pod, initdata_annotation(document), cfg.doc["runtime_class_name"], pinned)
         policies[digest] = (manifest.secret_id(pod.api_version, pod.kind, pod.namespace, pod.name), [pod.name, "*"])
+        if kube.role(pod):
+            roles[digest] = kube.role(pod)
         results.append(PodResult(pod.where, pod.name, digest, sorted(set(pinned.values()))))
     if len(policies) != len(pods):
         say("note: some pods have identical policies (same spec and images): one manifest entry each policy")
 
     all_layers = sorted({layer.digest: layer for info in infos.values() for layer in info.layers}.values(),
                         key=lambda lay: lay.digest)
-    new_manifest = manifest.update(existing, values, policies)
+    new_manifest = manifest.update(existing, values, policies, roles)
     rendered = []
     for f in files:
         dest = (options.yaml_out / f.path.name) if options.yaml_out else f.path

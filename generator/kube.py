@@ -47,6 +47,10 @@ PASS_THROUGH = frozenset({
 })
 #: annotation holding the pod's initdata (Kata's KATA_ANNO_CFG_HYPERVISOR_INIT_DATA, genpolicy yaml.rs)
 INITDATA_ANNOTATION = "io.katacontainers.config.hypervisor.cc_init_data"
+# Contrast's pod-role annotation (its generate reads it to mark the coordinator's pod): the manifest entry of
+# that pod's policy gets ``Role: coordinator``, and a relying party finds the coordinator's initdata there.
+ROLE_ANNOTATION = "contrast.edgeless.systems/pod-role"
+ROLES = ("coordinator",)
 CONTAINER_LISTS = ("initContainers", "containers")
 SUFFIXES = (".yaml", ".yml")
 
@@ -250,6 +254,16 @@ def containers(pod: PodTemplate) -> Iterator[tuple[str, int, Any]]:
             if not isinstance(c, Mapping):
                 raise GenerateError(f"{pod.where}: spec.{key}[{i}] must be a mapping")
             yield key, i, c
+
+
+def role(pod: PodTemplate) -> str:
+    """The pod's role from ROLE_ANNOTATION: "" (a workload) or one of ROLES; anything else is refused."""
+    annotations = (pod.metadata or {}).get("annotations") or {}
+    value = annotations.get(ROLE_ANNOTATION, "") if isinstance(annotations, Mapping) else ""
+    if value and value not in ROLES:
+        raise GenerateError(f"{pod.where}: annotation {ROLE_ANNOTATION} is {str(value)[:40]!r}; "
+                            f"the roles are: {', '.join(ROLES)}")
+    return str(value)
 
 
 def images(pod: PodTemplate) -> list[tuple[str, str]]:

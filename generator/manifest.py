@@ -151,8 +151,9 @@ def secret_id(api_version: str, kind: str, namespace: str, name: str) -> str:
 
 
 def update(existing: Mapping[str, Any] | None, values: Mapping[str, Any],
-           policies: Mapping[str, tuple[str, list[str]]]) -> dict[str, Any]:
-    """The manifest after this run: ``policies`` maps initdata digest hex -> (WorkloadSecretID, default SANs)."""
+           policies: Mapping[str, tuple[str, list[str]]], roles: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The manifest after this run: ``policies`` maps initdata digest hex -> (WorkloadSecretID, default SANs);
+    ``roles`` digest -> Role for the pods that have one (the coordinator's, from its pod-role annotation)."""
     old = dict(existing or {})
     old_policies = old.get("Policies") or {}
     by_secret = {v.get("WorkloadSecretID"): v for v in old_policies.values() if isinstance(v, Mapping)}
@@ -160,8 +161,9 @@ def update(existing: Mapping[str, Any] | None, values: Mapping[str, Any],
     for digest, (sid, sans) in sorted(policies.items()):
         was = old_policies.get(digest) or by_secret.get(sid) or {}
         entry = {"SANs": list(was.get("SANs", sans)), "WorkloadSecretID": was.get("WorkloadSecretID", sid)}
-        if was.get("Role"):
-            entry["Role"] = was["Role"]
+        role = (roles or {}).get(digest) or was.get("Role")
+        if role:
+            entry["Role"] = role
         entries[digest] = entry
     old_values = old.get("ReferenceValues") or {}
     ref: dict[str, Any] = {}
@@ -199,6 +201,8 @@ def load(raw: bytes, source: str) -> dict[str, Any]:
             raise GenerateError(f"manifest {source}: Policies.{digest}.SANs must be a list of strings")
         if not isinstance(entry.get("WorkloadSecretID", ""), str):
             raise GenerateError(f"manifest {source}: Policies.{digest}.WorkloadSecretID must be a string")
+        if not isinstance(entry.get("Role", ""), str):
+            raise GenerateError(f"manifest {source}: Policies.{digest}.Role must be a string")
     for key in ("WorkloadOwnerKeyDigests", "SeedshareOwnerPubKeys"):
         if not all(isinstance(k, str) for k in doc.get(key) or []):
             raise GenerateError(f"manifest {source}: {key} must be a list of strings (hex keys or digests)")
@@ -209,6 +213,16 @@ def load(raw: bytes, source: str) -> dict[str, Any]:
             raise GenerateError(f"manifest {source}: ReferenceValues.{platform} must be a list of objects "
                                 "(platforms: snp, tdx)")
     return doc
+
+
+def coordinator_digest(doc: Mapping[str, Any]) -> bytes | None:
+    """The initdata digest of the manifest's one ``Role: coordinator`` policy (None without one); two such
+    entries make the coordinator ambiguous and are refused."""
+    found = [d for d, e in (doc.get("Policies") or {}).items()
+             if isinstance(e, Mapping) and e.get("Role") == "coordinator"]
+    if len(found) > 1:
+        raise GenerateError(f"the manifest names {len(found)} coordinator policies (Role: coordinator); one at most")
+    return bytes.fromhex(found[0]) if found else None
 
 
 def dumps(manifest: Mapping[str, Any]) -> bytes:

@@ -474,3 +474,45 @@ def test_pods_talk_mtls_with_their_mesh_certificates_and_an_update_rotates_the_t
     server.join(timeout=30)
     assert len(served) == 3 and served[:2] == ["ping from web", "ping from openssl"], served
     assert served[2].startswith("refused:"), served
+
+
+def test_what_the_coordinator_must_be_comes_from_the_manifest_unless_given(tmp_path: Path) -> None:
+    """`cocoon verify -c HOST -m manifest.json` needs nothing more: the manifest's ReferenceValues and its
+    Role: coordinator policy say what to expect; the command line overrides; ambiguity is refused."""
+    import argparse
+
+    from coordinator.cli import CliError, expectation
+    from verifier.refs import validate
+
+    coordinator = hashlib.sha256(COORDINATOR_INITDATA).hexdigest()
+    raw, _ = pod_manifest({**WEB, "coordinator": {"SANs": ["coordinator"], "WorkloadSecretID": "c",
+                                                  "Role": "coordinator"}})
+    doc = json.loads(raw)
+    doc["Policies"] = {(coordinator if e.get("Role") else d): e for d, e in doc["Policies"].items()}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(doc))
+
+    def ns(**kw: Any) -> argparse.Namespace:
+        return argparse.Namespace(**{"manifest": str(path), "reference_values": None, "coordinator_initdata": None,
+                                     **kw})
+
+    refs, digest = expectation(ns())
+    assert digest == bytes.fromhex(coordinator)
+    assert refs["snp"]["measurements"] == validate(REFS)["snp"]["measurements"]
+    (tmp_path / "other.toml").write_bytes(COORDINATOR_INITDATA + b"# another\n")
+    other = ns(coordinator_initdata=str(tmp_path / "other.toml"))
+    assert expectation(other)[1] == hashlib.sha256(COORDINATOR_INITDATA + b"# another\n").digest()
+    (tmp_path / "refs.json").write_text(json.dumps({"snp": {"measurements": [{"measurement": "cd" * 48}]}}))
+    assert expectation(ns(reference_values=str(tmp_path / "refs.json")))[0]["snp"]["measurements"][0][
+        "measurement"] == "cd" * 48
+    doc["Policies"] = {d: {**e, "Role": "coordinator"} for d, e in doc["Policies"].items()}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CliError, match="2 coordinator policies"):
+        expectation(ns())
+    doc["ReferenceValues"] = {}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CliError, match="no reference values"):
+        expectation(ns(coordinator_initdata=str(tmp_path / "other.toml")))
+    path.write_text('{"Policies": {}, "Policies": {}}')
+    with pytest.raises(CliError, match="duplicate key"):
+        expectation(ns())

@@ -248,3 +248,41 @@ def test_add_initializer_puts_the_coordinators_initializer_in_every_pod(registry
     bad = generate(tmp_path, registry, images, "--add-initializer", "local/tool:2", "--coordinator", "nope", str(yaml),
                    expect=2)
     assert "is not HOST:PORT" in bad.stderr
+
+
+def test_the_coordinators_pod_role_marks_its_manifest_entry_and_keeps_the_initializer_out(
+        registry: Registry, images: dict[str, Any], tmp_path: Path) -> None:
+    """Contrast's pod-role annotation: the coordinator's policy is the manifest's Role: coordinator entry (what
+    `cocoon verify -c` attests against), and --add-initializer leaves that pod alone; any other role is refused."""
+    coordinator = f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: coordinator
+  annotations:
+    {kube.ROLE_ANNOTATION}: coordinator
+spec:
+  containers:
+  - name: coordinator
+    image: local/tool:2
+    args: ["coordinator", "serve"]
+---
+"""
+    yaml = tmp_path / "pods.yaml"
+    yaml.write_text(coordinator + pod_yaml(registry.host))
+    result = json.loads(generate(tmp_path, registry, images, "--add-initializer", "local/tool:2", "--coordinator",
+                                 "10.0.0.2:7777", str(yaml)).stdout)
+    pods = {p.name: p for p in kube.pods([kube.load(yaml)])}
+    assert "initContainers" not in pods["coordinator"].spec
+    assert pods["web"].spec["initContainers"][0]["name"] == "coordinator-initializer"
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    digest = next(p["initdata_digest"] for p in result["pods"] if p["name"] == "coordinator")
+    assert doc["Policies"][digest]["Role"] == "coordinator"
+    assert [d for d, e in doc["Policies"].items() if "Role" in e] == [digest]
+    from generator.manifest import coordinator_digest
+
+    assert coordinator_digest(doc) == bytes.fromhex(digest)
+    yaml.write_text(coordinator.replace(f"{kube.ROLE_ANNOTATION}: coordinator", f"{kube.ROLE_ANNOTATION}: boss")
+                    + pod_yaml(registry.host))
+    bad = generate(tmp_path, registry, images, str(yaml), expect=2)
+    assert "contrast.edgeless.systems/pod-role is 'boss'" in bad.stderr, bad.stderr
