@@ -6,6 +6,13 @@ reason; nothing here raises, so there is no path on which a failure turns
 into "no policy, allow". The comparison uses the report's own field (HOSTDATA
 / MRCONFIGID) from a report requested with fresh random REPORT_DATA, so a
 replayed or cached report is noticed.
+
+A TEE without such a launch-fixed field (Azure's vTPM: the host sets
+HOST_DATA) binds by measurement instead (``ExtendBinding``): the agent,
+itself measured, extends the initdata digest into a register once, and the
+verifier compares the register with that one extend. The step is then
+TEE -> initdata -> extend once (the register must be zero before and read
+back as the extend after) -> policy -> READY; there is no report to compare.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ import logging
 import os
 import threading
 import time
+from typing import Protocol, TypeGuard
 
-from agent.errors import AgentError
+from agent.errors import AgentError, TeeError
 from agent.initdata import Initdata
 from agent.policy import Decision, Policy
 from agent.record import factory, record
@@ -54,6 +62,45 @@ class Binding:
         if not self.ready or self.policy is None:
             return Decision(False, [f"agent is in deny-all mode: {self.reason}"])
         return self.policy.evaluate(endpoint, input_json)
+
+
+class ExtendBinding(TeeProvider, Protocol):
+    """A TEE that binds initdata by extending a measurement register, not by a field fixed at launch.
+
+    Such a provider says so with ``binds_by_extend = True`` (every other provider binds by ``bound_value``,
+    the report's launch-fixed field); ``bound_field`` names the register. ``bind_initdata`` extends it
+    exactly once and returns its value, raising TeeError when it was not in its reset state before or does
+    not read back as ``extended_value(digest)`` after; ``initdata_register`` reads it; ``digest_algorithm``
+    is the only initdata algorithm the register takes."""
+
+    binds_by_extend: bool
+    digest_algorithm: str
+
+    def bind_initdata(self, digest: bytes) -> bytes: ...
+
+    def initdata_register(self) -> bytes: ...
+
+    def extended_value(self, digest: bytes) -> bytes: ...
+
+
+def binds_by_extend(tee: TeeProvider) -> TypeGuard[ExtendBinding]:
+    """Whether ``tee`` binds by measurement (``ExtendBinding``); absent means by its launch-fixed field."""
+    return getattr(tee, "binds_by_extend", False) is True
+
+
+def _extend_once(tee: ExtendBinding, initdata: Initdata) -> str:
+    """Extend the register with the initdata digest; how the binding reads in the READY reason.
+
+    A digest of another algorithm is refused, not truncated or hashed into shape: guest-components'
+    az-snp-vtpm attester refuses anything but 32 bytes ("expected sha256 digest"), trustee's verifier and
+    cocoon's (``az.tpm.pcr8.initdata``) compare PCR 8 with the extend of a 32-byte digest, so no shape of a
+    SHA-384 digest would ever be admitted."""
+    if initdata.algorithm != tee.digest_algorithm:
+        raise TeeError(f"{tee.bound_field} of {tee.name} binds a {tee.digest_algorithm} initdata digest, but "
+                       f"{initdata.source} says algorithm = {initdata.algorithm!r}; a digest of another "
+                       f"algorithm is not cut or hashed to fit (no verifier would admit it)")
+    value = tee.bind_initdata(initdata.digest)
+    return f"{tee.bound_field} {value.hex()} (extended once with the digest {initdata.digest.hex()})"
 
 
 def _deny(reason: str, **kw: object) -> Binding:
@@ -114,23 +161,31 @@ def bind(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]
     timings["tee"] = time.perf_counter() - t0
     if initdata is None:
         return discard(f"initdata: {initdata_error}", tee=tee)
-    nonce = os.urandom(64)
-    try:
-        evidence = tee.report(nonce)
-        if not hmac.compare_digest(tee.report_data_of(evidence), nonce):
-            return discard("the TEE report does not carry the fresh REPORT_DATA requested; refusing a stale report",
-                           tee=tee, initdata=initdata)
-        bound = tee.bound_value(evidence)
-    except AgentError as exc:
-        return discard(f"TEE report failed: {exc}", tee=tee, initdata=initdata)
-    timings["report"] = time.perf_counter() - t0
-    expected = initdata.bound(tee.bound_size)
-    if not hmac.compare_digest(bound, expected):
-        return discard(
-            f"initdata digest mismatch: {tee.bound_field} in the {tee.name} report is {bound.hex()}, "
-            f"but the {initdata.algorithm} digest of {initdata.source} is {expected.hex()}",
-            tee=tee, initdata=initdata,
-        )
+    if binds_by_extend(tee):
+        try:
+            bound_by = _extend_once(tee, initdata)
+        except AgentError as exc:
+            return discard(f"initdata not bound by extending {tee.bound_field}: {exc}", tee=tee, initdata=initdata)
+        timings["extend"] = time.perf_counter() - t0
+    else:
+        nonce = os.urandom(64)
+        try:
+            evidence = tee.report(nonce)
+            if not hmac.compare_digest(tee.report_data_of(evidence), nonce):
+                return discard("the TEE report does not carry the fresh REPORT_DATA requested; refusing a stale "
+                               "report", tee=tee, initdata=initdata)
+            bound = tee.bound_value(evidence)
+        except AgentError as exc:
+            return discard(f"TEE report failed: {exc}", tee=tee, initdata=initdata)
+        timings["report"] = time.perf_counter() - t0
+        expected = initdata.bound(tee.bound_size)
+        if not hmac.compare_digest(bound, expected):
+            return discard(
+                f"initdata digest mismatch: {tee.bound_field} in the {tee.name} report is {bound.hex()}, "
+                f"but the {initdata.algorithm} digest of {initdata.source} is {expected.hex()}",
+                tee=tee, initdata=initdata,
+            )
+        bound_by = f"{tee.bound_field} {expected.hex()}"
     if initdata.policy is None:
         return discard(f"initdata {initdata.source} has no 'policy.rego' entry", tee=tee, initdata=initdata)
     compiling.join()
@@ -138,8 +193,7 @@ def bind(open_tee, read_initdata) -> Binding:  # type: ignore[no-untyped-def]
     if not isinstance(result, Policy):
         return _deny(f"policy from initdata: {result}", tee=tee, initdata=initdata)
     timings["policy"] = time.perf_counter() - t0
-    reason = (f"policy bound to {tee.name} {tee.bound_field} {expected.hex()} "
-              f"({initdata.algorithm} of {initdata.source})")
+    reason = f"policy bound to {tee.name} {bound_by} ({initdata.algorithm} of {initdata.source})"
     log.info("ready: %s", reason)
     return Binding(READY, reason, tee=tee, initdata=initdata, policy=result, timings=timings)
 

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentError
 from agent.kbs_client import KbsClient, KbsClientError, evidence_json
 from agent.protocols import attestation_agent_pb2 as aa
 from agent.protocols import confidential_data_hub_pb2 as cdh
 from agent.rpc import Code, Method, Registry, RpcError, Service
+
+if TYPE_CHECKING:
+    from agent.binding import ExtendBinding
 
 AA_SOCKET = "/run/confidential-containers/attestation-agent/attestation-agent.sock"
 CDH_SOCKET = "/run/confidential-containers/cdh.sock"
@@ -81,9 +84,14 @@ class GuestComponents:
         return aa.ExtendRuntimeMeasurementResponse(Result=aa.NOT_SUPPORTED)
 
     def bind_init_data(self, req: Any, ctx: Any) -> aa.BindInitDataResponse:
-        """The launch must have bound exactly this digest (padded or truncated to the platform field)."""
+        """The launch must have bound exactly this digest (padded or truncated to the platform field); a TEE
+        that binds by extending a register (agent/binding.py ``ExtendBinding``) must hold exactly this digest's
+        one extend there."""
+        from agent.binding import binds_by_extend
         from agent.initdata import digest_for_field
 
+        if binds_by_extend(self.tee):
+            return self._bind_by_extend(self.tee, bytes(req.Digest))
         try:
             evidence = self.tee.report(bytes(64))
             bound = self.tee.bound_value(evidence)
@@ -94,8 +102,35 @@ class GuestComponents:
                                                      f"not the digest {bytes(req.Digest).hex()}")
         return aa.BindInitDataResponse()
 
+    def _bind_by_extend(self, tee: ExtendBinding, digest: bytes) -> aa.BindInitDataResponse:
+        """Upstream's attester extends PCR 8 on every call; here the register is extended once per boot (the
+        agent did so at start-up), so a call for that digest answers that it is bound and any other digest is
+        refused. Only when the register is still in its reset state, and for this pod's own initdata digest,
+        is the extend done here: a foreign digest would have the TPM vouch for initdata the agent does not
+        enforce."""
+        if len(digest) != 32:
+            raise RpcError(Code.INVALID_ARGUMENT, f"{tee.bound_field} of {tee.name} binds a SHA-256 digest "
+                                                  f"(32 bytes), not {len(digest)} bytes")
+        try:
+            now = tee.initdata_register()
+        except AgentError as exc:
+            raise _fail(exc) from None
+        if now == tee.extended_value(digest):
+            return aa.BindInitDataResponse()  # already bound, as the agent bound it
+        if not any(now) and digest == self.initdata_digest:
+            try:
+                tee.bind_initdata(digest)
+            except AgentError as exc:
+                raise RpcError(Code.FAILED_PRECONDITION, str(exc)) from None
+            return aa.BindInitDataResponse()
+        raise RpcError(Code.FAILED_PRECONDITION, f"{tee.bound_field} holds {now.hex()}, not the one extend with the "
+                                                 f"digest {digest.hex()}; it is extended once per boot")
+
     def get_tee_type(self, req: Any, ctx: Any) -> aa.GetTeeTypeResponse:
-        return aa.GetTeeTypeResponse(tee="tdx" if self.tee.name == "tdx" else "snp")
+        """The TEE's name as kbs-types' ``Tee`` serializes it, quotes trimmed (guest-components ttrpc-aa
+        server.rs ``get_tee_type``): "az-snp-vtpm" since kbs-types renamed it (older releases wrote
+        "azsnpvtpm"); the same name the KBS client sends in its request (agent/kbs_client.py ``_tee``)."""
+        return aa.GetTeeTypeResponse(tee=self.tee.name if self.tee.name in ("tdx", "az-snp-vtpm") else "snp")
 
     # --- confidential data hub --------------------------------------------------------------------------
     def get_resource(self, req: Any, ctx: Any) -> cdh.GetResourceResponse:

@@ -28,9 +28,12 @@ guest-components' attester and cocoon's broker put and expect there), else all 6
 pads the quote's extraData back to 64, which gives the same 64 bytes either way.
 
 Initdata: Azure's host, not the pod's owner, sets HOST_DATA, so there is no launch-fixed field; a CoCo
-guest extends the initdata digest into PCR 8 itself (``bind_initdata``, attester ``bind_init_data``) and the
-verifier checks PCR 8 (``az.tpm.pcr8.initdata``). ``bound_value`` therefore refuses, and start-up binding
-(agent/binding.py, which compares a launch-fixed field) cannot use this provider as it stands.
+guest extends the initdata digest into PCR 8 itself (attester ``bind_init_data``: ``INIT_DATA_PCR = 8``,
+the digest must be 32 bytes, "expected sha256 digest") and the verifier checks PCR 8 = SHA-256(32 zero
+bytes || digest) (trustee ``verify_init_data``; here ``az.tpm.pcr8.initdata``). So this provider binds by
+extending (``binds_by_extend``, agent/binding.py ``ExtendBinding``): the measured agent extends PCR 8 once
+at start-up (``bind_initdata``), fail-closed when PCR 8 was not zero before or does not read back as that
+one extend after; ``bound_value`` refuses.
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ class AzVtpmProvider:
     name = NAME
     bound_field = "PCR8"
     bound_size = 32
+    binds_by_extend = True
+    digest_algorithm = "sha256"  # PCR 8 of the SHA-256 bank takes a SHA-256 digest, nothing else
 
     def __init__(self, connect: Callable[[], tpm.Transport] | None = None, *,
                  vcek: Callable[[], bytes] = imds_vcek, user_data: bool = True, settle_s: float = 10.0,
@@ -237,13 +242,43 @@ class AzVtpmProvider:
                 return message, signature, pcrs
         raise TeeError(f"the PCRs kept changing between the quote and reading them ({QUOTE_ATTEMPTS} attempts)")
 
-    def bind_initdata(self, digest: bytes) -> None:
-        """Extend PCR 8 with the initdata digest (SHA-256), once per boot, as a CoCo guest on Azure does."""
+    def bind_initdata(self, digest: bytes) -> bytes:
+        """Extend PCR 8 with the initdata digest exactly once; PCR 8's value after, which is then
+        ``extended_value(digest)``. TeeError, extending nothing, when PCR 8 is not all zeros before (it was
+        extended already: by an earlier bind this boot, or by something else in the boot chain); TeeError when
+        it does not read back as that one extend (something extended it in between)."""
+        if len(digest) != tpm.SHA256_SIZE:
+            raise TeeError(f"PCR {INITDATA_PCR} binds a SHA-256 initdata digest (32 bytes), not {len(digest)} bytes")
+        expected = self.extended_value(digest)
         device = tpm.Tpm(self.connect())
         try:
+            (before,) = device.pcr_read((INITDATA_PCR,))[1]
+            if any(before):
+                raise TeeError(f"PCR {INITDATA_PCR} was already extended before the initdata was bound: it holds "
+                               f"{before.hex()}, not 32 zero bytes, so it cannot attest this initdata; it is "
+                               "extended once per boot, refusing to extend it again")
             device.pcr_extend(INITDATA_PCR, digest)
+            (after,) = device.pcr_read((INITDATA_PCR,))[1]
         finally:
             device.close()
+        if after != expected:
+            raise TeeError(f"PCR {INITDATA_PCR} reads {after.hex()} after extending it with the initdata digest "
+                           f"{digest.hex()}, not SHA-256(32 zero bytes || digest) = {expected.hex()}: something "
+                           "else extended it meanwhile")
+        return after
+
+    def initdata_register(self) -> bytes:
+        """PCR 8 as it is now."""
+        device = tpm.Tpm(self.connect())
+        try:
+            return device.pcr_read((INITDATA_PCR,))[1][0]
+        finally:
+            device.close()
+
+    @staticmethod
+    def extended_value(digest: bytes) -> bytes:
+        """PCR 8 after the one extend with ``digest`` from zero: what the verifier expects there."""
+        return tpm.extended(bytes(tpm.SHA256_SIZE), digest)
 
     def bound_value(self, evidence: Evidence) -> bytes:
         raise TeeError("az-snp-vtpm has no launch-fixed initdata field (Azure's host sets HOST_DATA); the "

@@ -531,6 +531,11 @@ class Tpm:
         return parse_quote(params)
 
 
+def extended(value: bytes, digest: bytes) -> bytes:
+    """A SHA-256 PCR after TPM2_PCR_Extend of ``digest``: SHA-256(old value || digest) (Part 3 PCR_Extend)."""
+    return hashlib.sha256(value + digest).digest()
+
+
 def pcr_digest(values: Sequence[bytes]) -> bytes:
     """A quote's pcrDigest over SHA-256 PCR values, in selection order (Part 3 §18.4, TPM2_Quote)."""
     return hashlib.sha256(b"".join(values)).digest()
