@@ -1,6 +1,6 @@
 """The mesh demo's two workloads, emojivoto in miniature (Contrast's tutorial app, seed 000):
 
-    python3 -m cocoon.demo_apps voting [--listen 0.0.0.0:8443]
+    python3 -m cocoon.demo_apps voting [--listen 0.0.0.0:8443] [--secret REPO/TYPE/TAG]
     python3 -m cocoon.demo_apps web --voting HOST:PORT [--voting-name voting] [--listen 0.0.0.0:8443]
 
 Both run as containers in cocoon VMs after the coordinator's initializer left the pod's mesh identity in
@@ -8,7 +8,9 @@ Both run as containers in cocoon VMs after the coordinator's initializer left th
 certificate under the current mesh CA, so only attested pods of the current manifest vote. ``web`` is the
 front end: it serves TLS with its mesh certificate (a client certificate is optional, so a relying party
 can check it with ``openssl s_client -CAfile verify/mesh-ca.pem``), and calls ``voting`` over mutual TLS,
-checking voting's certificate for the name the manifest gave it.
+checking voting's certificate for the name the manifest gave it. With ``--secret``, voting first asks its
+guest's data hub for ``kbs:///REPO/TYPE/TAG`` (the key broker releases it only to voting's attested
+initdata) and prints the value's SHA-256, never the value.
 
     GET /vote/<emoji>   web: cast a vote through voting; voting: count it      -> "<emoji> <count>"
     GET /results        the counts as JSON (web asks voting)
@@ -29,6 +31,38 @@ from typing import Any
 
 TLS = Path("/contrast/tls-config")
 EMOJI = frozenset({"doughnut", "cat", "rocket", "pizza", "unicorn"})
+
+
+DATA_HUB = ("127.0.0.1", 8006)
+
+
+def fetch_secret(path: str, wait_s: float = 180.0) -> str:
+    """The line voting prints about ``kbs:///path``: its digest, or why the data hub refused it. Retried while
+    the data hub or the broker is not there yet (bounded)."""
+    import hashlib
+    import time
+
+    deadline = time.monotonic() + wait_s
+    last = ""
+    while True:
+        conn = http.client.HTTPConnection(*DATA_HUB, timeout=60)
+        try:
+            conn.request("GET", f"/cdh/resource/{path}")
+            reply = conn.getresponse()
+            body = reply.read(1 << 20)
+            if reply.status == 200:
+                return f"voting: secret kbs:///{path} sha256 {hashlib.sha256(body).hexdigest()}"
+            last = f"{reply.status} {body[:200].decode(errors='replace').strip()}"
+            if reply.status == 403:  # the broker's policy decided: final
+                break
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            conn.close()
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(3)
+    return f"voting: secret kbs:///{path} refused: {last}"
 
 
 def server_context(tls: Path, require_client: bool) -> ssl.SSLContext:
@@ -138,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voting", help="web: voting's HOST:PORT")
     p.add_argument("--voting-name", default="voting", help="web: the name voting's certificate must carry")
     p.add_argument("--tls", type=Path, default=TLS, help="the initializer's tls-config directory")
+    p.add_argument("--secret", metavar="REPO/TYPE/TAG", help="voting: first fetch kbs:///REPO/TYPE/TAG from the "
+                   "guest's data hub and print its SHA-256")
     args = p.parse_args(argv)
     try:
         if args.app == "voting":
+            if args.secret:
+                print(fetch_secret(args.secret), flush=True)
             serve(Voting(), args.listen, server_context(args.tls, require_client=True))
         else:
             if not args.voting:

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--add-initializer", metavar="IMAGE", help="give every pod the coordinator's initializer (this "
                    "image, running `cocoon initializer`) as its first init container, with /contrast shared")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="with --add-initializer: the coordinator's mesh API")
+    p.add_argument("--initdata", metavar="FILE", help="an initdata TOML whose [data] entries (aa.toml, cdh.toml: "
+                   "the KBS and its certificate) every pod's initdata carries next to its generated policy.rego")
     p.add_argument("--json", action="store_true", help="print what was generated as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=_generate)
@@ -86,7 +88,8 @@ def _generate(args: argparse.Namespace) -> int:
                                yaml_out=args.yaml_out, settings=args.settings,
                                allow_privileged=args.allow_privileged, allow_host_path=args.allow_host_path,
                                sources=sources, initializer_image=args.add_initializer,
-                               coordinator=args.coordinator, **({"cache": args.cache} if args.cache else {}))
+                               coordinator=args.coordinator, initdata=args.initdata,
+                               **({"cache": args.cache} if args.cache else {}))
 
     def progress(msg: str) -> None:
         if not args.quiet:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.initdata import render_document
 from agent.rpc import RpcError
 from launcher.qemu import Image, LaunchError, Nic
 from launcher.scenario import Session
@@ -51,7 +52,9 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 IMAGE = "cocoon.local/cocoon:1.0"
 SUBNET = "10.99.1"
 BRIDGE = "br-mesh"
-COORDINATOR_IP, WEB_IP, VOTING_IP = f"{SUBNET}.2", f"{SUBNET}.3", f"{SUBNET}.4"
+COORDINATOR_IP, WEB_IP, VOTING_IP, KBS_IP = f"{SUBNET}.2", f"{SUBNET}.3", f"{SUBNET}.4", f"{SUBNET}.5"
+KBS_PORT = 8080
+SECRET_PATH = "default/key/voting-salt"
 APP_PORT = 8443
 PY = ["/usr/bin/python3", "-S", "-B", "-m"]
 
@@ -88,6 +91,42 @@ spec:
   volumes:
   - name: state
     emptyDir: {{}}
+  - name: sim-trust
+    configMap: {{name: sim-trust}}
+"""
+
+KBS_YAML = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kbs-config
+data:
+  reference-values.json: |
+{refs}
+  admin.pub.pem: |
+{admin}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kbs
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: kbs
+    image: {image}
+    args: ["kbs", "serve", "--state", "/state", "--reference-values", "/etc/cocoon-kbs/reference-values.json",
+           "--trust-sim", "/etc/cocoon-sim/trust.pem", "--admin-key", "/etc/cocoon-kbs/admin.pub.pem",
+           "--listen", "0.0.0.0:{port}"]
+    volumeMounts:
+    - {{name: state, mountPath: /state}}
+    - {{name: kbs-config, mountPath: /etc/cocoon-kbs, readOnly: true}}
+    - {{name: sim-trust, mountPath: /etc/cocoon-sim, readOnly: true}}
+  volumes:
+  - name: state
+    emptyDir: {{}}
+  - name: kbs-config
+    configMap: {{name: kbs-config}}
   - name: sim-trust
     configMap: {{name: sim-trust}}
 """
@@ -334,6 +373,19 @@ class MeshDemo:
         return "".join((pvm.session.work / f"{container}.{s}.log").read_text(errors="replace")
                        if (pvm.session.work / f"{container}.{s}.log").exists() else "" for s in ("stdout", "stderr"))
 
+    def wait_log(self, pvm: PodVm, container: str, prefix: str, timeout: float = 180) -> str:
+        """The first line of ``container``'s output starting with ``prefix`` (waited for, bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log(pvm, container).splitlines():
+                if line.startswith(prefix):
+                    return line
+            pvm.vm._alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"{pvm.name}/{container} printed no {prefix!r} line in {timeout:.0f} s:\n"
+                                f"{self.log(pvm, container)[-2000:]}")
+            time.sleep(1)
+
     def stop(self, pvm: PodVm) -> None:
         pvm.vm.stop()
         if pvm in self.vms:
@@ -424,19 +476,32 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     layout = demo.build_image()
     web_cmd = [*PY, "cocoon.demo_apps", "web", "--voting", f"{VOTING_IP}:{APP_PORT}"]
-    voting_cmd = [*PY, "cocoon.demo_apps", "voting"]
+    voting_cmd = [*PY, "cocoon.demo_apps", "voting", "--secret", SECRET_PATH]
+    admin = demo.work / "kbs-admin.pem"
+    keygen = _run([sys.executable, "-m", "cocoon", "kbs", "admin-keygen", "-o", str(admin)])
+    if keygen.returncode:
+        raise DemoError(f"cocoon kbs admin-keygen failed: {keygen.stderr}")
+    # what every pod's initdata carries besides its policy: the broker (plain http on the demo's own bridge)
+    base = demo.work / "initdata-base.toml"
+    base.write_bytes(render_document({"cdh.toml": f'[kbc]\nname = "cc_kbc"\nurl = "http://{KBS_IP}:{KBS_PORT}"\n'
+                                                  'insecure_http = true\n'}))
     # one run, as a platform team generates its deployment: the coordinator's pod (its pod-role annotation
-    # makes its manifest entry Role: coordinator, and keeps the initializer out of it) and the two apps
+    # makes its manifest entry Role: coordinator, and keeps the initializer out of it), the key broker's
+    # pod and the two apps
     yaml = (COORDINATOR_YAML.format(trust=_indent(demo.trust.read_text(), 4), image=IMAGE) + "---\n"
+            + KBS_YAML.format(refs=_indent(demo.refs.read_text(), 4),
+                              admin=_indent(admin.with_name(admin.stem + ".pub.pem").read_text(), 4),
+                              image=IMAGE, port=KBS_PORT) + "---\n"
             + APPS_YAML.format(image=IMAGE, web=_yaml_list(web_cmd), voting=_yaml_list(voting_cmd)))
-    apps = demo.generate("deploy", yaml, layout, "--add-initializer", IMAGE, "--coordinator", f"{COORDINATOR_IP}:7777")
+    apps = demo.generate("deploy", yaml, layout, "--add-initializer", IMAGE, "--coordinator", f"{COORDINATOR_IP}:7777",
+                         "--initdata", str(base))
     coord = apps
-    demo.timings.append(("generate: image, coordinator, apps", time.monotonic() - t0))
+    demo.timings.append(("generate: image, coordinator, kbs, apps", time.monotonic() - t0))
     say(f"  generated: coordinator {hashlib.sha256(coord.documents['coordinator']).hexdigest()[:16]}… (Role: "
-        f"coordinator), web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
+        f"coordinator), kbs, web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
     manifest = apps.out / "manifest.json"
     owner_key = _workload_owner(demo.work / "workload-owner.pem", manifest)
-    policies = [str(demo.work / "deploy" / f"{n}.initdata.toml") for n in ("coordinator", "web", "voting")]
+    policies = [str(demo.work / "deploy" / f"{n}.initdata.toml") for n in ("coordinator", "kbs", "web", "voting")]
     # what the coordinator must be comes from the manifest (its ReferenceValues and Role: coordinator
     # policy); the sim root is the one thing a relying party must be told to accept here
     client_args = ["--trust-sim", str(demo.trust)]
@@ -453,6 +518,26 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
         raise DemoError(f"cocoon set failed: {set_run.stdout}{set_run.stderr}")
     demo.timings.append(("cocoon set (attest + upload)", time.monotonic() - t0))
     say("  cocoon set: coordinator attested, manifest set")
+
+    # the key broker, a confidential pod too: the relying party gives it the secret and the policy that
+    # releases it only to voting's attested initdata (the default policy refuses sim evidence)
+    demo.boot(apps, "kbs", KBS_IP, "tap-kbs")
+    demo.wait_port(KBS_IP, KBS_PORT)
+    secret = secrets.token_bytes(32)
+    (demo.work / "voting-salt.bin").write_bytes(secret)
+    voting_digest = hashlib.sha256(apps.documents["voting"]).hexdigest()
+    rego = demo.work / "resource-policy.rego"
+    rego.write_text('package policy\ndefault allow := false\nallow if {\n\tdata.plugin == "resource"\n'
+                    '\tinput.submods.cpu0["ear.status"] == "affirming"\n'
+                    f'\tinput.submods.cpu0["ear.veraison.annotated-evidence"].init_data == "{voting_digest}"\n}}\n')
+    url = ["--url", f"http://{KBS_IP}:{KBS_PORT}", "--admin-key", str(admin)]
+    for what, argv in (("put", ["kbs", "put", *url, SECRET_PATH, str(demo.work / "voting-salt.bin")]),
+                       ("policy", ["kbs", "policy", *url, str(rego)])):
+        done = demo.cocoon(*argv)
+        if done.returncode:
+            raise DemoError(f"cocoon kbs {what} failed: {done.stdout}{done.stderr}")
+    seen["secret_expected"] = hashlib.sha256(secret).hexdigest()
+    say(f"  kbs VM up on {KBS_IP}:{KBS_PORT}: {SECRET_PATH} and a policy for voting's initdata set")
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two VMs boot at once, as two nodes would
         web_f = pool.submit(demo.boot, apps, "web", WEB_IP, "tap-web")
@@ -478,6 +563,8 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     seen["vote2"] = demo.https_get(WEB_IP, "/vote/doughnut", mesh_ca)
     seen["direct"] = demo.https_get(VOTING_IP, "/results", mesh_ca)  # no client certificate: refused
     seen["s_client"] = demo.s_client(WEB_IP, mesh_ca)
+    seen["secret"] = demo.wait_log(voting, "voting", "voting: secret ")
+    say(f"  voting's secret from the kbs: {seen['secret']}")
     say(f"  web -> voting over the mesh: {seen['vote2']}")
 
     # the update: a SAN more for web; the mesh CA rotates
@@ -578,6 +665,8 @@ def judge(seen: dict[str, Any]) -> dict[str, bool]:
         "a restarted web is refused by voting of the old mesh CA": seen.get("new_web_old_voting", (200,))[0] == 502,
         "the old mesh CA no longer verifies the new web": seen.get("old_ca_new_web", (200,))[0] == 0,
         "restarted under the new mesh CA, they talk again": seen.get("after_restart", (0,))[0] == 200,
+        "the kbs pod releases voting's secret to voting": bool(seen.get("secret_expected"))
+            and seen.get("secret", "").endswith(f"sha256 {seen.get('secret_expected')}"),
         "a pod with other initdata gets no certificate": bool(tampered) and tampered[0][0] != 0
                                                           and "not found in manifest" in tampered[0][1],
     }

@@ -48,6 +48,7 @@ class Options:
     sources: Any = None  # generator.images.ImageSources; None = registries only, defaults
     initializer_image: str | None = None  # add the coordinator's initializer to every pod (generator/initializer.py)
     coordinator: str | None = None  # its mesh API, HOST:PORT
+    initdata: str | None = None  # an initdata TOML whose [data] (aa.toml, cdh.toml, ...) every pod's initdata carries
 
 
 @dataclass
@@ -131,6 +132,27 @@ def _link_layers(all_layers: Sequence[Layer], options: Options) -> Path:
     return target
 
 
+def _base_initdata(path: str | None) -> tuple[dict[str, str], str]:
+    """(data, algorithm) of ``--initdata FILE``, as Kata's genpolicy takes ``--initdata-path``: the platform
+    team's aa.toml / cdh.toml (the KBS to use, its certificate), measured with each pod's policy. Its own
+    ``policy.rego``, if any, is replaced by the generated one, and it is read as strictly as the agent reads
+    initdata."""
+    if path is None:
+        return {}, "sha256"
+    from agent.errors import InitdataError
+    from agent.initdata import parse_document
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise GenerateError(f"--initdata {path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = parse_document(raw, f"--initdata {path}")
+    except InitdataError as exc:
+        raise GenerateError(str(exc)) from None
+    return {k: v for k, v in doc.data.items() if k != "policy.rego"}, doc.algorithm
+
+
 def run(paths: Sequence[str], options: Options, progress: Progress | None = None) -> Result:
     from agent.initdata import render_document
     from generator import layers, policy, settings
@@ -178,6 +200,7 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
         for pod in pods:
             if kube.role(pod) != "coordinator":  # the coordinator is where identities come from
                 initializer.add(pod, options.initializer_image, options.coordinator or "")
+    base_data, base_algorithm = _base_initdata(options.initdata)
     counter = [0]
     infos = _resolve_images(pods, options, say, counter)
     results: list[PodResult] = []
@@ -186,7 +209,7 @@ def run(paths: Sequence[str], options: Options, progress: Progress | None = None
     for pod in pods:
         data = policy.policy_data(pod, infos, cfg, allow_privileged=options.allow_privileged,
                                   allow_host_path=options.allow_host_path)
-        document = render_document({"policy.rego": policy.render(data)})
+        document = render_document({**base_data, "policy.rego": policy.render(data)}, base_algorithm)
         digest = hashlib.sha256(document).hexdigest()
         pinned = {ref: infos[ref].pinned for _, ref in kube.images(pod)}
         kube.annotate(pod, initdata_annotation(document), cfg.doc["runtime_class_name"], pinned)
