@@ -152,7 +152,7 @@ class GuestComponents:
         if not value.startswith(sealed.PREFIX):
             raise RpcError(Code.INVALID_ARGUMENT, "not a sealed secret (sealed.<header>.<payload>.<signature>)")
         try:
-            return cdh.UnsealSecretOutput(plaintext=self.client.get_resource(sealed.resource_of(value)))
+            return cdh.UnsealSecretOutput(plaintext=sealed.unseal(value, self.client))  # vault or envelope
         except AgentError as exc:
             raise _fail(exc) from None
 

@@ -5,6 +5,7 @@
     cocoon kbs put --url http://127.0.0.1:8080 --admin-key admin.pem default/key/db-password secret.txt
     cocoon kbs policy --url http://127.0.0.1:8080 --admin-key admin.pem [policy.rego]
     cocoon kbs seal kbs:///default/key/db-password           # an env value the guest unseals (sealed.…)
+    cocoon kbs seal --envelope --key-id kbs:///default/key/kek --kek kek.bin --plaintext secret.txt
 """
 
 from __future__ import annotations
@@ -153,13 +154,57 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from agent.sealed import resource_of, seal
+    """Errors of the value's own (SealedSecretError, an AgentError) reach ``cocoon``'s main as such."""
+    from agent.sealed import SealedSecretError, resource_of, seal
     from coordinator.kbs.store import resource_path
 
+    if args.envelope:
+        return _seal_envelope(args)
+    if args.resource is None or args.key_id or args.kek or args.plaintext:
+        raise SealedSecretError("seal takes a resource (vault), or --envelope with --key-id and --kek")
     resource = args.resource.removeprefix("kbs:///")
     resource_path(resource.split("/"))
     value = seal(resource)
     resource_of(value)  # what the guest will read: checked here, not at the pod's start
+    print(value)
+    return 0
+
+
+class _KekGetter:
+    """The broker's part in the guest's unsealing, played with the KEK file, so the round trip is checked."""
+
+    def __init__(self, kek: bytes) -> None:
+        self.kek = kek
+
+    def get_resource(self, path: str) -> bytes:
+        return self.kek
+
+
+def _seal_envelope(args: argparse.Namespace) -> int:
+    from agent.sealed import KEY_BYTES, Envelope, SealedSecretError, open_secret, parse, seal_envelope
+    from coordinator.kbs.store import resource_path
+
+    if args.resource is not None or not args.key_id or not args.kek:
+        raise SealedSecretError("seal --envelope takes --key-id kbs:///<repo>/<type>/<tag> and --kek FILE, and no "
+                                "resource")
+    if not args.key_id.startswith("kbs:///"):
+        raise SealedSecretError(f"--key-id {args.key_id!r} is not kbs:///<repo>/<type>/<tag>")
+    resource = args.key_id.removeprefix("kbs:///")
+    resource_path(resource.split("/"))
+    source = args.plaintext or "-"
+    try:
+        kek = Path(args.kek).read_bytes()
+        plaintext = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise SealedSecretError(f"{exc.filename or 'stdin'}: {exc.strerror}") from None
+    if len(kek) != KEY_BYTES:
+        raise SealedSecretError(f"--kek {args.kek}: {len(kek)} bytes, not {KEY_BYTES} (a raw AES-256 key, the "
+                                "bytes `cocoon kbs put` stores at the key id)")
+    value = seal_envelope(resource, kek, plaintext)
+    secret = parse(value)  # what the guest will do, done here: too large or not opening is said now
+    if not isinstance(secret, Envelope) or secret.resource != resource or \
+            open_secret(secret, _KekGetter(kek)) != plaintext:
+        raise SealedSecretError("the sealed value does not open to the plaintext")
     print(value)
     return 0
 
@@ -194,8 +239,16 @@ def register(sub: Any) -> None:
     s.add_argument("--session-timeout", type=int, default=300, metavar="S", help="seconds a session lives (300)")
     s.add_argument("--token-lifetime", type=int, default=300, metavar="S", help="seconds a token is valid (300)")
     s.set_defaults(handler=_guarded(cmd_serve))
-    z = ksub.add_parser("seal", help="print a sealed env value naming a KBS resource (the guest unseals it)")
-    z.add_argument("resource", help="kbs:///<repo>/<type>/<tag> or <repo>/<type>/<tag>")
+    z = ksub.add_parser("seal", help="print a sealed env value (the guest unseals it): a vault value naming a KBS "
+                                     "resource, or an envelope holding the secret under a KBS-held key",
+                        description="vault: the value names the secret's KBS resource. --envelope: the secret "
+                                    "travels in the value, AES-256-GCM under a fresh data key wrapped (RFC 3394) "
+                                    "with the 32-byte key stored in the broker at --key-id.")
+    z.add_argument("resource", nargs="?", help="vault: kbs:///<repo>/<type>/<tag> or <repo>/<type>/<tag>")
+    z.add_argument("--envelope", action="store_true", help="seal the secret itself under a key in the broker")
+    z.add_argument("--key-id", metavar="URI", help="envelope: kbs:///<repo>/<type>/<tag> of the KEK in the broker")
+    z.add_argument("--kek", metavar="FILE", help="envelope: the KEK, 32 raw bytes (as put to the broker)")
+    z.add_argument("--plaintext", metavar="FILE", help="envelope: the secret's file, - for stdin (the default)")
     z.set_defaults(handler=_guarded(cmd_seal))
     for name, fn, helptext in (("put", cmd_put, "set a resource"), ("policy", cmd_policy,
                                                                     "set (FILE) or print the resource policy")):
