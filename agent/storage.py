@@ -145,6 +145,11 @@ def bind_source(source: str, options: Sequence[str], prefixes: tuple[str, ...], 
     """
     kind = guest.get(source)
     if kind is None:
+        # the runtime mounts the string as given, so the kernel follows a planted symlink *before* a '..'
+        # after it; normalising first would judge another path than the one mounted: only normal spellings
+        if os.path.normpath(source) != source:
+            raise StorageError(f"bind mount source {source[:200]!r} is not in normal form (no '.', '..', '//' or "
+                               "trailing '/')")
         norm = confined(source, prefixes)
         real = os.path.realpath(norm)  # the runtime follows symlinks in a bind source: so does this check
         if real != norm:

@@ -55,8 +55,8 @@ def fetch_secret(path: str, wait_s: float = 180.0) -> str:
             last = f"{reply.status} {body[:200].decode(errors='replace').strip()}"
             if reply.status == 403:  # the broker's policy decided: final
                 break
-        except OSError as exc:
-            last = str(exc)
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
         finally:
             conn.close()
         if time.monotonic() >= deadline:
@@ -149,7 +149,7 @@ class Web:
         if path.startswith("/vote/") or path == "/results":
             try:
                 status, body = self._ask(path)
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
                 return 502, f"web: voting at {self.host}:{self.port} refused the mesh: {exc}\n"
             return status, f"web -> voting (mutual TLS): {body}"
         return 200, "emojivoto web: GET /vote/<emoji> or /results\n"

@@ -526,6 +526,8 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     secret = secrets.token_bytes(32)
     (demo.work / "voting-salt.bin").write_bytes(secret)
     voting_digest = hashlib.sha256(apps.documents["voting"]).hexdigest()
+    # (sim-only: it does not refuse simulated evidence as the broker's default policy does; a real
+    # deployment's policy keeps that refusal)
     rego = demo.work / "resource-policy.rego"
     rego.write_text('package policy\ndefault allow := false\nallow if {\n\tdata.plugin == "resource"\n'
                     '\tinput.submods.cpu0["ear.status"] == "affirming"\n'

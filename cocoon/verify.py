@@ -219,6 +219,8 @@ def register(sub: Any) -> None:
                      "current manifest is --manifest; writes --output (verify/)")
     p.add_argument("-m", "--manifest", metavar="FILE", help="--coordinator: the manifest it must hold")
     p.add_argument("--coordinator-initdata", metavar="FILE", help="--coordinator: the coordinator's initdata")
+    p.add_argument("--insecure-any-coordinator", action="store_true", help="--coordinator: accept any pod of the "
+                   "image as the coordinator when nothing pins its initdata (tests only)")
     p.add_argument("--output", default="verify", metavar="DIR", help="--coordinator: where to write (verify/)")
     p.add_argument("--wait", type=float, default=60.0, metavar="S", help="--coordinator: retry this long (60 s)")
     p.add_argument("--broker-key", metavar="PEM", help="--ear: the broker's token public key (token-key.pub.pem)")

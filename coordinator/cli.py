@@ -63,7 +63,7 @@ def expectation(args: argparse.Namespace) -> tuple[dict[str, Any], bytes | None]
     elif doc is not None and doc.get("ReferenceValues"):
         try:
             refs = validate(to_cocoon_refs(doc["ReferenceValues"]))
-        except (ReferenceValuesError, KeyError, TypeError, ValueError) as exc:
+        except (ReferenceValuesError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise CliError(f"{args.manifest}: its ReferenceValues do not convert to reference values: {exc}") \
                 from None
     else:
@@ -82,8 +82,15 @@ def _connect(args: argparse.Namespace) -> CoordinatorClient:
     """Attest the coordinator (against ``expectation``) before anything is sent; retried while it starts."""
     refs, digest = expectation(args)
     if digest is None:
-        print("cocoon: warning: no --coordinator-initdata and no Role: coordinator policy in the manifest: any pod "
-              "of this image could answer as the coordinator", file=sys.stderr)
+        # every pod of the deployment runs the same image, so the reference values alone would let any of
+        # them (or one the host launched with initdata of its own) answer as the coordinator: it would then
+        # choose the CAs a relying party trusts, and `recover` would hand it the seed
+        if not getattr(args, "insecure_any_coordinator", False):
+            raise CliError("nothing pins the coordinator's initdata: the manifest has no Role: coordinator policy "
+                           "and no --coordinator-initdata was given (any pod of this image could answer as the "
+                           "coordinator; --insecure-any-coordinator accepts that, except for recover)")
+        print("cocoon: warning: --insecure-any-coordinator: any pod of this image could answer as the coordinator",
+              file=sys.stderr)
     deadline = time.monotonic() + args.wait
     while True:
         try:
@@ -265,6 +272,8 @@ def _client_args(p: argparse.ArgumentParser, short: bool = True) -> None:
                    "the coordinator launched with it is trusted")
     p.add_argument("--trust-sim", metavar="PEM", help="also accept sim-TEE evidence under this sim chain")
     p.add_argument("--wait", type=float, default=60.0, metavar="S", help="retry connecting this long (60 s)")
+    p.add_argument("--insecure-any-coordinator", action="store_true", help="accept any pod of the image as the "
+                   "coordinator when nothing pins its initdata (tests only)")
     p.add_argument("--json", action="store_true")
 
 

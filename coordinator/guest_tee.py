@@ -44,8 +44,8 @@ class GuestTee:
             conn.request("GET", f"/aa/evidence?{query}")
             reply = conn.getresponse()
             body = reply.read(MAX_ANSWER + 1)
-        except OSError as exc:
-            raise TeeError(f"the attestation agent at {self.url}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:  # a reply that is not HTTP is an error too
+            raise TeeError(f"the attestation agent at {self.url}: {type(exc).__name__}: {exc}") from None
         finally:
             conn.close()
         if reply.status != 200:

@@ -1,6 +1,6 @@
 """cocoon's own container image: the guest's Python with cocoon's host packages, as an OCI image layout.
 
-    python -m image.runtime_image --tree BUILD/mkosi/root --out DIR [--app NAME=FILE ...]
+    python -m image.runtime_image --tree BUILD/mkosi/root --out DIR [--tag TAG]
 
 Why: the coordinator, the initializer and the mesh demo's apps run *as containers* in cocoon VMs, so they
 need an image the generator can pin and convert like any other. The interpreter and the wheels are taken
@@ -9,7 +9,8 @@ image adds no download. Two layers, bottom first:
 
 * runtime: ``usr/bin/python3*``, ``usr/lib/python3.11``, the shared libraries (``usr/lib/x86_64-linux-gnu``),
   the loader and the merged-usr links, and the guest's wheels (``usr/lib/cocoon/site``);
-* app: cocoon's packages (the files git tracks, so the layer is the commit's) under ``usr/lib/cocoon/app``.
+* app: cocoon's packages under ``usr/lib/cocoon/app``: the files git tracks, as the working tree has them
+  (a clean tree gives the commit's layer; a dirty one is said on stderr, so a developer's image is theirs).
 
 Layers are uncompressed tars (a media type the generator reads) with sorted entries, owner 0:0 and every
 mtime set to SOURCE_DATE_EPOCH, so two builds of one commit give the same digests; the demo caches
@@ -137,6 +138,11 @@ def app_files(extra: dict[str, bytes] | None = None) -> list[tuple[str, Path | b
     if out.returncode != 0:
         raise RuntimeImageError(f"git ls-files failed in {ROOT_DIR}: {out.stderr.decode(errors='replace')}")
     files = [f for f in out.stdout.decode().split("\0") if f and (ROOT_DIR / f).is_file()]
+    dirty = subprocess.run(["git", "-C", str(ROOT_DIR), "status", "--porcelain", "--", *APP_PACKAGES],
+                           capture_output=True, text=True)
+    if dirty.stdout.strip():
+        print(f"runtime image: the app layer holds uncommitted changes ({len(dirty.stdout.splitlines())} files): "
+              "its digest is not the commit's", file=sys.stderr)
     entries: list[tuple[str, Path | bytes | None]] = [(f"{APP_DIR}/{f}", ROOT_DIR / f) for f in files]
     for name, data in (extra or {}).items():
         entries.append((f"{APP_DIR}/{name}", data))
@@ -151,8 +157,11 @@ def _blob(layout: Path, data: bytes) -> dict[str, object]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 

@@ -314,3 +314,19 @@ def test_the_guests_kbs_client_gets_a_resource_with_this_evidence(vm: Any, tmp_p
     assert token.count(".") == 2, token
     assert exc.value.variant == "PolicyDeny", exc.value
     assert got == b"azure secret"
+
+
+def test_concurrent_reports_each_carry_their_own_nonce(vm: Any) -> None:
+    """The data hub, the ttRPC services and the KBS client may ask at once: each report's user-data write,
+    HCL refresh and quote is one TPM conversation, so each evidence is bound to its own caller's nonce."""
+    import concurrent.futures
+
+    v = vm()
+    provider = v.provider()
+    nonces = [hashlib.sha384(f"caller {i}".encode()).digest() for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        docs = list(pool.map(lambda n: evidence_json(provider.report(n + bytes(16))), nonces))
+    for nonce, doc in zip(nonces, docs, strict=True):
+        result = v.judge(doc, nonce)
+        assert result.ok, result.table()
+    assert not v.judge(docs[0], nonces[1]).ok

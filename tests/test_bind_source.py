@@ -90,7 +90,7 @@ def test_a_listed_path_must_be_what_it_is_listed_as(guest, name: str, why: str) 
 def test_any_other_guest_path_is_outside(guest, rel: str) -> None:  # type: ignore[no-untyped-def]
     """The listed paths are whole strings: a parent, another spelling or a path below them is refused."""
     prefixes, sources, tmp = guest
-    with pytest.raises(StorageError, match="outside the allowed directories"):
+    with pytest.raises(StorageError, match=r"outside the allowed directories|not in normal form"):
         bind_source(f"{tmp}/{rel}", RO, prefixes, sources)
 
 
@@ -112,6 +112,11 @@ def test_a_symlink_planted_in_the_shared_directory_leads_nowhere(guest, name: st
         bind_source(f"{prefixes[0]}/c1-0123456789abcdef-{name}", RO, prefixes, sources)
     ok = f"{prefixes[0]}/c1-0123456789abcdef-ok"
     assert bind_source(ok, RO, prefixes, sources) == ok
+    # '..' after the planted link: the kernel follows the link first (to its target's parent), so the
+    # spelling, not its normal form, is what would be mounted: refused whatever it normalises to
+    link = f"{prefixes[0]}/c1-0123456789abcdef-{name}"
+    with pytest.raises(StorageError, match="not in normal form"):
+        bind_source(f"{link}/../c1-0123456789abcdef-ok", RO, prefixes, sources)
 
 
 @settings(max_examples=300, deadline=None)
@@ -126,5 +131,5 @@ def test_any_source_is_admitted_as_the_rule_says_or_refused(rel: str, opts: list
     except StorageError:
         return
     below = got == "/shared" or got.startswith("/shared/")
-    assert below and os.path.normpath(source) == got, (source, got)
+    assert below and source == got, (source, got)
     assert source not in listed

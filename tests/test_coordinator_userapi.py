@@ -516,3 +516,25 @@ def test_what_the_coordinator_must_be_comes_from_the_manifest_unless_given(tmp_p
     path.write_text('{"Policies": {}, "Policies": {}}')
     with pytest.raises(CliError, match="duplicate key"):
         expectation(ns())
+
+    doc["ReferenceValues"] = {"snp": [{"GuestPolicy": {}, "TrustedMeasurement": "ab", "MinimumTCB": "x"}]}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CliError, match="do not convert"):
+        expectation(ns())
+
+
+def test_nothing_pinning_the_coordinator_is_refused_unless_asked_and_never_for_recover(tmp_path: Path) -> None:
+    """Every pod runs the same image: reference values alone would let any of them answer as the coordinator
+    (choosing the CAs we trust, receiving the seed on recover), so that is refused before connecting."""
+    import argparse
+
+    from coordinator.cli import CliError, _connect
+
+    raw, _ = pod_manifest(WEB)  # no Role: coordinator entry
+    (tmp_path / "manifest.json").write_bytes(raw)
+    base = {"manifest": str(tmp_path / "manifest.json"), "reference_values": None, "coordinator_initdata": None,
+            "coordinator": "127.0.0.1:1", "trust_sim": None, "wait": 0.0}
+    with pytest.raises(CliError, match="nothing pins the coordinator's initdata"):
+        _connect(argparse.Namespace(**base))  # set / verify without the flag; recover has no such flag at all
+    with pytest.raises(CliError, match="cannot reach the coordinator"):  # with it: refused only by the network
+        _connect(argparse.Namespace(**base, insecure_any_coordinator=True))

@@ -211,3 +211,41 @@ def test_tdx_evidence_carries_the_cc_event_log_when_the_firmware_has_one(tmp_pat
     (tmp_path / "CCEL").write_bytes(b"\x01\x02event log")
     monkeypatch.setattr(kbs_client, "CCEL", str(tmp_path / "CCEL"))
     assert kbs_client.evidence_json(ev)["cc_eventlog"] == base64.b64encode(b"\x01\x02event log").decode()
+
+
+def test_a_pod_with_a_generated_size_policy_still_gets_its_resource(tmp_path: Path, sim_chain: Any) -> None:
+    """A generated policy.rego is tens of KiB; the token carries the initdata's entries and rides in every
+    resource request's Authorization header, which servers bound to 64 KiB per line. Long entries go into the
+    token as their digest, so such a pod gets its resource, and the token still says which policy it runs."""
+    from agent.kbs_client import KbsClient
+    from coordinator.kbs.token import MAX_CLAIM_TEXT
+
+    policy = "package agent_policy\n" + "".join(f"# rule {i:05d} " + "x" * 60 + "\n" for i in range(1500))
+    assert len(policy) > 100 << 10
+    document = render_document({"policy.rego": policy, "cdh.toml": '[kbc]\nname = "cc_kbc"\n'
+                                                                   'url = "http://127.0.0.1:1"\n'})
+    digest = hashlib.sha256(document).digest()
+    sim = tmp_path / "sim.json"
+    sim.write_text(make_config(sim_chain, MEASUREMENT, digest).to_json())
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(sim_chain.trust_pem)
+    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(trust)))
+    broker.put_resource(["default", "key", "db-password"], SECRET)
+    broker.set_policy('package policy\ndefault allow := false\nallow if {\n'
+                      '\tinput.submods.cpu0["ear.status"] == "affirming"\n'
+                      f'\tinput.submods.cpu0["ear.veraison.annotated-evidence"].init_data == "{digest.hex()}"\n}}\n')
+    server = KbsHttpServer(("127.0.0.1", 0), broker).start()
+    try:
+        client = KbsClient(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), initdata=document)
+        assert client.get_resource("default/key/db-password") == SECRET
+        token = client.get_token()
+    finally:
+        server.stop()
+        broker.close()
+    import base64 as b64
+
+    body = json.loads(b64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    claims = body["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["init_data_claims"]
+    assert claims["policy.rego"] == {"sha256": hashlib.sha256(policy.encode()).hexdigest()}
+    assert claims["cdh.toml"].startswith("[kbc]") and len(claims["cdh.toml"]) <= MAX_CLAIM_TEXT
+    assert len(token) < 16 << 10

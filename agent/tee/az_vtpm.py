@@ -42,6 +42,7 @@ import base64
 import binascii
 import http.client
 import json
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -158,6 +159,10 @@ class AzVtpmProvider:
         self._vcek_source = vcek
         self._vcek: bytes | None = None
         self.user_data, self.settle_s, self.poll_s = user_data, settle_s, poll_s
+        # One TPM conversation at a time: a report writes the user data, waits for the HCL report carrying
+        # it and quotes; two interleaved ones would overwrite each other's user data (the data hub, the
+        # ttRPC services and the KBS client all ask for evidence) and each would time out.
+        self._lock = threading.Lock()
 
     def available(self) -> bool:
         try:
@@ -169,12 +174,13 @@ class AzVtpmProvider:
     def report(self, report_data: bytes) -> Evidence:
         report_data = check_report_data(report_data)
         qualifying = quote_data(report_data)
-        device = tpm.Tpm(self.connect())
-        try:
-            hcl = self._fresh_hcl(device, report_data) if self.user_data else device.nv_read(HCL_REPORT_INDEX)
-            message, signature, pcrs = self._quote(device, qualifying)
-        finally:
-            device.close()
+        with self._lock:
+            device = tpm.Tpm(self.connect())
+            try:
+                hcl = self._fresh_hcl(device, report_data) if self.user_data else device.nv_read(HCL_REPORT_INDEX)
+                message, signature, pcrs = self._quote(device, qualifying)
+            finally:
+                device.close()
         doc = {"version": EVIDENCE_VERSION if self.user_data else 1,
                "tpm_quote": {"signature": signature.hex(), "message": message.hex(), "pcrs": [p.hex() for p in pcrs]},
                "hcl_report": _b64url(hcl), "vcek": _b64url(self.vcek())}
@@ -250,17 +256,18 @@ class AzVtpmProvider:
         if len(digest) != tpm.SHA256_SIZE:
             raise TeeError(f"PCR {INITDATA_PCR} binds a SHA-256 initdata digest (32 bytes), not {len(digest)} bytes")
         expected = self.extended_value(digest)
-        device = tpm.Tpm(self.connect())
-        try:
-            (before,) = device.pcr_read((INITDATA_PCR,))[1]
-            if any(before):
-                raise TeeError(f"PCR {INITDATA_PCR} was already extended before the initdata was bound: it holds "
-                               f"{before.hex()}, not 32 zero bytes, so it cannot attest this initdata; it is "
-                               "extended once per boot, refusing to extend it again")
-            device.pcr_extend(INITDATA_PCR, digest)
-            (after,) = device.pcr_read((INITDATA_PCR,))[1]
-        finally:
-            device.close()
+        with self._lock:
+            device = tpm.Tpm(self.connect())
+            try:
+                (before,) = device.pcr_read((INITDATA_PCR,))[1]
+                if any(before):
+                    raise TeeError(f"PCR {INITDATA_PCR} was already extended before the initdata was bound: it "
+                                   f"holds {before.hex()}, not 32 zero bytes, so it cannot attest this initdata; it "
+                                   "is extended once per boot, refusing to extend it again")
+                device.pcr_extend(INITDATA_PCR, digest)
+                (after,) = device.pcr_read((INITDATA_PCR,))[1]
+            finally:
+                device.close()
         if after != expected:
             raise TeeError(f"PCR {INITDATA_PCR} reads {after.hex()} after extending it with the initdata digest "
                            f"{digest.hex()}, not SHA-256(32 zero bytes || digest) = {expected.hex()}: something "

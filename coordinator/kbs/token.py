@@ -58,7 +58,7 @@ def claims(appraisal: Appraisal, tee_pubkey: dict[str, Any], nonce: str, lifetim
     if appraisal.cc_eventlog_replayed is not None:  # TDX: whether the RTMRs were replayed from an event log
         annotated[appraisal.tee]["cc_eventlog_replayed"] = appraisal.cc_eventlog_replayed
     if appraisal.initdata is not None:
-        annotated["init_data_claims"] = appraisal.initdata
+        annotated["init_data_claims"] = claims_of_initdata(appraisal.initdata)
     return {
         "eat_profile": PROFILE, "iat": issued, "exp": issued + lifetime_s, "iss": ISSUER,
         "ear.verifier-id": {"developer": "cocoon", "build": f"cocoon-kbs {agent.__version__}"},
@@ -66,6 +66,22 @@ def claims(appraisal: Appraisal, tee_pubkey: dict[str, Any], nonce: str, lifetim
                              "ear.appraisal-policy-id": POLICY_ID,
                              "ear.veraison.annotated-evidence": annotated}},
     }
+
+
+MAX_CLAIM_TEXT = 4096
+
+
+def claims_of_initdata(data: Any) -> Any:
+    """The initdata's entries as the token carries them: an entry longer than MAX_CLAIM_TEXT (a generated
+    policy.rego is tens of KiB) as ``{"sha256": hex}`` of its text. The token rides in every resource
+    request's Authorization header, which HTTP servers (ours included) bound to 64 KiB per line; a resource
+    policy that wants the whole document pins ``init_data``, its digest."""
+    import hashlib
+
+    if not isinstance(data, dict):
+        return data
+    return {k: ({"sha256": hashlib.sha256(v.encode()).hexdigest()} if isinstance(v, str) and len(v) > MAX_CLAIM_TEXT
+                else v) for k, v in data.items()}
 
 
 def issue(body: dict[str, Any], key: jwk.JWK) -> str:
