@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.simguest import sim_guest
 
 from agent.errors import AgentError
 from agent.initdata import render_document
@@ -39,12 +40,9 @@ def hub(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
     from agent.datahub import DataHub
 
     document = render_document({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "http://127.0.0.1:1"\n'})
-    digest = hashlib.sha256(document).digest()
-    sim = tmp_path / "sim.json"
-    sim.write_text(make_config(sim_chain, MEASUREMENT, digest).to_json())
-    trust = tmp_path / "trust.pem"
-    trust.write_bytes(sim_chain.trust_pem)
-    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(trust)))
+    guest = sim_guest(tmp_path, sim_chain, document, MEASUREMENT)
+    sim, digest = guest.sim_config, guest.digest
+    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(guest.trust)))
     broker.put_resource(["default", "key", "db-password"], SECRET)
     broker.set_policy('package policy\ndefault allow := false\n'
                       'allow if { input.submods.cpu0["ear.status"] == "affirming"; '
@@ -224,12 +222,9 @@ def test_a_pod_with_a_generated_size_policy_still_gets_its_resource(tmp_path: Pa
     assert len(policy) > 100 << 10
     document = render_document({"policy.rego": policy, "cdh.toml": '[kbc]\nname = "cc_kbc"\n'
                                                                    'url = "http://127.0.0.1:1"\n'})
-    digest = hashlib.sha256(document).digest()
-    sim = tmp_path / "sim.json"
-    sim.write_text(make_config(sim_chain, MEASUREMENT, digest).to_json())
-    trust = tmp_path / "trust.pem"
-    trust.write_bytes(sim_chain.trust_pem)
-    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(trust)))
+    guest = sim_guest(tmp_path, sim_chain, document, MEASUREMENT)
+    sim, digest = guest.sim_config, guest.digest
+    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(guest.trust)))
     broker.put_resource(["default", "key", "db-password"], SECRET)
     broker.set_policy('package policy\ndefault allow := false\nallow if {\n'
                       '\tinput.submods.cpu0["ear.status"] == "affirming"\n'

@@ -7,7 +7,6 @@ real broker, by the env path and by the data hub's UnsealSecret."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import sys
@@ -297,21 +296,19 @@ def test_cocoon_kbs_seal_envelope(tmp_path: Path, capsys: pytest.CaptureFixture[
 @pytest.fixture
 def broker_client(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
     """A real broker on 127.0.0.1 holding the KEK, and the guest's data hub (sim TEE) pointed at it."""
+    from support.simguest import sim_guest
+
     from agent.datahub import DataHub
     from agent.initdata import render_document
     from agent.kbs_client import KbsConfig
     from agent.tee import open_provider
     from coordinator.kbs.broker import Broker, Config
     from coordinator.kbs.server import KbsHttpServer
-    from launcher.simca import make_config
 
     document = render_document({"cdh.toml": '[kbc]\nname = "cc_kbc"\nurl = "http://127.0.0.1:1"\n'})
-    digest = hashlib.sha256(document).digest()
-    sim = tmp_path / "sim.json"
-    sim.write_text(make_config(sim_chain, MEASUREMENT, digest).to_json())
-    trust = tmp_path / "trust.pem"
-    trust.write_bytes(sim_chain.trust_pem)
-    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(trust)))
+    guest = sim_guest(tmp_path, sim_chain, document, MEASUREMENT)
+    sim = guest.sim_config
+    broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(guest.trust)))
     broker.put_resource(["default", "key", "kek"], KEK)
     broker.put_resource(["default", "key", "other-kek"], bytes(32))
     broker.set_policy('package policy\ndefault allow := false\n'
@@ -319,7 +316,7 @@ def broker_client(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-de
                       'data["resource-path"][2] == "kek" }\n')
     server = KbsHttpServer(("127.0.0.1", 0), broker).start()
     datahub = DataHub(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
-    yield datahub.client, digest
+    yield datahub.client, guest.digest
     datahub.stop()
     server.stop()
     broker.close()
