@@ -4,7 +4,8 @@ network namespace the test makes (cocoon/meshdemo.py runs the flow; `cocoon mesh
 The coordinator runs as a container of its own confidential pod, its evidence made by its guest; `cocoon
 set` attests it before uploading the manifest; each app pod's initializer attests the pod to it and gets
 the mesh identity; web calls voting over mutual TLS; `cocoon verify` and `openssl s_client` check from the
-host. An update (a SAN for web) rotates the mesh CA, so a restarted web and the old voting no longer trust
+host. The key broker runs as a pod too and releases voting's secret only to voting's initdata. An update
+(a SAN for web) rotates the mesh CA, so a restarted web and the old voting no longer trust
 each other until voting restarts too, and a pod whose initdata is not in the manifest gets nothing.
 """
 
@@ -31,5 +32,6 @@ def test_emojivoto_mesh_of_attested_pods(image: Image, tmp_path: Path, timings: 
     code, listing = seen["verify"][0], seen["verify"][2]
     assert code == 0 and {"coordinator-root-ca.pem", "mesh-ca.pem", "manifest.0.json"} <= set(listing), seen["verify"]
     assert any(n.startswith("policy.") and n.endswith(".rego") for n in listing), listing
+    assert seen["secret"] == f"voting: secret kbs:///{meshdemo.SECRET_PATH} sha256 {seen['secret_expected']}"
     (status, err), = seen["tampered"].values()
     assert status != 0 and "not found in manifest" in err, err
