@@ -18,9 +18,11 @@ protobuf. After the handshake the connection speaks ttRPC.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import select
+import socket
 import ssl
 import threading
 from typing import Any
@@ -167,6 +169,7 @@ class AtlsListener:
 
     def accept(self) -> tuple[Any, str]:
         sock, peer = self.inner.accept()
+        _no_delay(sock)
         # The handshake runs on the connection's thread (do_handshake before the first read).
         return TlsStream(self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)), peer
 
@@ -175,6 +178,15 @@ class AtlsListener:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _no_delay(sock: Any) -> None:
+    """TCP_NODELAY on a TCP connection: RPCs over aTLS are small request/answer exchanges, and Nagle's
+    algorithm holding back a write until the peer's delayed ACK cost 40 ms per call (measured: a mesh
+    certificate took 49 ms over aTLS and 5 ms in process)."""
+    if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def client_context() -> ssl.SSLContext:
@@ -266,6 +278,7 @@ def connect_verified(address: str, check, timeout: float = 20.0, nonce: bytes | 
         raise AtlsError(f"aTLS clients connect to tcp://HOST:PORT, not {address}")
     nonce = nonce if nonce is not None else os.urandom(32)
     raw = socket.create_connection((addr.host, addr.port), timeout=timeout)
+    _no_delay(raw)
     try:
         tls = client_context().wrap_socket(raw, server_hostname=encode_server_name(nonce))
     except (OSError, ssl.SSLError) as exc:

@@ -37,6 +37,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: DataHub
     protocol_version = "HTTP/1.1"
     timeout = 30
+    # headers and body are separate writes: without TCP_NODELAY the body waits for the client's delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)

@@ -69,6 +69,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server: KbsHttpServer
     protocol_version = "HTTP/1.1"
     timeout = READ_TIMEOUT_S
+    # headers and body are separate writes: without TCP_NODELAY the body waits for the client's delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
