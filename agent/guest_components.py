@@ -3,7 +3,7 @@ clients written against CoCo's guest-components (a container bind-mounting the s
 
     /run/confidential-containers/attestation-agent/attestation-agent.sock
         attestation_agent.AttestationAgentService: GetEvidence, GetAdditionalEvidence, GetToken,
-        ExtendRuntimeMeasurement, BindInitData, GetTeeType
+        ExtendRuntimeMeasurement (agent/eventlog.py), BindInitData, GetTeeType
     /run/confidential-containers/cdh.sock
         api.GetResourceService: GetResource(kbs:///repo/type/tag); api.SealedSecretService: UnsealSecret
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentError
@@ -32,6 +33,7 @@ from agent.rpc import Code, Method, Registry, RpcError, Service
 
 if TYPE_CHECKING:
     from agent.binding import ExtendBinding
+    from agent.eventlog import EventlogConfig, RuntimeLog
 
 AA_SOCKET = "/run/confidential-containers/attestation-agent/attestation-agent.sock"
 CDH_SOCKET = "/run/confidential-containers/cdh.sock"
@@ -40,6 +42,7 @@ AA_SOCKET_DIR = os.path.dirname(AA_SOCKET)
 #: kind of file each must be when the container is created.
 CONTAINER_SOURCES: dict[str, str] = {AA_SOCKET_DIR: "directory", AA_SOCKET: "socket", CDH_SOCKET: "socket"}
 MAX_RUNTIME_DATA = 64
+EVENTLOG_PATH = "/run/attestation-agent/eventlog"  # agent/eventlog.py EVENTLOG_PATH (imported when first used)
 
 
 def _fail(exc: AgentError) -> RpcError:
@@ -51,10 +54,15 @@ def _fail(exc: AgentError) -> RpcError:
 
 
 class GuestComponents:
-    def __init__(self, client: KbsClient, initdata_digest: bytes | None) -> None:
+    def __init__(self, client: KbsClient, initdata_digest: bytes | None, *,
+                 eventlog_path: str = EVENTLOG_PATH) -> None:
         self.client = client
         self.tee = client.tee
         self.initdata_digest = initdata_digest
+        self.eventlog_path = eventlog_path
+        self._eventlog_config: EventlogConfig | None = None
+        self._runtime_log: RuntimeLog | None = None
+        self._runtime_lock = threading.Lock()
 
     # --- attestation agent ------------------------------------------------------------------------------
     def get_evidence(self, req: Any, ctx: Any) -> aa.GetEvidenceResponse:
@@ -80,8 +88,41 @@ class GuestComponents:
         return aa.GetTokenResponse(Token=json.dumps(body).encode())
 
     def extend_runtime_measurement(self, req: Any, ctx: Any) -> aa.ExtendRuntimeMeasurementResponse:
-        # SNP (and sim) have no runtime measurement registers; TDX RTMR extension is not offered yet
-        return aa.ExtendRuntimeMeasurementResponse(Result=aa.NOT_SUPPORTED)
+        """Upstream's ``extend_runtime_measurement`` (attestation-agent/src/lib.rs): NOT_SUPPORTED without
+        runtime registers (SNP, sim, a TDX kernel without the RTMR interface: asked first, so those answer
+        alike whatever the initdata), NOT_ENABLED unless the measured aa.toml says ``[eventlog_config]
+        enable_eventlog = true``, else the event is logged and measured (agent/eventlog.py) in the register
+        RegisterIndex names, or ``init_pcr``, or the TEE's default. A refused request changes nothing."""
+        from agent import eventlog
+
+        registers = eventlog.runtime_registers(self.tee)
+        if registers is None:
+            return aa.ExtendRuntimeMeasurementResponse(Result=aa.NOT_SUPPORTED)
+        try:
+            if self._eventlog_config is None:
+                self._eventlog_config = eventlog.eventlog_config(self.client.initdata)
+            config = self._eventlog_config
+        except AgentError as exc:
+            raise RpcError(Code.FAILED_PRECONDITION, str(exc)) from None
+        if not config.enabled:
+            return aa.ExtendRuntimeMeasurementResponse(Result=aa.NOT_ENABLED)
+        index = req.RegisterIndex if req.HasField("RegisterIndex") else config.init_pcr
+        with self._runtime_lock:
+            if self._runtime_log is None:
+                self._runtime_log = eventlog.RuntimeLog(registers, self.eventlog_path)
+            log = self._runtime_log
+        try:
+            log.extend(req.Domain, req.Operation, req.Content,
+                       index if index is not None else registers.default_runtime_index)
+        except eventlog.EventRefused as exc:
+            raise RpcError(Code.INVALID_ARGUMENT, str(exc)) from None
+        except eventlog.EventLogFull as exc:
+            raise RpcError(Code.RESOURCE_EXHAUSTED, str(exc)) from None
+        except eventlog.RegisterError as exc:
+            raise RpcError(Code.UNAVAILABLE, str(exc)) from None
+        except AgentError as exc:
+            raise RpcError(Code.FAILED_PRECONDITION, str(exc)) from None
+        return aa.ExtendRuntimeMeasurementResponse(Result=aa.OK)
 
     def bind_init_data(self, req: Any, ctx: Any) -> aa.BindInitDataResponse:
         """The launch must have bound exactly this digest (padded or truncated to the platform field); a TEE
@@ -176,14 +217,14 @@ class GuestComponents:
 
 
 def serve(client: KbsClient, initdata_digest: bytes | None, aa_socket: str | None = AA_SOCKET,
-          cdh_socket: str | None = CDH_SOCKET) -> list[Any]:
+          cdh_socket: str | None = CDH_SOCKET, eventlog_path: str = EVENTLOG_PATH) -> list[Any]:
     """Start the servers whose socket is given; the servers (``stop()`` at shutdown)."""
     from agent.transport import parse
     from agent.ttrpc import TtrpcServer
 
     servers = []
-    for registry, path in zip(GuestComponents(client, initdata_digest).registries(), (aa_socket, cdh_socket),
-                              strict=True):
+    components = GuestComponents(client, initdata_digest, eventlog_path=eventlog_path)
+    for registry, path in zip(components.registries(), (aa_socket, cdh_socket), strict=True):
         if path is None:
             continue
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)

@@ -34,6 +34,14 @@ bytes || digest) (trustee ``verify_init_data``; here ``az.tpm.pcr8.initdata``). 
 extending (``binds_by_extend``, agent/binding.py ``ExtendBinding``): the measured agent extends PCR 8 once
 at start-up (``bind_initdata``), fail-closed when PCR 8 was not zero before or does not read back as that
 one extend after; ``bound_value`` refuses.
+
+Runtime measurements (agent/eventlog.py): upstream's attester extends the SHA-256 bank of the PCR the
+request names (``extend_pcr_sync``, any 0-23, the event digest must be SHA-256), with PCR 17 by default
+(attestation-agent config ``DEFAULT_PCR_INDEX``). Here only PCR 16 (debug) and 23 (application support),
+the two the TCG PC Client profile lets locality 0 extend that no boot component owns: 0-7 are the
+firmware's, 8 holds the initdata binding, 9-15 the loader's, kernel's, IMA's and systemd's (Linux TPM PCR
+Registry), and 17-22 are the DRTM's, which a PC Client TPM refuses to extend from locality 0 (swtpm answers
+TPM_RC_LOCALITY: upstream's default fails there). The default is 23.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ USER_DATA_SIZE = 64
 QUOTE_DIGEST_SIZE = 48  # a SHA-384 digest: what RCAR clients bind
 EVIDENCE_VERSION = 2
 INITDATA_PCR = 8
+RUNTIME_PCRS = (16, 23)
+DEFAULT_RUNTIME_PCR = 23
 IMDS_URL = "http://169.254.169.254/metadata/THIM/amd/certification"  # az-cvm-vtpm az-snp-vtpm/src/imds.rs
 MAX_IMDS_REPLY = 64 << 10
 QUOTE_ATTEMPTS = 3
@@ -150,6 +160,9 @@ class AzVtpmProvider:
     bound_size = 32
     binds_by_extend = True
     digest_algorithm = "sha256"  # PCR 8 of the SHA-256 bank takes a SHA-256 digest, nothing else
+    runtime_algorithm = "sha256"
+    runtime_indices = RUNTIME_PCRS
+    default_runtime_index = DEFAULT_RUNTIME_PCR
 
     def __init__(self, connect: Callable[[], tpm.Transport] | None = None, *,
                  vcek: Callable[[], bytes] = imds_vcek, user_data: bool = True, settle_s: float = 10.0,
@@ -286,6 +299,39 @@ class AzVtpmProvider:
     def extended_value(digest: bytes) -> bytes:
         """PCR 8 after the one extend with ``digest`` from zero: what the verifier expects there."""
         return tpm.extended(bytes(tpm.SHA256_SIZE), digest)
+
+    # --- runtime measurements (agent/eventlog.py RuntimeRegisters) -------------------------------------
+    @staticmethod
+    def runtime_measurement_available() -> bool:
+        return True
+
+    @staticmethod
+    def runtime_register(index: int) -> int:
+        if index not in RUNTIME_PCRS:
+            raise TeeError(f"PCR {index} takes no runtime events (only {RUNTIME_PCRS})")
+        return index
+
+    def read_runtime(self, register: int) -> bytes:
+        """The PCR's SHA-256 value, in a TPM conversation of its own (the provider's lock)."""
+        self.runtime_register(register)
+        with self._lock:
+            device = tpm.Tpm(self.connect())
+            try:
+                return device.pcr_read((register,))[1][0]
+            finally:
+                device.close()
+
+    def extend_runtime(self, register: int, digest: bytes) -> None:
+        """PCR_Extend of the SHA-256 bank; never PCR 8 or any other than RUNTIME_PCRS."""
+        self.runtime_register(register)
+        if len(digest) != tpm.SHA256_SIZE:
+            raise TeeError(f"PCR {register} is extended with a SHA-256 digest, not {len(digest)} bytes")
+        with self._lock:
+            device = tpm.Tpm(self.connect())
+            try:
+                device.pcr_extend(register, digest)
+            finally:
+                device.close()
 
     def bound_value(self, evidence: Evidence) -> bytes:
         raise TeeError("az-snp-vtpm has no launch-fixed initdata field (Azure's host sets HOST_DATA); the "
