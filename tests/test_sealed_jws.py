@@ -246,6 +246,8 @@ def test_the_opt_out_is_the_initdatas_alone() -> None:
     """Only a KbsConfig the initdata made says unsigned values are fine; a signed value is verified all
     the same."""
     assert open_vault(unsigned(VAULT), FakeClient({"default/key/db": SECRET}, OPTED_OUT)) == SECRET
+    old_form = unsigned(VAULT).replace("eyJhbGciOiJub25lIn0", b64url(b'{"alg":"none","kid":""}'))  # cocoon's old header
+    assert open_vault(old_form, FakeClient({"default/key/db": SECRET}, OPTED_OUT)) == SECRET
     lookalike = type("Lookalike", (), {"skip_sealed_secret_verification": True})()
     for config in (None, KbsConfig("https://kbs:1"), lookalike):
         with pytest.raises(sealed.SealedSecretError, match="unsigned"):
