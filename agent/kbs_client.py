@@ -48,6 +48,9 @@ class KbsClientError(AgentError):
 class KbsConfig:
     url: str
     cert_pem: str | None = None
+    # cdh.toml's top-level skip_sealed_secret_verification (upstream's key): unsigned sealed values
+    # accepted (agent/sealed.py). Only config_from_initdata sets it, from the measured document.
+    skip_sealed_secret_verification: bool = False
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS to the broker: its certificate from the initdata, else the system's roots."""
@@ -67,7 +70,9 @@ def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
     Plain ``http://`` needs ``insecure_http = true`` beside the URL (cocoon's own key): without TLS the
     host on the network path can answer in the broker's place, and a JWE to the TEE's public key is
     something anyone can make, so it could hand the pod any "secret" it likes. The opt-in is measured
-    with the rest of the initdata: the pod's owner chose it, never the host."""
+    with the rest of the initdata: the pod's owner chose it, never the host; so is cdh.toml's
+    ``skip_sealed_secret_verification = true`` (agent/sealed.py), which must be a TOML boolean."""
+    skip = False
     for key, table, url_key, cert_key in (("cdh.toml", "kbc", "url", "kbs_cert"),
                                           ("aa.toml", "token_configs", "url", "cert")):
         text = data.get(key)
@@ -77,6 +82,10 @@ def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise AgentError(f"initdata {key}: not TOML: {exc}") from None
+        if key == "cdh.toml":
+            skip = doc.get("skip_sealed_secret_verification", False)
+            if not isinstance(skip, bool):
+                raise AgentError("initdata cdh.toml: skip_sealed_secret_verification is not true or false")
         section = doc.get(table, {})
         if table == "token_configs":
             section = section.get("kbs", {}) if isinstance(section, dict) else {}
@@ -91,7 +100,7 @@ def config_from_initdata(data: dict[str, str]) -> KbsConfig | None:
                              "broker's place (set insecure_http = true beside it to accept that)")
         if cert is not None and not isinstance(cert, str):
             raise AgentError(f"initdata {key}: {cert_key} is not a PEM string")
-        config = KbsConfig(str(url).rstrip("/"), cert or None)
+        config = KbsConfig(str(url).rstrip("/"), cert or None, skip)
         if parts.scheme == "https":
             config.ssl_context()  # a certificate that does not load is an error now, not at the first request
         return config

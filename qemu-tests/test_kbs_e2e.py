@@ -28,7 +28,7 @@ from typing import Any
 from agent.initdata import render_document
 from agent.protocols import agent_pb2
 from agent.rpc import RpcError
-from agent.sealed import seal
+from agent.sealed import Signer, seal
 from coordinator.kbs.broker import Broker, Config
 from launcher import layers
 from launcher.qemu import Image, Nic
@@ -38,6 +38,7 @@ from shim.network import TAP
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"the database password: " + b"x" * 16
+SIGNER = Signer.generate("kbs:///default/signing-key/1")  # the sealed env value's signer; the broker serves its key
 BROKER_IP, GUEST_IP = "10.99.0.1", "10.99.0.2"
 MAC = "52:54:00:99:00:02"
 ALLOW_ALL = "package agent_policy\n" + "".join(
@@ -81,6 +82,7 @@ def test_a_container_gets_a_kbs_secret_and_tampered_initdata_gets_none(image: Im
         refs.write_text(json.dumps(image.reference_values(sim=True)))
         broker = Broker(Config(state, image.reference_values(sim=True)))
         broker.put_resource(["default", "key", "db-password"], SECRET)
+        broker.put_resource(["default", "signing-key", "1"], SIGNER.public_jwk())
         broker.set_policy(policy(hashlib.sha256(document).digest()))
         broker.close()
         t0 = time.monotonic()
@@ -114,7 +116,9 @@ def test_a_container_gets_a_kbs_secret_and_tampered_initdata_gets_none(image: Im
         assert out["deployed"].decode().split() == [digest, "/tmp/secret", digest, "-"], out
         fetched, _, sealed = out["tampered"].decode().partition("sealed: ")
         assert fetched.strip() == "refused", out
-        assert "env DB: unsealing default/key/db-password failed" in sealed and "PolicyDeny" in sealed, sealed
+        # the guest asks for the signing key first (the signature before the payload): that is refused
+        assert "env DB: sealed secret: fetching the signing key default/signing-key/1 failed" in sealed, sealed
+        assert "PolicyDeny" in sealed, sealed
         assert "PolicyDeny" not in logs["deployed"], logs["deployed"]
         assert "refused: PolicyDeny: the resource policy denies default/key/db-password" in logs["tampered"], logs
     finally:
@@ -163,7 +167,7 @@ def fetch_in_guest(session: Session, layer: Any, netns: str,
                                               "/run/kata-containers/shared/containers",
                                               mounts=[layers.PROC_MOUNT, layers.DEV_MOUNT],
                                               namespaces=["ipc", "uts", "mount", "pid"])
-        sealed_req["OCI"]["Process"]["Env"].append("DB=" + seal("default/key/db-password"))
+        sealed_req["OCI"]["Process"]["Env"].append("DB=" + seal("default/key/db-password", signer=SIGNER))
         try:
             vm.call("CreateContainer", sealed_req, timeout=180)
         except RpcError as exc:

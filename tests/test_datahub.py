@@ -160,8 +160,10 @@ def test_the_attestation_agent_and_data_hub_ttrpc_services(hub: Any, tmp_path: P
             r = c.call(resource_svc, "GetResource", cdh.GetResourceRequest(ResourcePath="kbs:///default/key/db-password"),
                        cdh.GetResourceResponse)
             assert r.Resource == SECRET
+            signer = sealed.Signer.generate("kbs:///default/signing-key/db-password")  # a tag the policy releases
+            broker.put_resource(["default", "signing-key", "db-password"], signer.public_jwk())
             out = c.call("api.SealedSecretService", "UnsealSecret",
-                         cdh.UnsealSecretInput(secret=sealed.seal("default/key/db-password").encode()),
+                         cdh.UnsealSecretInput(secret=sealed.seal("default/key/db-password", signer=signer).encode()),
                          cdh.UnsealSecretOutput)
             assert out.plaintext == SECRET
             broker.put_resource(["default", "key", "other"], b"x")

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.sealing import KEY_PATH, KID, FakeClient, private_pem, public_jwk, public_pem, sign, signer, unsigned
 
 from agent import sealed
-from agent.kbs_client import KbsClientError
 
 KEK = bytes(range(32))
+SIGNER = signer()
 KEY_ID = "default/key/kek"
 # RFC 3394 section 4.6: 256 bits of key data wrapped with a 256-bit KEK (000102...1F)
 RFC3394_KEY_DATA = bytes.fromhex("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F")
@@ -35,18 +37,6 @@ GCM_CT = bytes.fromhex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd
 GCM_TAG = bytes.fromhex("b094dac5d93471bdec1a502270e3cc6c")
 
 
-class FakeClient:
-    def __init__(self, values: dict[str, bytes]) -> None:
-        self.values = values
-        self.asked: list[str] = []
-
-    def get_resource(self, path: str) -> bytes:
-        self.asked.append(path)
-        if path not in self.values:
-            raise KbsClientError("KBS /kbs/v0/resource: PolicyDeny: denied", "PolicyDeny", 403)
-        return self.values[path]
-
-
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
@@ -58,8 +48,8 @@ def payload_of(value: str) -> dict[str, Any]:
 
 
 def value_of(payload: dict[str, Any] | str) -> str:
-    text = payload if isinstance(payload, str) else json.dumps(payload)
-    return "sealed.eyJhbGciOiJub25lIn0." + base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode() + "."
+    """Signed with the test key (tests/support/sealing.py), so what is refused is the payload, not its seal."""
+    return sign(payload)
 
 
 def envelope(**fields: Any) -> dict[str, Any]:
@@ -78,7 +68,7 @@ def test_the_gcm_vector_opens_to_its_plaintext() -> None:
     vector rather than on our own encryption."""
     client = FakeClient({KEY_ID: KEK})
     assert sealed.unseal(value_of(envelope()), client) == GCM_P
-    assert client.asked == [KEY_ID]
+    assert client.asked == [KEY_PATH, KEY_ID]
 
 
 def test_the_data_key_is_wrapped_with_rfc3394() -> None:
@@ -92,7 +82,7 @@ def test_the_data_key_is_wrapped_with_rfc3394() -> None:
 
 
 def test_seal_envelope_writes_upstreams_fields_and_fresh_keys() -> None:
-    one, two = (sealed.seal_envelope(KEY_ID, KEK, b"hunter2") for _ in range(2))
+    one, two = (sealed.seal_envelope(KEY_ID, KEK, b"hunter2", signer=SIGNER) for _ in range(2))
     doc = payload_of(one)
     assert sorted(doc) == sorted(sealed.ENVELOPE_FIELDS)
     assert (doc["version"], doc["type"], doc["provider"], doc["key_id"], doc["wrap_type"]) == \
@@ -102,24 +92,25 @@ def test_seal_envelope_writes_upstreams_fields_and_fresh_keys() -> None:
     other = payload_of(two)
     assert all(doc[f] != other[f] for f in ("encrypted_key", "encrypted_data", "iv"))
     with pytest.raises(sealed.SealedSecretError, match="31 bytes, not 32"):
-        sealed.seal_envelope(KEY_ID, KEK[:31], b"x")
+        sealed.seal_envelope(KEY_ID, KEK[:31], b"x", signer=SIGNER)
 
 
 def test_envelopes_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     client = FakeClient({KEY_ID: KEK, "default/key/db": b"vaulted"})
     monkeypatch.setattr(sealed, "CLIENT", client)
-    env = ["A=" + sealed.seal_envelope(KEY_ID, KEK, "pässword".encode()), "B=" + sealed.seal("default/key/db"), "C=c"]
+    env = ["A=" + sealed.seal_envelope(KEY_ID, KEK, "pässword".encode(), signer=SIGNER),
+           "B=" + sealed.seal("default/key/db", signer=SIGNER), "C=c"]
     assert sealed.unseal_env(env) == ["A=pässword", "B=vaulted", "C=c"]
-    assert client.asked == [KEY_ID, "default/key/db"]
+    assert client.asked == [KEY_PATH, KEY_ID, KEY_PATH, "default/key/db"]
     with pytest.raises(sealed.SealedSecretError, match=r"env A: unsealing with the key other/key/kek failed: "
                                                        r".*PolicyDeny"):
-        sealed.unseal_env(["A=" + sealed.seal_envelope("other/key/kek", KEK, b"x")])
+        sealed.unseal_env(["A=" + sealed.seal_envelope("other/key/kek", KEK, b"x", signer=SIGNER)])
     with pytest.raises(sealed.SealedSecretError, match="env A: the secret with the key default/key/kek is not UTF-8"):
-        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, KEK, b"\xff")])
+        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, KEK, b"\xff", signer=SIGNER)])
     with pytest.raises(sealed.SealedSecretError, match=r"env A: .* contains a NUL byte"):
-        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, KEK, b"a\0b")])
+        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, KEK, b"a\0b", signer=SIGNER)])
     with pytest.raises(sealed.SealedSecretError, match="env A: sealed secret: encrypted_key does not unwrap"):
-        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, bytes(32), b"x")])
+        sealed.unseal_env(["A=" + sealed.seal_envelope(KEY_ID, bytes(32), b"x", signer=SIGNER)])
     monkeypatch.setattr(sealed, "CLIENT", None)
     with pytest.raises(sealed.SealedSecretError, match="env A is sealed, but the initdata names no KBS"):
         sealed.unseal_env(env)
@@ -128,7 +119,7 @@ def test_envelopes_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_envelope_never_hands_out_its_key() -> None:
     """resource_of is the vault value's resource; for an envelope it would be the KEK, so it refuses."""
     with pytest.raises(sealed.SealedSecretError, match="an envelope names its key, not its secret"):
-        sealed.resource_of(sealed.seal_envelope(KEY_ID, KEK, b"x"))
+        sealed.resource_of(sealed.seal_envelope(KEY_ID, KEK, b"x", signer=SIGNER), FakeClient({}))
 
 
 def _dup(field: str) -> str:
@@ -190,9 +181,9 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
 def test_what_is_sealed_opens_to_itself(text: str, kek: bytes) -> None:
     plaintext = text.encode()
     client = FakeClient({KEY_ID: kek})
-    value = sealed.seal_envelope(KEY_ID, kek, plaintext)
+    value = sealed.seal_envelope(KEY_ID, kek, plaintext, signer=SIGNER)
     assert sealed.unseal(value, client) == plaintext
-    parsed = sealed.parse(value)
+    parsed = sealed.parse(value, client)
     assert isinstance(parsed, sealed.Envelope) and parsed.resource == KEY_ID
 
 
@@ -213,11 +204,11 @@ def test_any_field_replaced_by_any_json_is_refused(field: str, junk: Any) -> Non
 def test_missing_or_extra_fields_are_named(dropped: set[str], extra: dict[str, Any]) -> None:
     doc = {k: v for k, v in envelope().items() if k not in dropped}
     with pytest.raises(sealed.SealedSecretError, match=r"field (\w+) is missing") as missing:
-        sealed.parse(value_of(doc))
+        sealed.parse(value_of(doc), FakeClient({}))
     assert missing.value.args[0].split("field ")[1].split()[0] in dropped
     if extra:
         with pytest.raises(sealed.SealedSecretError, match="is not an envelope field"):
-            sealed.parse(value_of({**envelope(), **extra}))
+            sealed.parse(value_of({**envelope(), **extra}), FakeClient({}))
 
 
 @settings(max_examples=200, deadline=None)
@@ -241,7 +232,7 @@ def test_arbitrary_envelope_payloads_are_the_modules_own_error(doc: dict[str, An
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_junk_payload_bytes_are_the_modules_own_error(junk: bytes) -> None:
-    value = "sealed.e30." + base64.urlsafe_b64encode(junk).rstrip(b"=").decode() + "."
+    value = sign(junk)
     with pytest.raises(sealed.SealedSecretError):
         sealed.unseal(value, FakeClient({KEY_ID: KEK}))
 
@@ -260,16 +251,22 @@ def seal_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     return code, out.out.strip(), out.err
 
 
+def signing(tmp_path: Path) -> tuple[str, ...]:
+    """`cocoon kbs seal`'s signing options with the test key (its PKCS#8 PEM) and kid."""
+    (tmp_path / "signer.pem").write_bytes(private_pem())
+    return "--signing-key", str(tmp_path / "signer.pem"), "--kid", KID
+
+
 def test_cocoon_kbs_seal_envelope(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "kek").write_bytes(KEK)
     (tmp_path / "secret").write_bytes(b"from a file")
-    code, value, err = seal_cli(capsys, "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
+    code, value, err = seal_cli(capsys, *signing(tmp_path), "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
                                 str(tmp_path / "kek"), "--plaintext", str(tmp_path / "secret"))
     assert code == 0, err
     assert sealed.unseal(value, FakeClient({KEY_ID: KEK})) == b"from a file"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
-    code, value, err = seal_cli(capsys, "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
+    code, value, err = seal_cli(capsys, *signing(tmp_path), "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
                                 str(tmp_path / "kek"))
     assert code == 0, err
     assert sealed.unseal(value, FakeClient({KEY_ID: KEK})) == b"from stdin"
@@ -281,21 +278,22 @@ def test_cocoon_kbs_seal_envelope(tmp_path: Path, capsys: pytest.CaptureFixture[
             (("--key-id", "kbs:///default/key/kek", "--kek", str(tmp_path / "none")), "none: No such file"),
             (("--kek", str(tmp_path / "kek")), "takes --key-id"),
             (("--key-id", "kbs:///a/b/c", "--kek", str(tmp_path / "kek"), "a/b/c"), "and no resource")):
-        code, _, err = seal_cli(capsys, "--envelope", *args)
+        code, _, err = seal_cli(capsys, *signing(tmp_path), "--envelope", *args)
         assert code == 2 and words in err and "Traceback" not in err, err
     (tmp_path / "big").write_bytes(bytes(60 << 10))
-    code, _, err = seal_cli(capsys, "--envelope", "--key-id", "kbs:///default/key/kek", "--kek", str(tmp_path / "kek"),
-                            "--plaintext", str(tmp_path / "big"))
+    code, _, err = seal_cli(capsys, *signing(tmp_path), "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
+                            str(tmp_path / "kek"), "--plaintext", str(tmp_path / "big"))
     assert code == 2 and "more than 65536" in err, err
-    code, value, _ = seal_cli(capsys, "kbs:///default/key/db")
-    assert code == 0 and sealed.resource_of(value) == "default/key/db"
-    code, _, err = seal_cli(capsys, "--kek", str(tmp_path / "kek"), "default/key/db")
+    code, value, _ = seal_cli(capsys, *signing(tmp_path), "kbs:///default/key/db")
+    assert code == 0 and sealed.resource_of(value, FakeClient({})) == "default/key/db"
+    code, _, err = seal_cli(capsys, *signing(tmp_path), "--kek", str(tmp_path / "kek"), "default/key/db")
     assert code == 2 and "or --envelope with" in err
 
 
 @pytest.fixture
 def broker_client(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-def]
-    """A real broker on 127.0.0.1 holding the KEK, and the guest's data hub (sim TEE) pointed at it."""
+    """A real broker on 127.0.0.1 holding the KEK and the signing key's public half (as upstream's JWK at
+    the kid, and as a PEM public key), and the guest's data hub (sim TEE) pointed at it."""
     from support.simguest import sim_guest
 
     from agent.datahub import DataHub
@@ -311,9 +309,14 @@ def broker_client(tmp_path: Path, sim_chain: Any):  # type: ignore[no-untyped-de
     broker = Broker(Config(tmp_path / "state", REFS, trust_sim=str(guest.trust)))
     broker.put_resource(["default", "key", "kek"], KEK)
     broker.put_resource(["default", "key", "other-kek"], bytes(32))
+    broker.put_resource(KEY_PATH.split("/"), public_jwk())
+    broker.put_resource(["default", "signing-key", "pem"], public_pem())
+    broker.put_resource(["default", "signing-key", "secret"], public_pem())
     broker.set_policy('package policy\ndefault allow := false\n'
                       'allow if { input.submods.cpu0["ear.status"] == "affirming"; '
-                      'data["resource-path"][2] == "kek" }\n')
+                      'data["resource-path"][2] == "kek" }\n'
+                      'allow if { input.submods.cpu0["ear.status"] == "affirming"; '
+                      'data["resource-path"][1] == "signing-key"; data["resource-path"][2] != "secret" }\n')
     server = KbsHttpServer(("127.0.0.1", 0), broker).start()
     datahub = DataHub(KbsConfig(server.url), open_provider("sim", sim_config=str(sim)), ("127.0.0.1", 0)).start()
     yield datahub.client, guest.digest
@@ -333,12 +336,12 @@ def test_sealed_on_the_host_opened_through_the_broker(broker_client: Any, tmp_pa
     client, digest = broker_client
     (tmp_path / "kek").write_bytes(KEK)
     (tmp_path / "secret").write_bytes(b"db-password-value")
-    code, value, err = seal_cli(capsys, "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
+    code, value, err = seal_cli(capsys, *signing(tmp_path), "--envelope", "--key-id", "kbs:///default/key/kek", "--kek",
                                 str(tmp_path / "kek"), "--plaintext", str(tmp_path / "secret"))
     assert code == 0, err
     monkeypatch.setattr(sealed, "CLIENT", client)
     assert sealed.unseal_env(["DB=" + value]) == ["DB=db-password-value"]
-    denied = sealed.seal_envelope("default/key/other-kek", bytes(32), b"x")
+    denied = sealed.seal_envelope("default/key/other-kek", bytes(32), b"x", signer=SIGNER)
     with pytest.raises(sealed.SealedSecretError, match=r"env DB: unsealing with the key default/key/other-kek "
                                                        r"failed: .*PolicyDeny"):
         sealed.unseal_env(["DB=" + denied])
@@ -355,11 +358,47 @@ def test_sealed_on_the_host_opened_through_the_broker(broker_client: Any, tmp_pa
                 call(denied)
             assert refused.value.code == Code.PERMISSION_DENIED and "PolicyDeny" in refused.value.message
             with pytest.raises(RpcError) as wrong:
-                call(sealed.seal_envelope("default/key/kek", bytes(32), b"x"))
+                call(sealed.seal_envelope("default/key/kek", bytes(32), b"x", signer=SIGNER))
             assert wrong.value.code == Code.INVALID_ARGUMENT and "does not unwrap" in wrong.value.message
             with pytest.raises(RpcError) as bad:
                 call(value_of(envelope(iv=b64(bytes(16)))))
             assert bad.value.code == Code.INVALID_ARGUMENT and "iv is 16 bytes" in bad.value.message
+            with pytest.raises(RpcError) as forged:
+                call(sign(envelope(), key=ec.generate_private_key(ec.SECP256R1())))
+            assert forged.value.code == Code.INVALID_ARGUMENT and "does not verify" in forged.value.message
+            with pytest.raises(RpcError) as key_denied:
+                call(sign(envelope(), {"alg": "ES256", "kid": "kbs:///default/signing-key/secret"}))
+            assert key_denied.value.code == Code.PERMISSION_DENIED, key_denied.value
+            assert "fetching the signing key default/signing-key/secret failed" in key_denied.value.message
+            with pytest.raises(RpcError) as none:
+                call(unsigned(envelope()))
+            assert none.value.code == Code.INVALID_ARGUMENT and "unsigned" in none.value.message
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_signing_key_comes_from_the_broker(broker_client: Any) -> None:
+    """The kid's resource, fetched with the TEE's token like any other: upstream's JWK or a PEM public key
+    verifies; another signer, a kid the broker has no resource for, one its policy denies, and an unsigned
+    value (this client's config does not opt out) are refused, each naming why. The opt-out, in a client
+    whose config says so, takes the unsigned value through the same broker."""
+    from agent.kbs_client import KbsClient, KbsConfig
+
+    client, _ = broker_client
+    assert sealed.unseal(sign(envelope()), client) == GCM_P
+    assert sealed.unseal(sign(envelope(), {"alg": "ES256", "kid": "kbs:///default/signing-key/pem"}), client) == GCM_P
+    with pytest.raises(sealed.SealedSecretError, match="does not verify with the signing key default/signing-key/1"):
+        sealed.unseal(sign(envelope(), key=ec.generate_private_key(ec.SECP256R1())), client)
+    with pytest.raises(sealed.SigningKeyUnavailable, match=r"fetching the signing key default/signing-key/gone "
+                                                           r"failed: .*no resource default/signing-key/gone"):
+        sealed.unseal(sign(envelope(), {"alg": "ES256", "kid": "kbs:///default/signing-key/gone"}), client)
+    with pytest.raises(sealed.SigningKeyUnavailable, match=r"signing-key/secret failed: .*PolicyDeny") as denied:
+        sealed.unseal(sign(envelope(), {"alg": "ES256", "kid": "kbs:///default/signing-key/secret"}), client)
+    assert denied.value.variant == "PolicyDeny"
+    with pytest.raises(sealed.SealedSecretError, match=r"unsigned .*skip_sealed_secret_verification"):
+        sealed.unseal(unsigned(envelope()), client)
+    opted = KbsClient(KbsConfig(client.config.url, None, True), client.tee)
+    assert sealed.unseal(unsigned(envelope()), opted) == GCM_P
+    with pytest.raises(sealed.SealedSecretError, match="does not verify"):  # a bad signature is never skipped
+        sealed.unseal(sign(envelope(), key=ec.generate_private_key(ec.SECP256R1())), opted)

@@ -4,8 +4,9 @@
     cocoon kbs serve --state DIR --reference-values out/reference-values.json --admin-key admin.pub.pem
     cocoon kbs put --url http://127.0.0.1:8080 --admin-key admin.pem default/key/db-password secret.txt
     cocoon kbs policy --url http://127.0.0.1:8080 --admin-key admin.pem [policy.rego]
-    cocoon kbs seal kbs:///default/key/db-password           # an env value the guest unseals (sealed.…)
-    cocoon kbs seal --envelope --key-id kbs:///default/key/kek --kek kek.bin --plaintext secret.txt
+    cocoon kbs seal --signing-key signer.pem --kid kbs:///default/signing-key/1 kbs:///default/key/db-password
+    cocoon kbs seal --signing-key signer.pem --kid kbs:///default/signing-key/1 --envelope \
+        --key-id kbs:///default/key/kek --kek kek.bin --plaintext secret.txt
 """
 
 from __future__ import annotations
@@ -153,6 +154,46 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signer(args: argparse.Namespace) -> Any:
+    """The Signer of --signing-key and --kid, or None with --unsigned; one of the two is required, so an
+    unsigned value (which a guest takes only when its initdata opts out) is never made by accident."""
+    from agent.sealed import SealedSecretError, Signer
+    from coordinator.kbs.store import resource_path
+
+    if args.unsigned:
+        if args.signing_key or args.kid:
+            raise SealedSecretError("seal --unsigned takes no --signing-key or --kid")
+        return None
+    if not args.signing_key or not args.kid:
+        raise SealedSecretError("seal takes --signing-key PEM and --kid kbs:///<repo>/<type>/<tag> (where the "
+                                "broker holds its public key), or --unsigned")
+    if not args.kid.startswith("kbs:///"):
+        raise SealedSecretError(f"--kid {args.kid!r} is not kbs:///<repo>/<type>/<tag>")
+    resource_path(args.kid.removeprefix("kbs:///").split("/"))
+    try:
+        pem = Path(args.signing_key).read_bytes()
+    except OSError as exc:
+        raise SealedSecretError(f"{args.signing_key}: {exc.strerror}") from None
+    return Signer.from_pem(pem, args.kid)
+
+
+class _Served:
+    """The broker's part in the guest's unsealing, played with what the command was given (the signer's
+    public key, the KEK), so the round trip is checked before the value is printed."""
+
+    def __init__(self, signer: Any, extra: dict[str, bytes] | None = None) -> None:
+        self.values = dict(extra or {})
+        if signer is not None:
+            self.values[signer.kid.removeprefix("kbs:///")] = signer.public_jwk()
+
+    def get_resource(self, path: str) -> bytes:
+        from agent.sealed import SealedSecretError
+
+        if path not in self.values:
+            raise SealedSecretError(f"the sealed value asks for {path}, which this command was not given")
+        return self.values[path]
+
+
 def cmd_seal(args: argparse.Namespace) -> int:
     """Errors of the value's own (SealedSecretError, an AgentError) reach ``cocoon``'s main as such."""
     from agent.sealed import SealedSecretError, resource_of, seal
@@ -164,20 +205,13 @@ def cmd_seal(args: argparse.Namespace) -> int:
         raise SealedSecretError("seal takes a resource (vault), or --envelope with --key-id and --kek")
     resource = args.resource.removeprefix("kbs:///")
     resource_path(resource.split("/"))
-    value = seal(resource)
-    resource_of(value)  # what the guest will read: checked here, not at the pod's start
+    signer = _signer(args)
+    value = seal(resource, signer=signer)
+    # what the guest will read, checked here, not at the pod's start
+    if resource_of(value, _Served(signer), allow_unsigned=signer is None) != resource:
+        raise SealedSecretError("the sealed value does not name the resource")
     print(value)
     return 0
-
-
-class _KekGetter:
-    """The broker's part in the guest's unsealing, played with the KEK file, so the round trip is checked."""
-
-    def __init__(self, kek: bytes) -> None:
-        self.kek = kek
-
-    def get_resource(self, path: str) -> bytes:
-        return self.kek
 
 
 def _seal_envelope(args: argparse.Namespace) -> int:
@@ -191,6 +225,7 @@ def _seal_envelope(args: argparse.Namespace) -> int:
         raise SealedSecretError(f"--key-id {args.key_id!r} is not kbs:///<repo>/<type>/<tag>")
     resource = args.key_id.removeprefix("kbs:///")
     resource_path(resource.split("/"))
+    signer = _signer(args)
     source = args.plaintext or "-"
     try:
         kek = Path(args.kek).read_bytes()
@@ -200,10 +235,11 @@ def _seal_envelope(args: argparse.Namespace) -> int:
     if len(kek) != KEY_BYTES:
         raise SealedSecretError(f"--kek {args.kek}: {len(kek)} bytes, not {KEY_BYTES} (a raw AES-256 key, the "
                                 "bytes `cocoon kbs put` stores at the key id)")
-    value = seal_envelope(resource, kek, plaintext)
-    secret = parse(value)  # what the guest will do, done here: too large or not opening is said now
+    value = seal_envelope(resource, kek, plaintext, signer=signer)
+    served = _Served(signer, {resource: kek})
+    secret = parse(value, served, signer is None)  # what the guest will do, done here: too large or not
     if not isinstance(secret, Envelope) or secret.resource != resource or \
-            open_secret(secret, _KekGetter(kek)) != plaintext:
+            open_secret(secret, served) != plaintext:  # opening is said now
         raise SealedSecretError("the sealed value does not open to the plaintext")
     print(value)
     return 0
@@ -243,12 +279,23 @@ def register(sub: Any) -> None:
                                      "resource, or an envelope holding the secret under a KBS-held key",
                         description="vault: the value names the secret's KBS resource. --envelope: the secret "
                                     "travels in the value, AES-256-GCM under a fresh data key wrapped (RFC 3394) "
-                                    "with the 32-byte key stored in the broker at --key-id.")
+                                    "with the 32-byte key stored in the broker at --key-id. Either way the value "
+                                    "is a JWS signed with --signing-key (ES256); the guest fetches the public "
+                                    "key at --kid from the broker and verifies before reading anything.")
     z.add_argument("resource", nargs="?", help="vault: kbs:///<repo>/<type>/<tag> or <repo>/<type>/<tag>")
     z.add_argument("--envelope", action="store_true", help="seal the secret itself under a key in the broker")
     z.add_argument("--key-id", metavar="URI", help="envelope: kbs:///<repo>/<type>/<tag> of the KEK in the broker")
     z.add_argument("--kek", metavar="FILE", help="envelope: the KEK, 32 raw bytes (as put to the broker)")
     z.add_argument("--plaintext", metavar="FILE", help="envelope: the secret's file, - for stdin (the default)")
+    z.add_argument("--signing-key", metavar="PEM", help="EC P-256 private key to sign with (ES256), e.g. from "
+                                                        "`openssl genpkey -algorithm EC -pkeyopt "
+                                                        "ec_paramgen_curve:P-256`")
+    z.add_argument("--kid", metavar="URI", help="kbs:///<repo>/<type>/<tag> where the broker holds the signing "
+                                                "key's public half (a PEM public key or JWK), which the guest "
+                                                "fetches to verify")
+    z.add_argument("--unsigned", action="store_true",
+                   help="no signature (alg none): a guest unseals it only when its initdata's cdh.toml sets "
+                        "skip_sealed_secret_verification = true")
     z.set_defaults(handler=_guarded(cmd_seal))
     for name, fn, helptext in (("put", cmd_put, "set a resource"), ("policy", cmd_policy,
                                                                     "set (FILE) or print the resource policy")):
