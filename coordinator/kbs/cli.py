@@ -245,6 +245,34 @@ def _seal_envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    """A resource as an attested client gets it (Trustee's `kbs-client get-resource`): auth, attest with
+    this machine's TEE (sim with --tee sim for tests), the resource decrypted with the in-memory TEE key."""
+    from agent.errors import AgentError
+    from agent.kbs_client import KbsClient, KbsClientError, KbsConfig
+    from agent.tee import open_provider
+    from coordinator.kbs.store import resource_path
+
+    resource_path(args.resource.split("/"))
+    try:
+        cert = Path(args.kbs_cert).read_text() if args.kbs_cert else None
+        tee = open_provider(args.tee, sim_config=args.sim_config)
+        data = KbsClient(KbsConfig(args.url, cert), tee, timeout=args.timeout).get_resource(args.resource)
+    except KbsClientError as exc:
+        raise KbsError(exc.variant or "HTTPFailed", str(exc)) from None
+    except (AgentError, OSError) as exc:
+        raise KbsError("HTTPFailed", str(exc)) from None
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        print(f"{args.resource}: {len(data)} bytes to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -275,6 +303,16 @@ def register(sub: Any) -> None:
     s.add_argument("--session-timeout", type=int, default=300, metavar="S", help="seconds a session lives (300)")
     s.add_argument("--token-lifetime", type=int, default=300, metavar="S", help="seconds a token is valid (300)")
     s.set_defaults(handler=_guarded(cmd_serve))
+    g = ksub.add_parser("get", help="get a resource as an attested client (this machine's TEE evidence)")
+    g.add_argument("resource", help="<repo>/<type>/<tag>")
+    g.add_argument("--url", required=True, help="the broker, e.g. https://kbs.example:8080")
+    g.add_argument("--kbs-cert", metavar="PEM", help="the broker's TLS certificate (https)")
+    g.add_argument("--tee", default="auto", help="the TEE whose evidence is sent: auto, snp, tdx, az-snp-vtpm, "
+                   "or sim (tests)")
+    g.add_argument("--sim-config", metavar="FILE", help="--tee sim: the sim TEE's document")
+    g.add_argument("-o", "--output", metavar="FILE", help="write the value here (mode 0600), not to stdout")
+    g.add_argument("--timeout", type=float, default=30.0)
+    g.set_defaults(handler=_guarded(cmd_get))
     z = ksub.add_parser("seal", help="print a sealed env value (the guest unseals it): a vault value naming a KBS "
                                      "resource, or an envelope holding the secret under a KBS-held key",
                         description="vault: the value names the secret's KBS resource. --envelope: the secret "
