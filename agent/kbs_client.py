@@ -121,15 +121,33 @@ EVENT2_HEADER = 12  # TCG_PCR_EVENT2: u32 index, u32 type, u32 digest count
 CC_MR_INDICES = 5  # TDX: 0 MRTD, 1..4 RTMR0..3 (edk2 CcMeasurement.h TDX_MR_INDEX_*)
 
 
-def _cc_eventlog(path: str | None = None) -> str | None:
-    """The CC event log as guest-components' TDX attester sends it (base64), when the firmware has one,
-    without the area's filler after the last event (``trim_ccel``)."""
+RUNTIME_LOG = "/run/attestation-agent/eventlog"  # agent/eventlog.py EVENTLOG_PATH (ExtendRuntimeMeasurement)
+
+
+def _cc_eventlog(path: str | None = None, runtime_log: str | None = None) -> str | None:
+    """The CC event log as guest-components' TDX attester sends it (base64), when the firmware has one:
+    the firmware's events without the area's filler (``trim_ccel``), then the runtime events
+    ExtendRuntimeMeasurement logged for RTMR3 (upstream's attester/src/utils.rs appends its AAEL the same
+    way), so a verifier replays RTMR3 too. The runtime records follow only a log whose end was found: after
+    filler they would be read as junk. A record being written while this reads may be cut short; the
+    verifier then refuses that evidence, and the next request reads it whole."""
     try:
         with open(path or CCEL, "rb") as f:
             data = f.read(MAX_CCEL + 1)
     except OSError:
         return None
-    return base64.b64encode(trim_ccel(data)).decode() if 0 < len(data) <= MAX_CCEL else None
+    if not 0 < len(data) <= MAX_CCEL:
+        return None
+    end = _ccel_end(data)
+    if end is None:
+        return base64.b64encode(data).decode()
+    log = data[:end]
+    try:
+        with open(runtime_log or RUNTIME_LOG, "rb") as f:
+            log += f.read(MAX_CCEL - len(log) + 1)[: MAX_CCEL - len(log)]
+    except OSError:
+        pass  # no runtime events yet (or the log is off): the firmware's log alone
+    return base64.b64encode(log).decode()
 
 
 def trim_ccel(area: bytes) -> bytes:

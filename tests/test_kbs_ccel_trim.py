@@ -117,3 +117,33 @@ def test_the_verifier_reads_a_trimmed_area_as_the_whole_one(junk: bytes, at: int
     for blob in (junk, bytes(mutated), bytes(mutated) + tail, genuine[:cut] + tail, genuine[:cut] + junk + tail,
                  spec_id() + junk + tail, log(TD_SHIM) + junk + tail):
         _same_reading(blob)
+
+
+def test_runtime_events_follow_the_firmware_log_and_replay_to_rtmr3(tmp_path: Path) -> None:
+    """ExtendRuntimeMeasurement's records (agent/eventlog.py, CC MR index 4 = RTMR3) go after the firmware's
+    events, as upstream's attester appends its AAEL, so the verifier replays RTMR3 from the evidence; after an
+    area whose end is not found they are left out (behind filler they would read as junk)."""
+    from agent import eventlog
+
+    raw, published = ccelgen.trustee_ovmf()
+    area = tmp_path / "CCEL"
+    area.write_bytes(raw)
+    runtime = tmp_path / "eventlog"
+    entries = [eventlog.make_entry(4, "sha384", eventlog.event_text("github.com/confidential-containers", op, arg))
+               for op, arg in (("PullImage", "docker.io/library/busybox@sha256:" + "ab" * 32), ("Mount", "/data"))]
+    runtime.write_bytes(b"".join(e.encode() for e in entries))
+    sent = base64.b64decode(kbs_client._cc_eventlog(str(area), str(runtime)) or "")
+    assert sent == raw[:0x848] + runtime.read_bytes()
+    rtmr = ccel.rtmrs(sent)
+    assert list(rtmr[:3]) == published[:3]
+    assert rtmr[3] == eventlog.replay(entries, 4, "sha384", initial=published[3]) != published[3]
+    # independently: RTMR3' = SHA-384(RTMR3 || digest), digest = SHA-384(the tagged event)
+    expect = published[3]
+    for e in entries:
+        assert e.digest == hashlib.sha384(eventlog.tagged_event(e.text)).digest()
+        expect = hashlib.sha384(expect + e.digest).digest()
+    assert rtmr[3] == expect
+    assert base64.b64decode(kbs_client._cc_eventlog(str(area), str(tmp_path / "absent")) or "") == raw[:0x848]
+    junk = raw[:0x848] + b"\x01\x02" + b"\xff" * 64  # an end the walk cannot find: the area as it is, nothing after
+    area.write_bytes(junk)
+    assert base64.b64decode(kbs_client._cc_eventlog(str(area), str(runtime)) or "") == junk
