@@ -384,6 +384,8 @@ def test_sixty_four_initializers_twenty_requests_each(mesh: Any, tmp_path: Path,
         while (threading.active_count() > threads or len(os.listdir("/proc/self/fd")) > fds) \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert threading.active_count() <= threads, (threading.active_count(), threads)
+        assert len(os.listdir("/proc/self/fd")) <= fds, (len(os.listdir("/proc/self/fd")), fds)
 
     batch(10)  # the servers' worker pools grow to their bound here
     time.sleep(1)
