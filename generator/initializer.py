@@ -21,6 +21,17 @@ MOUNT = "/contrast"
 _HOST_PORT = re.compile(r"[A-Za-z0-9.-]+:[0-9]{1,5}")
 
 
+def _list(pod: PodTemplate, key: str) -> list[Any]:
+    """``spec.<key>``, made an empty list when absent; GenerateError when it is something else."""
+    spec: Any = pod.spec
+    value = spec.get(key)
+    if value is None:
+        value = spec[key] = []
+    if not isinstance(value, list):
+        raise GenerateError(f"{pod.where}: spec.{key} must be a list")
+    return value
+
+
 def add(pod: PodTemplate, image: str, coordinator: str) -> bool:
     """Add the initializer to ``pod`` unless it has one; whether it was added."""
     if not image:
@@ -28,18 +39,10 @@ def add(pod: PodTemplate, image: str, coordinator: str) -> bool:
     if not _HOST_PORT.fullmatch(coordinator):
         raise GenerateError(f"--coordinator {coordinator!r} is not HOST:PORT (the mesh API, port 7777)")
     spec: Any = pod.spec
-    inits = spec.get("initContainers")
-    if inits is None:
-        inits = spec["initContainers"] = []
-    if not isinstance(inits, list):
-        raise GenerateError(f"{pod.where}: spec.initContainers must be a list")
+    inits = _list(pod, "initContainers")
     if any(isinstance(c, dict) and c.get("name") == NAME for c in inits):
         return False
-    volumes = spec.get("volumes")
-    if volumes is None:
-        volumes = spec["volumes"] = []
-    if not isinstance(volumes, list):
-        raise GenerateError(f"{pod.where}: spec.volumes must be a list")
+    volumes = _list(pod, "volumes")
     if any(isinstance(v, dict) and v.get("name") == VOLUME for v in volumes):
         raise GenerateError(f"{pod.where}: the pod already has a volume {VOLUME!r} of its own")
     volumes.append({"name": VOLUME, "emptyDir": {}})
