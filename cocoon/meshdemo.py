@@ -495,9 +495,8 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
             + APPS_YAML.format(image=IMAGE, web=_yaml_list(web_cmd), voting=_yaml_list(voting_cmd)))
     apps = demo.generate("deploy", yaml, layout, "--add-initializer", IMAGE, "--coordinator", f"{COORDINATOR_IP}:7777",
                          "--initdata", str(base))
-    coord = apps
     demo.timings.append(("generate: image, coordinator, kbs, apps", time.monotonic() - t0))
-    say(f"  generated: coordinator {hashlib.sha256(coord.documents['coordinator']).hexdigest()[:16]}… (Role: "
+    say(f"  generated: coordinator {hashlib.sha256(apps.documents['coordinator']).hexdigest()[:16]}… (Role: "
         f"coordinator), kbs, web and voting with the initializer; manifest {apps.out / 'manifest.json'}")
     manifest = apps.out / "manifest.json"
     owner_key = _workload_owner(demo.work / "workload-owner.pem", manifest)
@@ -507,7 +506,7 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     client_args = ["--trust-sim", str(demo.trust)]
     owner = ["--owner-key", str(owner_key)]
 
-    demo.boot(coord, "coordinator", COORDINATOR_IP, "tap-coord")
+    demo.boot(apps, "coordinator", COORDINATOR_IP, "tap-coord")
     demo.wait_port(COORDINATOR_IP, 1313)
     say(f"  coordinator VM up, serving on {COORDINATOR_IP}:1313 / :7777")
     t0 = time.monotonic()
@@ -603,11 +602,6 @@ def _flow(demo: MeshDemo, seen: dict[str, Any]) -> dict[str, Any]:
     seen["tampered"] = bad.init_output
     say(f"  a voting pod with other initdata: initializer {bad.init_output}")
     return seen
-
-
-def _print_seen(seen: dict[str, Any]) -> None:
-    for key, value in seen.items():
-        print(f"{key}: {value}")
 
 
 def register(sub: Any) -> None:
